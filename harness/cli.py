@@ -1,0 +1,37 @@
+"""``harness``: thin commands over the library.
+
+Exit codes: 0 success / all verdicts match; 1 a verdict mismatch or a regression;
+2 bad input or a harness error (one clear line, no traceback).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from harness import __version__
+from harness.errors import HarnessError
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except HarnessError as exc:
+            click.echo(f"harness: error: {exc}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="harness")
+def cli() -> None:
+    """Stress-test how the kubelet and the Linux kernel protect node memory."""
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=True)
+    except HarnessError as exc:  # pragma: no cover - defensive
+        click.echo(f"harness: error: {exc}", err=True)
+        sys.exit(2)

@@ -1,0 +1,188 @@
+"""Node facts the model needs that a KubeletConfiguration does not hold.
+
+They come from a host facts file (YAML/JSON, e.g. written by the Ansible ``facts``
+role), from CLI flags, or from this host (``NodeFacts.detect()``). Defaults follow the
+issue: cgroup v2 and the newest supported kubelet minor.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from harness import quantity
+from harness.config.errors import first_error, load_yaml_mapping
+from harness.errors import InputError
+
+SUPPORTED_MINORS = range(28, 35)  # kubelet 1.28 .. 1.34
+NEWEST_MINOR = SUPPORTED_MINORS[-1]
+
+
+def parse_kubelet_version(v: str | int | float) -> int:
+    """'1.33', 'v1.33.2', '1.33.0-alpha.1' or 33 -> minor 33."""
+    s = str(v).strip()
+    m = re.fullmatch(r"v?1\.(\d+)(?:\.\d+)?(?:[-+].*)?", s) or re.fullmatch(r"(\d+)", s)
+    if not m:
+        raise ValueError(f"invalid kubelet version {v!r} (expected e.g. 1.33 or v1.33.2)")
+    minor = int(m.group(1))
+    if minor not in SUPPORTED_MINORS:
+        raise ValueError(
+            f"kubelet 1.{minor} is outside the modelled range 1.{SUPPORTED_MINORS[0]}-1.{NEWEST_MINOR}"
+        )
+    return minor
+
+
+class NumaNode(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    id: int = Field(ge=0)
+    memory_bytes: int = Field(alias="memory", ge=0)
+    # page size (e.g. "2Mi", "1Gi") -> number of pages on this NUMA node
+    hugepages: dict[str, int] = Field(default_factory=dict)
+    cpus: list[int] = Field(default_factory=list)
+    distances: list[int] = Field(default_factory=list)
+
+    @field_validator("memory_bytes", mode="before")
+    @classmethod
+    def _mem(cls, v: Any) -> int:
+        return quantity.to_bytes(v)
+
+
+class NodeFacts(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = "node"
+    memory_capacity_bytes: int = Field(alias="memoryCapacity", gt=0)  # MemTotal
+    cpus: int = Field(2, gt=0)
+    numa_nodes: list[NumaNode] = Field(default_factory=list, alias="numaNodes")
+    cgroup_version: int = Field(2, alias="cgroupVersion")
+    kubelet_version: str = Field(f"1.{NEWEST_MINOR}", alias="kubeletVersion")
+    page_size: int = Field(4096, alias="pageSize")
+    pid_max: int = Field(4194304, alias="pidMax")
+    swap_bytes: int = Field(0, alias="swap")
+    kernel: str = ""
+    # False where writing a negative oom_score_adj is refused (no CAP_SYS_RESOURCE)
+    negative_oom_score_adj: bool = Field(True, alias="negativeOomScoreAdj")
+    # containerd/runc version matters for cgroup v2 container cpu.weight (spec §4.6)
+    runc_version: str = Field("1.1.5", alias="runcVersion")
+
+    @field_validator("memory_capacity_bytes", "swap_bytes", mode="before")
+    @classmethod
+    def _q(cls, v: Any) -> int:
+        return quantity.to_bytes(v)
+
+    @field_validator("cgroup_version")
+    @classmethod
+    def _cg(cls, v: int) -> int:
+        if v not in (1, 2):
+            raise ValueError("cgroupVersion must be 1 or 2")
+        return v
+
+    @field_validator("kubelet_version")
+    @classmethod
+    def _kv(cls, v: str) -> str:
+        return f"1.{parse_kubelet_version(v)}"
+
+    @model_validator(mode="after")
+    def _numa(self) -> NodeFacts:
+        if not self.numa_nodes:
+            self.numa_nodes = [NumaNode(id=0, memory=self.memory_capacity_bytes, cpus=list(range(self.cpus)))]
+        ids = [n.id for n in self.numa_nodes]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"numaNodes has duplicate ids {ids}")
+        return self
+
+    @property
+    def kubelet_minor(self) -> int:
+        return parse_kubelet_version(self.kubelet_version)
+
+    @property
+    def hugepages_capacity(self) -> dict[str, int]:
+        """``hugepages-<size>`` -> bytes, summed over NUMA nodes (cAdvisor capacity)."""
+        out: dict[str, int] = {}
+        for n in self.numa_nodes:
+            for size, count in n.hugepages.items():
+                key = f"hugepages-{size}"
+                out[key] = out.get(key, 0) + quantity.to_bytes(size) * count
+        return out
+
+    @classmethod
+    def detect(cls, **overrides: Any) -> NodeFacts:
+        """Facts of the machine this runs on (MemTotal, CPUs, NUMA, cgroup version)."""
+        return cls.model_validate({**detect_local_facts(), **overrides})
+
+
+def detect_local_facts(root: str = "/") -> dict[str, Any]:
+    r = Path(root)
+    meminfo = (r / "proc/meminfo").read_text()
+    m = re.search(r"^MemTotal:\s+(\d+) kB", meminfo, re.M)
+    mem = int(m.group(1)) * 1024 if m else 0
+    swap_m = re.search(r"^SwapTotal:\s+(\d+) kB", meminfo, re.M)
+    facts: dict[str, Any] = {
+        "name": os.uname().nodename.lower(),
+        "memoryCapacity": mem,
+        "cpus": os.cpu_count() or 1,
+        "cgroupVersion": 2 if (r / "sys/fs/cgroup/cgroup.controllers").exists() else 1,
+        "swap": int(swap_m.group(1)) * 1024 if swap_m else 0,
+        "kernel": os.uname().release,
+        "pageSize": os.sysconf("SC_PAGE_SIZE"),
+    }
+    nodes = []
+    base = r / "sys/devices/system/node"
+    for d in sorted(base.glob("node[0-9]*"), key=lambda p: int(p.name[4:])):
+        nid = int(d.name[4:])
+        nm = re.search(r"MemTotal:\s+(\d+) kB", (d / "meminfo").read_text())
+        hp: dict[str, int] = {}
+        for hd in (d / "hugepages").glob("hugepages-*kB"):
+            kb = int(hd.name.split("-")[1][:-2])
+            count = int((hd / "nr_hugepages").read_text())
+            if count:
+                hp[quantity.format_binary_si(kb * 1024)] = count
+        cpus = _parse_cpulist((d / "cpulist").read_text()) if (d / "cpulist").exists() else []
+        dist = [int(x) for x in (d / "distance").read_text().split()] if (d / "distance").exists() else []
+        nodes.append({"id": nid, "memory": int(nm.group(1)) * 1024 if nm else 0, "hugepages": hp,
+                      "cpus": cpus, "distances": dist})
+    if nodes:
+        facts["numaNodes"] = nodes
+    pid_max = r / "proc/sys/kernel/pid_max"
+    if pid_max.exists():
+        facts["pidMax"] = int(pid_max.read_text())
+    return facts
+
+
+def _parse_cpulist(s: str) -> list[int]:
+    out: list[int] = []
+    for part in s.strip().split(","):
+        if not part:
+            continue
+        if "-" in part:
+            a, b = part.split("-")
+            out.extend(range(int(a), int(b) + 1))
+        else:
+            out.append(int(part))
+    return out
+
+
+def parse_numa_memory(spec: str) -> list[dict[str, Any]]:
+    """CLI ``--numa-memory 0=8Gi,1=8Gi`` -> numaNodes entries."""
+    out = []
+    for part in spec.split(","):
+        if "=" not in part:
+            raise ValueError(f"invalid --numa-memory entry {part!r}, expected ID=QUANTITY")
+        nid, q = part.split("=", 1)
+        out.append({"id": int(nid), "memory": quantity.to_bytes(q.strip())})
+    return out
+
+
+def parse_facts(data: dict[str, Any], source: str = "<facts>") -> NodeFacts:
+    try:
+        return NodeFacts.model_validate(data)
+    except ValidationError as exc:
+        raise first_error(exc, source, NodeFacts) from None
+
+
+def load_facts(path: str | Path) -> NodeFacts:
+    return parse_facts(load_yaml_mapping(path), str(path))
