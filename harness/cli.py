@@ -35,3 +35,12 @@ def main() -> None:
     except HarnessError as exc:  # pragma: no cover - defensive
         click.echo(f"harness: error: {exc}", err=True)
         sys.exit(2)
+
+
+def _register() -> None:
+    from harness.commands.model import model_group
+
+    cli.add_command(model_group)
+
+
+_register()

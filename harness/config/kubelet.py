@@ -131,7 +131,9 @@ class KubeletConfiguration(BaseModel):
     node_status_update_frequency: str = Field("10s", alias="nodeStatusUpdateFrequency")
 
     # --- resource managers ---
-    memory_manager_policy: Literal["None", "Static", "none", "static"] = Field("None", alias="memoryManagerPolicy")
+    memory_manager_policy: Literal["None", "Static", "none", "static"] = Field(
+        "None", alias="memoryManagerPolicy"
+    )
     reserved_memory: list[ReservedMemory] = Field(default_factory=list, alias="reservedMemory")
     topology_manager_policy: Literal["none", "best-effort", "restricted", "single-numa-node"] = Field(
         "none", alias="topologyManagerPolicy"
@@ -216,16 +218,17 @@ class KubeletConfiguration(BaseModel):
     def _cross(self) -> KubeletConfiguration:
         enforce = self.enforce_node_allocatable_effective
         if "system-reserved" in enforce and not self.system_reserved_cgroup:
-            raise ValueError("enforceNodeAllocatable contains 'system-reserved' but systemReservedCgroup is empty")
+            raise ValueError(
+                "enforceNodeAllocatable contains 'system-reserved' but systemReservedCgroup is empty"
+            )
         if "kube-reserved" in enforce and not self.kube_reserved_cgroup:
-            raise ValueError("enforceNodeAllocatable contains 'kube-reserved' but kubeReservedCgroup is empty")
-        if self.enforce_node_allocatable_effective and not self.cgroups_per_qos:
-            # validation.go: "enforceNodeAllocatable (--enforce-node-allocatable) is not supported unless
-            # cgroupsPerQOS (--cgroups-per-qos) is set to true"
-            if any(k != "none" for k in enforce):
-                raise ValueError(
-                    "enforceNodeAllocatable is not supported unless cgroupsPerQOS is set to true"
-                )
+            raise ValueError(
+                "enforceNodeAllocatable contains 'kube-reserved' but kubeReservedCgroup is empty"
+            )
+        # validation.go: "enforceNodeAllocatable (--enforce-node-allocatable) is not supported unless
+        # cgroupsPerQOS (--cgroups-per-qos) is set to true"
+        if enforce and not self.cgroups_per_qos:
+            raise ValueError("enforceNodeAllocatable is not supported unless cgroupsPerQOS is set to true")
         return self
 
     # ---- effective values (after upstream defaulting) ----

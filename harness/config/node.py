@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from harness import quantity
 from harness.config.errors import first_error, load_yaml_mapping
-from harness.errors import InputError
 
 SUPPORTED_MINORS = range(28, 35)  # kubelet 1.28 .. 1.34
 NEWEST_MINOR = SUPPORTED_MINORS[-1]
@@ -143,8 +142,15 @@ def detect_local_facts(root: str = "/") -> dict[str, Any]:
                 hp[quantity.format_binary_si(kb * 1024)] = count
         cpus = _parse_cpulist((d / "cpulist").read_text()) if (d / "cpulist").exists() else []
         dist = [int(x) for x in (d / "distance").read_text().split()] if (d / "distance").exists() else []
-        nodes.append({"id": nid, "memory": int(nm.group(1)) * 1024 if nm else 0, "hugepages": hp,
-                      "cpus": cpus, "distances": dist})
+        nodes.append(
+            {
+                "id": nid,
+                "memory": int(nm.group(1)) * 1024 if nm else 0,
+                "hugepages": hp,
+                "cpus": cpus,
+                "distances": dist,
+            }
+        )
     if nodes:
         facts["numaNodes"] = nodes
     pid_max = r / "proc/sys/kernel/pid_max"

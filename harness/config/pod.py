@@ -109,7 +109,9 @@ class Pod(BaseModel):
     def uid(self) -> str:
         if not self.metadata.uid:
             # deterministic per name so model output is reproducible
-            self.metadata.uid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"harness/{self.metadata.namespace}/{self.name}"))
+            self.metadata.uid = str(
+                uuid.uuid5(uuid.NAMESPACE_URL, f"harness/{self.metadata.namespace}/{self.name}")
+            )
         return self.metadata.uid
 
     @property

@@ -166,8 +166,12 @@ class Workload(BaseModel):
         if self.priority_class_name:
             spec["priorityClassName"] = self.priority_class_name
         return parse_pod(
-            {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": self.name, "namespace": namespace},
-             "spec": spec},
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": self.name, "namespace": namespace},
+                "spec": spec,
+            },
             f"<workload {self.name}>",
         )
 
@@ -228,8 +232,11 @@ class Suite(BaseModel):
         for s in self.scenarios:
             if s.name == name or s.id == name:
                 return s
-        raise InputError(self.source, "scenarios", f"no scenario named {name!r}; have "
-                         + ", ".join(s.name for s in self.scenarios))
+        raise InputError(
+            self.source,
+            "scenarios",
+            f"no scenario named {name!r}; have " + ", ".join(s.name for s in self.scenarios),
+        )
 
 
 def _resolve(base: Path, rel: str) -> Path:
@@ -246,8 +253,6 @@ def _node(overrides: dict[str, Any], source: str, field: str, detect: bool) -> N
         # a shrunk node keeps the host's CPUs but is one NUMA node of the given size
         if "memoryCapacity" in overrides and "numaNodes" not in overrides:
             data.pop("numaNodes", None)
-        # the defaults: cgroup v2 and the newest kubelet, unless the suite says
-        data.pop("cgroupVersion", None)
     data.update(overrides)
     try:
         return NodeFacts.model_validate(data)
@@ -265,15 +270,23 @@ def load_suite(path: str | Path, *, detect_host: bool = True) -> Suite:
     if kind == "Scenario":
         data = dict(data)
         if data.get("apiVersion") != API_VERSION:
-            raise InputError(source, "apiVersion", f"expected {API_VERSION!r}, got {data.get('apiVersion')!r}")
+            raise InputError(
+                source, "apiVersion", f"expected {API_VERSION!r}, got {data.get('apiVersion')!r}"
+            )
         data.pop("apiVersion")
         data.pop("kind")
         if "profile" not in data:
             raise InputError(source, "profile", "missing: a Scenario file needs a kubelet profile")
         sdata = {k: v for k, v in data.items() if k not in ("sampleHz",)}
-        data = {"apiVersion": API_VERSION, "kind": "Suite", "name": data.get("name", "scenario"),
-                "profile": data["profile"], "node": data.get("node", {}),
-                "sampleHz": data.get("sampleHz", 10), "scenarios": [sdata]}
+        data = {
+            "apiVersion": API_VERSION,
+            "kind": "Suite",
+            "name": data.get("name", "scenario"),
+            "profile": data["profile"],
+            "node": data.get("node", {}),
+            "sampleHz": data.get("sampleHz", 10),
+            "scenarios": [sdata],
+        }
         data["scenarios"][0].pop("profile", None)
         data["scenarios"][0].pop("node", None)
     elif kind != "Suite":
@@ -296,7 +309,10 @@ def load_suite(path: str | Path, *, detect_host: bool = True) -> Suite:
             if w.pod_file:
                 pods = load_pods(_resolve(base, w.pod_file))
                 if len(pods) != 1:
-                    raise InputError(source, f"scenarios[{i}].workloads[{j}].pod",
-                                     f"{w.pod_file} holds {len(pods)} pods, expected 1")
+                    raise InputError(
+                        source,
+                        f"scenarios[{i}].workloads[{j}].pod",
+                        f"{w.pod_file} holds {len(pods)} pods, expected 1",
+                    )
                 w.pod_manifest = pods[0]
     return suite

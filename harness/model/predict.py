@@ -1,0 +1,596 @@
+"""Outcome prediction: simulate a scenario's timeline on the modelled node.
+
+The kernel acts at once: whenever a charge would take a cgroup above its memory limit,
+page cache in that cgroup's subtree is reclaimed first, and if that is not enough the
+OOM killer picks a victim inside that cgroup (the deepest cgroup on the charging path
+that is at its limit; linux: mm/memcontrol.c ``try_charge`` / mm/page_counter.c
+``page_counter_try_charge``), by badness (linux: mm/oom_kill.c, see ``model.oom``).
+
+The kubelet acts on its eviction loop (every 10 s, ``model.eviction``), with node-level
+observations taken fresh at each sync (``summaryProvider.Get(ctx, updateStats=true)``:
+k8s: pkg/kubelet/stats/helper.go ``getCgroupInfo`` uses MaxAge 0 when updateStats),
+at most one eviction per sync followed by a wait for the pod's cleanup, and with
+``kernelMemcgNotification`` (cgroup v1) an extra sync when a memcg threshold is crossed.
+
+The phase of the kubelet's loop relative to the scenario is unknown, so the scenario is
+simulated for ``PHASES`` evenly spaced phases. Outcomes that differ between phases are
+a *race*: the prediction gives every alternative with its window and its share of phases
+instead of guessing.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from harness.config.kubelet import KubeletConfiguration
+from harness.config.node import NodeFacts
+from harness.config.pod import Pod
+from harness.config.suite import Scenario, Workload
+from harness.quantity import format_binary_si
+
+# Number of kubelet loop phases simulated per scenario.
+PHASES = 20
+# Resident memory of one leak process before it allocates (static binary, stack, page
+# tables); measured on the leak program, see workloads/README.md.
+PROCESS_BASE_BYTES = 512 * 1024
+# Delay between the eviction decision and the pod's processes being gone, beyond the
+# grace period: pod worker + runtime StopContainer round trip (seen ~0.1-1 s).
+KILL_LATENCY_S = 1.0
+# When kernelMemcgNotification fires, synchronize runs right away (eviction_manager.go
+# ``thresholdNotifier`` handler); allow for the stats refresh it triggers.
+NOTIFY_LATENCY_S = 0.5
+
+OUTCOMES = ("completed", "oom_killed", "node_oom_killed", "evicted", "rejected", "runtime_failed", "unknown")
+
+
+@dataclass
+class Alternative:
+    outcome: str
+    earliest_s: float | None
+    latest_s: float | None
+    mechanism: str
+    share: float  # fraction of simulated kubelet phases with this outcome
+
+
+@dataclass
+class WorkloadPrediction:
+    name: str
+    outcome: str
+    earliest_s: float | None
+    latest_s: float | None
+    mechanism: str
+    victims: list[str] = field(default_factory=list)
+    victim: bool = False  # killed although it was not the one leaking into the limit
+    race: bool = False
+    alternatives: list[Alternative] = field(default_factory=list)
+    qos_class: str | None = None
+    oom_score_adj: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Prediction:
+    scenario: str
+    kubelet: bool
+    workloads: list[WorkloadPrediction]
+    node: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario,
+            "kubelet": self.kubelet,
+            "node": self.node,
+            "notes": self.notes,
+            "workloads": [w.to_dict() for w in self.workloads],
+        }
+
+    def workload(self, name: str) -> WorkloadPrediction:
+        for w in self.workloads:
+            if w.name == name:
+                return w
+        raise KeyError(name)
+
+
+@dataclass
+class Baseline:
+    """Memory already in use when the scenario starts (measured by the run, 0 in pure model use).
+
+    ``root_working_set``: working set of the whole node outside the workloads;
+    ``kubepods_working_set``: of pods not part of the scenario.
+    """
+
+    root_working_set: int = 0
+    kubepods_working_set: int = 0
+    root_usage: int = 0
+    kubepods_usage: int = 0
+
+
+# --------------------------------------------------------------------------------------
+# Static layout of the simulated node
+
+
+@dataclass
+class _Proc:
+    pid: int
+    workload: str
+    anon: int = PROCESS_BASE_BYTES
+    alive: bool = True
+
+
+@dataclass
+class _W:
+    spec: Workload
+    pod: Pod | None
+    cgroups: list[str]  # path from node root down to the workload's own cgroup
+    oom_score_adj: int
+    qos: str | None
+    procs: list[_Proc] = field(default_factory=list)
+    cache: int = 0  # page cache charged to the workload (pagecache mode)
+    outcome: str | None = None
+    time: float | None = None
+    mechanism: str = ""
+    victim: bool = False
+    killed_by: str | None = None
+    pending_kill_at: float | None = None
+    started: bool = False
+    heap_cap_bytes: int | None = None
+    oom_group: bool = False
+
+
+class _Node:
+    """Cgroup limits of the simulated node."""
+
+    def __init__(self, limits: dict[str, int | None]) -> None:
+        self.limits = limits
+
+
+def _workload_cgroups(w: Workload, pod: Pod | None, qos: str | None) -> list[str]:
+    if w.placement == "pod" and pod is not None:
+        tier = {"Guaranteed": None, "Burstable": "burstable", "BestEffort": "besteffort"}[qos or "BestEffort"]
+        parts = ["kubepods"] + ([f"kubepods/{tier}"] if tier else [])
+        podcg = f"{parts[-1]}/pod{pod.uid}"
+        return ["", *parts, podcg, f"{podcg}/{pod.spec.containers[0].name}"]
+    if w.placement == "container":
+        return ["", f"containers/{w.name}"]
+    return ["", f"system/{w.name}"]
+
+
+def _setup(
+    scenario: Scenario, profile: KubeletConfiguration, facts: NodeFacts, kubelet: bool
+) -> tuple[dict[str, _W], dict[str, int | None], list[str], dict[str, Any]]:
+    from harness.model import cgroups as cg
+    from harness.model import node as nodemodel
+    from harness.model import oom, qos
+
+    minor = facts.kubelet_minor
+    alloc = nodemodel.node_allocatable(profile, facts)
+    notes: list[str] = []
+    limits: dict[str, int | None] = {"": facts.memory_capacity_bytes}
+    kubepods_limit = alloc.kubepods_memory_limit if profile.cgroups_per_qos else None
+    limits["kubepods"] = kubepods_limit
+    pods: list[Pod] = []
+    ws: dict[str, _W] = {}
+    for w in scenario.workloads:
+        pod = w.to_pod() if w.placement == "pod" else None
+        q = qos.pod_qos(pod, profile, minor) if pod else None
+        if pod:
+            pods.append(pod)
+            adj = oom.container_oom_score_adj(
+                pod, pod.spec.containers[0].name, facts.memory_capacity_bytes, profile, minor
+            )
+        else:
+            adj = w.oom_score_adj
+        eff_adj = adj
+        if adj < 0 and not facts.negative_oom_score_adj:
+            eff_adj = 0
+            notes.append(
+                f"{w.name}: oom_score_adj {adj} cannot be written on this host (no CAP_SYS_RESOURCE); "
+                "the kernel will use 0"
+            )
+        ws[w.name] = _W(spec=w, pod=pod, cgroups=_workload_cgroups(w, pod, q), oom_score_adj=eff_adj, qos=q)
+    if pods:
+        for v in cg.qos_cgroups(profile, facts, pods):
+            limits[v.path] = v.memory_limit_bytes
+        for pod in pods:
+            pv = cg.pod_cgroup(pod, profile, facts)
+            limits[pv.path] = pv.memory_limit_bytes
+            for cv in cg.container_cgroups(pod, profile, facts):
+                limits[cv.path] = cv.memory_limit_bytes
+    group = oom.container_oom_group(profile, facts)
+    for s in ws.values():
+        own = s.cgroups[-1]
+        if s.spec.placement == "container":
+            limits[own] = s.spec.memory_limit_bytes or None
+        elif s.spec.placement == "host":
+            limits[own] = None
+        s.oom_group = group and s.spec.placement == "pod"
+        if s.spec.leak.heap_cap_percent is not None:
+            lim = limits.get(own)
+            if lim:
+                s.heap_cap_bytes = lim * s.spec.leak.heap_cap_percent // 100
+            else:
+                notes.append(f"{s.spec.name}: heap cap set but its cgroup has no memory limit; cap inactive")
+    node_info = {
+        "capacity_bytes": alloc.memory_capacity,
+        "allocatable_bytes": alloc.allocatable_memory,
+        "kubepods_limit_bytes": kubepods_limit,
+        "kubelet": kubelet,
+    }
+    return ws, limits, notes, node_info
+
+
+# --------------------------------------------------------------------------------------
+# One simulated timeline
+
+
+class _Sim:
+    def __init__(
+        self,
+        scenario: Scenario,
+        profile: KubeletConfiguration,
+        facts: NodeFacts,
+        kubelet: bool,
+        phase: float,
+        baseline: Baseline,
+    ) -> None:
+        self.scenario = scenario
+        self.profile = profile
+        self.facts = facts
+        self.kubelet = kubelet
+        self.phase = phase
+        self.baseline = baseline
+        self.ws, self.limits, self.notes, self.node_info = _setup(scenario, profile, facts, kubelet)
+        self.pid = 100
+        self.events: list[tuple[float, int, str, Any]] = []
+        self.seq = 0
+        self.manager: Any = None
+        self.deadline = scenario.timeout_s
+        if kubelet:
+            from harness.model.eviction import EvictionManager
+
+            self.manager = EvictionManager(profile, facts)
+        self.notify_armed_at = -math.inf
+
+    # -- event queue
+    def push(self, t: float, kind: str, data: Any = None) -> None:
+        self.seq += 1
+        heapq.heappush(self.events, (t, self.seq, kind, data))
+
+    # -- accounting
+    def usage(self, cg: str) -> int:
+        total = 0
+        for s in self.ws.values():
+            if cg == "" or any(c == cg for c in s.cgroups):
+                total += sum(p.anon for p in s.procs if p.alive) + s.cache
+        if cg == "":
+            total += self.baseline.root_usage
+        elif cg == "kubepods":
+            total += self.baseline.kubepods_usage
+        return total
+
+    def anon_in(self, cg: str) -> int:
+        return sum(sum(p.anon for p in s.procs if p.alive) for s in self.ws.values() if cg in s.cgroups)
+
+    def working_sets(self) -> tuple[int, int]:
+        """Working set of root and of kubepods: anon only (page cache written once is inactive)."""
+        root = self.baseline.root_working_set + self.anon_in("")
+        kube = self.baseline.kubepods_working_set + self.anon_in("kubepods")
+        return root, kube
+
+    # -- kernel
+    def charge(self, t: float, s: _W, proc: _Proc, nbytes: int, cache: bool) -> bool:
+        """Charge nbytes to the workload; True if the allocating process survives."""
+        while True:
+            over = None
+            for cg in reversed(s.cgroups):  # deepest first
+                lim = self.limits.get(cg)
+                if lim is not None and self.usage(cg) + nbytes > lim:
+                    over = cg
+                    break
+            if over is None:
+                if cache:
+                    s.cache += nbytes
+                else:
+                    proc.anon += nbytes
+                return True
+            # reclaim page cache in the subtree first
+            need = self.usage(over) + nbytes - (self.limits[over] or 0)
+            for other in self.ws.values():
+                if over in other.cgroups and other.cache and need > 0:
+                    take = min(other.cache, need)
+                    other.cache -= take
+                    need -= take
+            if need <= 0:
+                continue
+            if cache:
+                # a page-cache writer never triggers the OOM killer for clean pages: it reclaims
+                # its own cache (written pages are clean after writeback)
+                take = min(s.cache, nbytes)
+                s.cache -= take
+                s.cache += nbytes
+                return True
+            victim = self.oom(t, over, s)
+            if victim is None:
+                return False
+            if not proc.alive:
+                return False
+
+    def oom(self, t: float, domain: str, charger: _W) -> _Proc | None:
+        from harness.model.oom import OomCandidate, oom_kill_set, select_victim
+
+        cands: list[OomCandidate] = []
+        procs: dict[int, tuple[_W, _Proc]] = {}
+        for s in self.ws.values():
+            if domain in s.cgroups:
+                for p in s.procs:
+                    if p.alive:
+                        cands.append(
+                            OomCandidate(
+                                pid=p.pid,
+                                name=s.spec.name,
+                                cgroup=s.cgroups[-1],
+                                rss_bytes=p.anon,
+                                oom_score_adj=s.oom_score_adj,
+                            )
+                        )
+                        procs[p.pid] = (s, p)
+        lim = self.limits[domain] or self.facts.memory_capacity_bytes
+        totalpages = lim // self.facts.page_size
+        victim = select_victim(cands, totalpages, self.facts.page_size)
+        if victim is None:
+            return None
+        vs, vp = procs[victim.pid]
+        group = {vs.cgroups[-1]} if vs.oom_group else set()
+        killed = oom_kill_set(victim, cands, group, domain) if group else [victim]
+        own = {vs.cgroups[-1]} | ({vs.cgroups[-2]} if vs.spec.placement == "pod" else set())
+        own_scope = domain in own
+        outcome = "oom_killed" if own_scope else "node_oom_killed"
+        for c in killed:
+            ks, kp = procs[c.pid]
+            kp.alive = False
+            kp.anon = 0
+            if ks.outcome is None:
+                ks.outcome = outcome
+                ks.time = t
+                scope = "its own cgroup" if own_scope else (f"cgroup {domain!r}" if domain else "the node")
+                ks.mechanism = (
+                    f"kernel OOM in {scope} (limit {format_binary_si(lim)}), "
+                    f"victim by badness (oom_score_adj {ks.oom_score_adj})"
+                )
+                if ks is not charger:
+                    ks.victim = True
+                    ks.killed_by = charger.spec.name
+        # a workload whose processes all died releases its page cache on exit
+        for s in self.ws.values():
+            if s.procs and not any(p.alive for p in s.procs):
+                s.cache = 0
+        return vp
+
+    # -- kubelet
+    def sync(self, t: float, periodic: bool = True) -> None:
+        from harness.model.eviction import PodUsage, observe
+
+        root_ws, kube_ws = self.working_sets()
+        cap = self.facts.memory_capacity_bytes
+        kubepods_limit = self.limits.get("kubepods")
+        # observe() takes usage and inactive_file; pass WS as usage with 0 inactive.
+        obs = observe(cap, root_ws, 0, kubepods_limit, kube_ws, 0)
+        usages = []
+        for s in self.ws.values():
+            if s.pod is None or s.outcome in ("evicted", "rejected") or not s.started:
+                continue
+            if s.outcome is not None and not any(p.alive for p in s.procs):
+                continue
+            ws = sum(p.anon for p in s.procs if p.alive)
+            usages.append(PodUsage(pod=s.pod, working_set_bytes=ws, container_working_set={s.spec.name: ws}))
+        res = self.manager.synchronize(t, obs, usages)
+        if res.evicted is not None:
+            name = res.evicted.pod.metadata.name
+            s = self.ws[name]
+            if s.outcome is None:
+                s.outcome = "evicted"
+                s.time = t
+                met = ", ".join(f"{m.signal}<{m.value.text}" for m in res.met) or "threshold"
+                s.mechanism = f"kubelet eviction ({met}; sync at {t:.1f}s)"
+            # The leak program exits on SIGTERM at once, so memory is freed after the
+            # kill latency, whatever the grace period.
+            self.push(t + KILL_LATENCY_S, "release", name)
+            # waitForPodsCleanup: poll every 1 s up to 30 s, then synchronize again at once
+            # (k8s: pkg/kubelet/eviction/eviction_manager.go podCleanupPollFreq/podCleanupTimeout)
+            if periodic:
+                self.push(t + KILL_LATENCY_S + 1.0, "sync", None)
+        elif periodic:
+            # evictionMonitoringPeriod (k8s: pkg/kubelet/kubelet.go)
+            self.push(t + 10.0, "sync", None)
+
+    def maybe_notify(self, t: float) -> None:
+        """kernelMemcgNotification (cgroup v1 only): a crossed memcg threshold syncs at once."""
+        if not (self.kubelet and self.profile.kernel_memcg_notification and self.facts.cgroup_version == 1):
+            return
+        if t - self.notify_armed_at < 10.0:
+            # notifiers are refreshed at most every notifierRefreshInterval (10 s)
+            return
+        from harness.model.thresholds import MEMORY_AVAILABLE
+
+        root_ws, kube_ws = self.working_sets()
+        cap = self.facts.memory_capacity_bytes
+        kl = self.limits.get("kubepods")
+        for th in self.manager.thresholds:
+            if th.signal == MEMORY_AVAILABLE:
+                crossed = cap - root_ws < th.value.resolve(cap)
+            elif kl is not None:
+                crossed = kl - kube_ws < th.value.resolve(kl)
+            else:
+                crossed = False
+            if crossed:
+                self.notify_armed_at = t
+                self.push(t + NOTIFY_LATENCY_S, "sync-notify", None)
+                return
+
+    def run(self) -> None:
+        for s in self.ws.values():
+            self.push(s.spec.leak.start_delay_s, "start", s.spec.name)
+        if self.kubelet:
+            self.push(self.phase, "sync", None)
+        self.push(self.deadline, "deadline", None)
+        while self.events:
+            t, _, kind, data = heapq.heappop(self.events)
+            if t > self.deadline:
+                break
+            if kind == "deadline":
+                break
+            if kind == "start":
+                self.start(t, self.ws[data])
+            elif kind == "chunk":
+                self.chunk(t, *data)
+            elif kind == "release":
+                s = self.ws[data]
+                for p in s.procs:
+                    p.alive = False
+                    p.anon = 0
+                s.cache = 0
+            elif kind == "sync":
+                self.sync(t)
+            elif kind == "sync-notify":
+                self.sync(t, periodic=False)
+            elif kind == "hold-exit":
+                s = self.ws[data]
+                if s.outcome is None:
+                    s.outcome = "completed"
+                    s.time = t
+                    s.mechanism = "reached its maximum and exited after its hold time"
+                    for p in s.procs:
+                        p.alive = False
+                        p.anon = 0
+                    s.cache = 0
+
+    def start(self, t: float, s: _W) -> None:
+        s.started = True
+        leak = s.spec.leak
+        for i in range(leak.processes):
+            self.pid += 1
+            proc = _Proc(pid=self.pid, workload=s.spec.name, anon=0)
+            s.procs.append(proc)
+            if not self.charge(t, s, proc, PROCESS_BASE_BYTES, cache=False):
+                return
+            self.push(t, "chunk", (s.spec.name, i, 0))
+
+    def chunk(self, t: float, name: str, idx: int, n: int) -> None:
+        s = self.ws[name]
+        proc = s.procs[idx]
+        if not proc.alive or s.outcome is not None:
+            return
+        leak = s.spec.leak
+        allocated = n * leak.chunk_bytes
+        if leak.max_bytes and allocated >= leak.max_bytes:
+            if idx == 0 and leak.hold_s is not None:
+                self.push(t + leak.hold_s, "hold-exit", name)
+            return
+        size = leak.chunk_bytes
+        if leak.max_bytes:
+            size = min(size, leak.max_bytes - allocated)
+        if s.heap_cap_bytes is not None and allocated + size > s.heap_cap_bytes:
+            s.outcome = "runtime_failed"
+            s.time = t
+            s.mechanism = (
+                f"heap cap {s.spec.leak.heap_cap_percent}% of its cgroup limit "
+                f"({format_binary_si(s.heap_cap_bytes)}) reached before the limit"
+            )
+            for p in s.procs:
+                p.alive = False
+                p.anon = 0
+            return
+        touched = int(size * leak.touch)
+        ok = self.charge(t, s, proc, touched, cache=(leak.mode == "pagecache"))
+        if not ok or not proc.alive:
+            return
+        self.maybe_notify(t)
+        self.push(t + leak.interval_s, "chunk", (name, idx, n + 1))
+
+
+# --------------------------------------------------------------------------------------
+
+
+def predict_scenario(
+    scenario: Scenario,
+    *,
+    kubelet: bool,
+    baseline: Baseline | None = None,
+    phases: int = PHASES,
+) -> Prediction:
+    """Predict each workload's outcome and time window for one scenario.
+
+    ``kubelet``: whether a real kubelet runs (kubernetes backend). Without it only the
+    kernel acts on the mirrored cgroup hierarchy (process/docker/containerd backends).
+    """
+    assert scenario.profile is not None and scenario.node is not None, "load the suite with load_suite()"
+    profile, facts = scenario.profile, scenario.node
+    baseline = baseline or Baseline()
+    runs: list[_Sim] = []
+    n = phases if kubelet else 1
+    for i in range(n):
+        sim = _Sim(scenario, profile, facts, kubelet, phase=10.0 * i / n, baseline=baseline)
+        sim.run()
+        runs.append(sim)
+    first = runs[0]
+    out: list[WorkloadPrediction] = []
+    for name, s0 in first.ws.items():
+        per = [(r.ws[name].outcome or "completed", r.ws[name]) for r in runs]
+        counts = Counter(o for o, _ in per)
+        alts: list[Alternative] = []
+        for outcome, cnt in counts.most_common():
+            times = [s.time for o, s in per if o == outcome and s.time is not None]
+            mech = next(s.mechanism for o, s in per if o == outcome)
+            if outcome == "completed" and not mech:
+                mech = _survival_reason(s0)
+            alts.append(
+                Alternative(
+                    outcome=outcome,
+                    earliest_s=min(times) if times else None,
+                    latest_s=max(times) if times else None,
+                    mechanism=mech,
+                    share=cnt / len(per),
+                )
+            )
+        main = alts[0]
+        victims = sorted({v for r in runs for v, vs in r.ws.items() if vs.killed_by == name and vs.victim})
+        wp = WorkloadPrediction(
+            name=name,
+            outcome=main.outcome,
+            earliest_s=main.earliest_s,
+            latest_s=main.latest_s,
+            mechanism=main.mechanism,
+            victims=victims,
+            victim=any(r.ws[name].victim for r in runs if r.ws[name].outcome == main.outcome),
+            race=len(alts) > 1,
+            alternatives=alts,
+            qos_class=s0.qos,
+            oom_score_adj=s0.oom_score_adj,
+        )
+        if wp.race:
+            wp.notes.append(
+                "race between "
+                + " and ".join(f"{a.outcome} ({a.share:.0%} of kubelet loop phases)" for a in alts)
+                + ": crossing and kill are closer than one eviction loop"
+            )
+        out.append(wp)
+    return Prediction(
+        scenario=scenario.name, kubelet=kubelet, workloads=out, node=first.node_info, notes=first.notes
+    )
+
+
+def _survival_reason(s: _W) -> str:
+    leak = s.spec.leak
+    if leak.mode == "pagecache":
+        return "page cache is reclaimed at the limit and is not part of the working set"
+    if leak.max_bytes:
+        return f"stays below every limit and threshold at its maximum {format_binary_si(leak.max_bytes)}"
+    return "no limit or threshold reached before the scenario's deadline"
