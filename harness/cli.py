@@ -39,8 +39,12 @@ def main() -> None:
 
 def _register() -> None:
     from harness.commands.model import model_group
+    from harness.commands.run import cleanup_cmd, doctor_cmd, run_cmd
 
     cli.add_command(model_group)
+    cli.add_command(run_cmd)
+    cli.add_command(cleanup_cmd)
+    cli.add_command(doctor_cmd)
 
 
 _register()

@@ -227,6 +227,62 @@ def _setup(
     return ws, limits, notes, node_info
 
 
+@dataclass
+class WorkloadLayout:
+    name: str
+    placement: str
+    cgroup: str  # relative to the node root, e.g. "kubepods/burstable/pod<uid>/leaker"
+    pod_cgroup: str | None
+    qos: str | None
+    oom_score_adj: int  # what the kubelet/runtime (or the suite, for host workloads) asks for
+    effective_oom_score_adj: int  # what the kernel will use on this host
+    memory_limit_bytes: int | None
+    oom_group: bool
+
+
+@dataclass
+class NodeLayout:
+    """The cgroup tree the harness builds for a scenario and the model's values in it."""
+
+    limits: dict[str, int | None]  # cgroup path relative to the node root ("" = node) -> memory limit
+    workloads: dict[str, WorkloadLayout]
+    notes: list[str]
+    node: dict[str, Any]
+
+
+def node_layout(scenario: Scenario, *, kubelet: bool = False) -> NodeLayout:
+    """Cgroup paths, memory limits and oom_score_adj of every workload of a scenario."""
+    assert scenario.profile is not None and scenario.node is not None, "load the suite with load_suite()"
+    ws, limits, notes, node_info = _setup(scenario, scenario.profile, scenario.node, kubelet)
+    from harness.model import oom
+
+    out: dict[str, WorkloadLayout] = {}
+    for name, s in ws.items():
+        asked = s.oom_score_adj
+        if s.pod is not None:
+            asked = oom.container_oom_score_adj(
+                s.pod,
+                s.pod.spec.containers[0].name,
+                scenario.node.memory_capacity_bytes,
+                scenario.profile,
+                scenario.node.kubelet_minor,
+            )
+        elif s.spec.placement != "pod":
+            asked = s.spec.oom_score_adj
+        out[name] = WorkloadLayout(
+            name=name,
+            placement=s.spec.placement,
+            cgroup=s.cgroups[-1],
+            pod_cgroup=s.cgroups[-2] if s.spec.placement == "pod" else None,
+            qos=s.qos,
+            oom_score_adj=asked,
+            effective_oom_score_adj=s.oom_score_adj,
+            memory_limit_bytes=limits.get(s.cgroups[-1]),
+            oom_group=s.oom_group,
+        )
+    return NodeLayout(limits=limits, workloads=out, notes=notes, node=node_info)
+
+
 # --------------------------------------------------------------------------------------
 # One simulated timeline
 

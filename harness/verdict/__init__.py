@@ -1,0 +1,103 @@
+"""Observed vs predicted, per workload, with a sentence for every mismatch."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from harness.classify import Outcome
+from harness.model.predict import WorkloadPrediction
+
+# Time added on both sides of a predicted window: launch latency of the backend (the
+# model's t=0 is the scenario start, the workloads start a little later) plus one leak
+# interval of quantisation.
+LAUNCH_SLACK_S = {"process": 0.5, "docker": 2.0, "containerd": 2.0, "kubernetes": 5.0}
+
+
+@dataclass
+class Verdict:
+    scenario: str
+    workload: str
+    predicted: str
+    observed: str
+    match: bool
+    time_ok: bool | None
+    observed_t_s: float | None
+    predicted_earliest_s: float | None
+    predicted_latest_s: float | None
+    victim_predicted: bool
+    victim_observed: bool
+    reasons: list[str] = field(default_factory=list)
+    host_deviations: list[str] = field(default_factory=list)
+    race: bool = False
+
+    @property
+    def passed(self) -> bool:
+        return self.match and self.time_ok is not False
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["passed"] = self.passed
+        return d
+
+
+def judge(
+    scenario: str,
+    pred: WorkloadPrediction,
+    obs: Outcome,
+    observed_t_s: float | None,
+    *,
+    slack_s: float,
+    interval_s: float,
+    deviations: list[str] | None = None,
+) -> Verdict:
+    """Compare one workload's observed outcome with the model's prediction."""
+    reasons: list[str] = []
+    candidates = {a.outcome: a for a in pred.alternatives} or {}
+    alt = candidates.get(obs.outcome)
+    match = alt is not None or obs.outcome == pred.outcome
+    time_ok: bool | None = None
+    tol = slack_s + interval_s
+    if not match:
+        expected = " or ".join(candidates) if candidates else pred.outcome
+        reasons.append(
+            f"predicted {expected} ({pred.mechanism}), observed {obs.outcome}"
+            + (f": {obs.evidence[-1]}" if obs.evidence else "")
+        )
+    elif alt is not None and alt.earliest_s is not None and observed_t_s is not None:
+        lo, hi = alt.earliest_s - tol, (alt.latest_s if alt.latest_s is not None else alt.earliest_s) + tol
+        time_ok = lo <= observed_t_s <= hi
+        if not time_ok:
+            reasons.append(
+                f"{obs.outcome} at t={observed_t_s:.2f}s, outside the predicted window "
+                f"{alt.earliest_s:.2f}..{(alt.latest_s or alt.earliest_s):.2f}s (±{tol:.2f}s)"
+            )
+    elif alt is not None and alt.earliest_s is not None and observed_t_s is None:
+        time_ok = False
+        reasons.append(f"{obs.outcome} observed but its time is unknown")
+    if match and obs.outcome in ("oom_killed", "node_oom_killed") and pred.victim != obs.victim:
+        reasons.append(
+            "predicted "
+            + ("an innocent victim" if pred.victim else "the leaker itself")
+            + " but observed "
+            + ("an innocent victim" if obs.victim else "the leaker itself")
+        )
+        match = False
+    if obs.disagreements:
+        reasons += [f"evidence: {d}" for d in obs.disagreements]
+    return Verdict(
+        scenario=scenario,
+        workload=pred.name,
+        predicted=pred.outcome if not pred.race else "|".join(candidates),
+        observed=obs.outcome,
+        match=match,
+        time_ok=time_ok,
+        observed_t_s=observed_t_s,
+        predicted_earliest_s=alt.earliest_s if alt else pred.earliest_s,
+        predicted_latest_s=alt.latest_s if alt else pred.latest_s,
+        victim_predicted=pred.victim,
+        victim_observed=obs.victim,
+        reasons=reasons,
+        host_deviations=list(deviations or []),
+        race=pred.race,
+    )

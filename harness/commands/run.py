@@ -1,0 +1,127 @@
+"""``harness run``, ``harness cleanup`` and ``harness doctor``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from harness.errors import HarnessError
+
+BACKENDS = ["process", "docker", "containerd"]
+
+
+@click.command("run")
+@click.argument("suite_file", metavar="SUITE", type=click.Path(dir_okay=False))
+@click.option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    default="process",
+    show_default=True,
+    help="How workloads are launched.",
+)
+@click.option(
+    "--results",
+    "results_dir",
+    type=click.Path(file_okay=False),
+    default="results",
+    show_default=True,
+    help="Folder receiving results/<run-id>/.",
+)
+@click.option("--scenario", "only", multiple=True, help="Run only this scenario (name or id); repeatable.")
+@click.option("--sample-hz", type=float, help="Sampling rate (default: the suite's sampleHz).")
+@click.option("-q", "--quiet", is_flag=True, help="No live progress.")
+def run_cmd(
+    suite_file: str,
+    backend: str,
+    results_dir: str,
+    only: tuple[str, ...],
+    sample_hz: float | None,
+    quiet: bool,
+) -> None:
+    """Run a suite on this host and compare every outcome with the model.
+
+    \b
+    Examples:
+      harness run suites/local.yaml
+      harness run suites/local.yaml --backend docker --scenario S1
+    Exit 0 when every verdict matches, 1 on a mismatch, 2 on bad input or a harness error,
+    130 when interrupted (results are kept and marked interrupted).
+    """
+    from harness.config.suite import load_suite
+    from harness.run import Progress, run_suite
+
+    suite = load_suite(suite_file)
+    res = run_suite(
+        suite,
+        backend,
+        Path(results_dir),
+        only=list(only) or None,
+        progress=Progress(quiet=quiet),
+        sample_hz=sample_hz,
+    )
+    n = len(res.verdicts)
+    bad = sum(1 for v in res.verdicts if not v.passed)
+    click.echo(f"harness: {n - bad}/{n} verdicts match; run {res.status}; results in {res.run_dir}")
+    if res.status == "interrupted":
+        sys.exit(130)
+    sys.exit(0 if bad == 0 else 1)
+
+
+@click.command("cleanup")
+@click.option(
+    "--backend",
+    "backends",
+    type=click.Choice(BACKENDS),
+    multiple=True,
+    help="Only this backend (default: all).",
+)
+def cleanup_cmd(backends: tuple[str, ...]) -> None:
+    """Remove every workload, container and cgroup the harness created.
+
+    Works after the harness itself was killed with SIGKILL: leftovers are found by the
+    'harness' cgroup prefix and by container labels, and processes are stopped by pid.
+    """
+    from harness.run import get_backend
+
+    failed: list[str] = []
+    for name in backends or BACKENDS:
+        try:
+            b = type(get_backend(name))
+        except (HarnessError, ImportError):
+            continue
+        try:
+            failed += b.cleanup_all()
+        except HarnessError as exc:
+            click.echo(f"harness: {name}: {exc}", err=True)
+    if failed:
+        for f in failed:
+            click.echo(f"harness: could not remove {f}", err=True)
+        raise HarnessError(f"{len(failed)} leftovers could not be removed")
+    click.echo("harness: nothing left behind")
+
+
+@click.command("doctor")
+def doctor_cmd() -> None:
+    """Check what each backend needs on this host, and say how to get what is missing."""
+    from harness.run import get_backend
+
+    worst = 0
+    for name in BACKENDS:
+        try:
+            b = get_backend(name)
+            checks = b.sanity_checks()
+        except (HarnessError, ImportError) as exc:
+            click.echo(f"{name}: unavailable: {exc}")
+            worst = 1
+            continue
+        for c in checks:
+            mark = "ok " if c.ok else "MISSING"
+            line = f"{name:<11} {mark:<8} {c.name}: {c.detail}"
+            if not c.ok and c.fix:
+                line += f"  -> {c.fix}"
+            click.echo(line)
+            if not c.ok:
+                worst = 1
+    sys.exit(worst)

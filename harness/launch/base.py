@@ -1,0 +1,167 @@
+"""What every backend provides: start, watch, stop and remove workloads."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from harness.config.suite import Scenario, Workload
+from harness.launch.cgrouptree import CgroupTree
+from harness.model.predict import NodeLayout, WorkloadLayout
+
+REPO = Path(__file__).resolve().parents[2]
+LABEL = "io.harness.managed"
+LABEL_RUN = "io.harness.run"
+LABEL_WORKLOAD = "io.harness.workload"
+
+
+def leak_binary() -> Path:
+    """The static leak program (``make -C workloads``); HARNESS_LEAK_BIN overrides."""
+    return Path(os.environ.get("HARNESS_LEAK_BIN", REPO / "workloads" / "build" / "leak"))
+
+
+@dataclass
+class Check:
+    """One sanity check of a backend (``harness doctor``)."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+@dataclass
+class ExitInfo:
+    t_mono: float
+    t_wall: float
+    exit_code: int | None  # 0..255 (shell convention: 128+signal when killed)
+    signal: int | None  # the signal that killed it, if known
+    runtime_oom_killed: bool | None = None  # the runtime's own view (Docker State.OOMKilled)
+    stopped_by_harness: bool = False
+
+
+@dataclass
+class Handle:
+    workload: str
+    backend: str
+    cgroup: str  # node-relative model path, e.g. "kubepods/burstable/pod<uid>/leaker"
+    cgroup_abs: Path  # the workload's own memory cgroup on this host
+    pids: list[int] = field(default_factory=list)
+    t_start_mono: float = 0.0
+    t_start_wall: float = 0.0
+    container_id: str | None = None
+    asked_oom_score_adj: int | None = None
+    applied_oom_score_adj: int | None = None
+    deviations: list[str] = field(default_factory=list)
+    lines: list[dict[str, Any]] = field(default_factory=list)  # the leak program's JSON events
+    exit: ExitInfo | None = None
+    stop_requested: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def last_event(self, kind: str) -> dict[str, Any] | None:
+        for ev in reversed(self.lines):
+            if ev.get("event") == kind:
+                return ev
+        return None
+
+    @property
+    def allocated(self) -> int:
+        for ev in reversed(self.lines):
+            if "allocated" in ev:
+                return int(ev["allocated"])
+        return 0
+
+
+class EventSink:
+    """Appends run events to ``progress/events.jsonl`` (flushed per event) and keeps them."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.events: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._f: IO[str] | None = open(path, "a", buffering=1) if path else None  # noqa: SIM115
+
+    def add(self, source: str, kind: str, **fields: Any) -> dict[str, Any]:
+        ev = {"t_mono": time.monotonic(), "t_wall": time.time(), "source": source, "kind": kind, **fields}
+        with self._lock:
+            self.events.append(ev)
+            if self._f:
+                self._f.write(json.dumps(ev, default=str) + "\n")
+        return ev
+
+    def close(self) -> None:
+        if self._f:
+            self._f.close()
+            self._f = None
+
+
+@dataclass
+class ScenarioContext:
+    run_id: str
+    scenario: Scenario
+    layout: NodeLayout
+    tree: CgroupTree
+    events: EventSink
+    workdir: Path  # scratch space on disk (page-cache files), removed at teardown
+    negative_oom_score_adj: bool = True
+    t0_mono: float = 0.0
+
+
+class Backend(ABC):
+    name: str = "?"
+
+    @abstractmethod
+    def sanity_checks(self) -> list[Check]: ...
+
+    def prepare(self, ctx: ScenarioContext) -> None:
+        """Build the node's cgroup tree with the model's limits."""
+        ctx.tree.create(ctx.layout.limits)
+
+    @abstractmethod
+    def launch(self, ctx: ScenarioContext, workload: Workload, layout: WorkloadLayout) -> Handle: ...
+
+    @abstractmethod
+    def poll(self, ctx: ScenarioContext, handle: Handle) -> ExitInfo | None:
+        """The workload's exit, once it has exited (None while running)."""
+
+    @abstractmethod
+    def stop(self, ctx: ScenarioContext, handle: Handle, timeout: float = 5.0) -> None: ...
+
+    def teardown(self, ctx: ScenarioContext) -> list[str]:
+        """Remove everything of the scenario; returns what could not be removed."""
+        return ctx.tree.remove()
+
+    @classmethod
+    def cleanup_all(cls) -> list[str]:
+        """Remove what this backend left behind from any earlier run (by label/prefix)."""
+        return []
+
+
+def applied_oom_score_adj(asked: int, negative_ok: bool) -> tuple[int, str | None]:
+    """What can be written on this host, and the deviation to record if it differs.
+
+    Without CAP_SYS_RESOURCE the kernel refuses an oom_score_adj below the task's
+    ``oom_score_adj_min`` (0 for a fresh task): linux fs/proc/base.c ``__set_oom_adj``.
+    """
+    if asked < 0 and not negative_ok:
+        return 0, (
+            f"oom_score_adj {asked} cannot be written on this host (no CAP_SYS_RESOURCE); "
+            "the workload runs with 0"
+        )
+    return asked, None
+
+
+def parse_leak_line(line: str) -> dict[str, Any] | None:
+    line = line.strip()
+    if not line.startswith("{"):
+        return None
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return obj if isinstance(obj, dict) else None
