@@ -217,7 +217,7 @@ def run_suite(
         progress.say("harness: interrupted: workloads stopped, results flushed, run marked interrupted")
     finally:
         _restore_signal_handlers(prev_handlers)
-        for stopper in (sampler.stop, watcher.stop, kmsg.stop):
+        for stopper in (sampler.stop, watcher.stop, kmsg.stop, backend.close):
             try:
                 stopper()
             except Exception as exc:  # keep tearing down

@@ -131,9 +131,19 @@ def classify(ev: WorkloadEvidence) -> Outcome:
 
     if ev.runtime_oom_killed:
         sources.append("runtime")
-        evidence.append("the runtime reports OOMKilled, but neither kmsg nor the counter confirm it")
-        disagree.append("runtime says OOMKilled; kernel sources say nothing")
-        return out("unknown", ev.t_exit_mono)
+        if ev.exit_code == 0 or (ev.stopped_by_harness and ev.exit_code in (0, 143)):
+            # cgroup v1: an OOM in an ancestor (kubepods, QoS tier, node) signals the
+            # memory.oom_control eventfd of every cgroup below it (linux: mm/memcontrol.c
+            # mem_cgroup_oom_notify walks the subtree), and the runtime marks all those
+            # containers OOMKilled, killed or not.
+            disagree.append(
+                "the runtime reports OOMKilled but the program exited normally and the kernel killed "
+                "nothing in its cgroup (an OOM in an ancestor cgroup notifies every cgroup below it)"
+            )
+        else:
+            evidence.append("the runtime reports OOMKilled, but neither kmsg nor the counter confirm it")
+            disagree.append("runtime says OOMKilled; kernel sources say nothing")
+            return out("unknown", ev.t_exit_mono)
 
     if ev.heap_cap_event or ev.exit_code == HEAP_CAP_EXIT_CODE:
         sources.append("workload")

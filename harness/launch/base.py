@@ -136,6 +136,9 @@ class Backend(ABC):
         """Remove everything of the scenario; returns what could not be removed."""
         return ctx.tree.remove()
 
+    def close(self) -> None:
+        """End of the run: release what the backend started (e.g. an engine)."""
+
     @classmethod
     def cleanup_all(cls) -> list[str]:
         """Remove what this backend left behind from any earlier run (by label/prefix)."""
