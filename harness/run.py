@@ -225,6 +225,11 @@ def run_suite(
         with contextlib.suppress(Exception):
             sampler.close()
         events.close()
+        from harness.launch.cgrouptree import remove_tree
+
+        leftover = remove_tree(f"harness/{run_id}")
+        if leftover:
+            progress.say("harness: warning: could not remove " + "; ".join(leftover) + " (run 'harness cleanup')")
         try:
             finalize(store.progress, store.dir / "samples.parquet")
         except Exception as exc:
