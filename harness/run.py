@@ -40,9 +40,7 @@ def get_backend(name: str) -> Backend:
 
         return DockerBackend()
     if name == "containerd":
-        from harness.launch.containerd import ContainerdBackend  # type: ignore[import-not-found]
-
-        return ContainerdBackend()  # type: ignore[no-any-return]
+        raise HarnessError("the containerd backend is not available yet; use process or docker")
     raise HarnessError(f"unknown backend {name!r} (process, docker, containerd)")
 
 
@@ -229,7 +227,9 @@ def run_suite(
 
         leftover = remove_tree(f"harness/{run_id}")
         if leftover:
-            progress.say("harness: warning: could not remove " + "; ".join(leftover) + " (run 'harness cleanup')")
+            progress.say(
+                "harness: warning: could not remove " + "; ".join(leftover) + " (run 'harness cleanup')"
+            )
         try:
             finalize(store.progress, store.dir / "samples.parquet")
         except Exception as exc:
@@ -447,7 +447,7 @@ def _install_signal_handlers() -> dict[int, Any]:
     def handler(signum: int, frame: Any) -> None:
         raise _Interrupted(f"signal {signum}")
 
-    prev = {}
+    prev: dict[int, Any] = {}
     for s in (signal.SIGTERM, signal.SIGHUP):
         prev[s] = signal.signal(s, handler)
     return prev

@@ -9,7 +9,7 @@ import click
 
 from harness.errors import HarnessError
 
-BACKENDS = ["process", "docker", "containerd"]
+BACKENDS = ["process", "docker"]
 
 
 @click.command("run")

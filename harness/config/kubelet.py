@@ -96,8 +96,10 @@ class KubeletConfiguration(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    api_version: Literal["kubelet.config.k8s.io/v1beta1"] = Field(API_VERSION, alias="apiVersion")
-    kind: Literal["KubeletConfiguration"] = KIND
+    api_version: Literal["kubelet.config.k8s.io/v1beta1"] = Field(
+        "kubelet.config.k8s.io/v1beta1", alias="apiVersion"
+    )
+    kind: Literal["KubeletConfiguration"] = "KubeletConfiguration"
 
     # --- node allocatable (defaults.go) ---
     kube_reserved: dict[str, str | int] = Field(default_factory=dict, alias="kubeReserved")

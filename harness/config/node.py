@@ -88,7 +88,11 @@ class NodeFacts(BaseModel):
     @model_validator(mode="after")
     def _numa(self) -> NodeFacts:
         if not self.numa_nodes:
-            self.numa_nodes = [NumaNode(id=0, memory=self.memory_capacity_bytes, cpus=list(range(self.cpus)))]
+            self.numa_nodes = [
+                NumaNode.model_validate(
+                    {"id": 0, "memory": self.memory_capacity_bytes, "cpus": list(range(self.cpus))}
+                )
+            ]
         ids = [n.id for n in self.numa_nodes]
         if len(set(ids)) != len(ids):
             raise ValueError(f"numaNodes has duplicate ids {ids}")

@@ -41,6 +41,7 @@ API_VERSION = "harness/v1"
 
 Placement = Literal["pod", "container", "host"]
 Backend = Literal["process", "docker", "containerd", "kubernetes"]
+_ALL_BACKENDS: tuple[Backend, ...] = ("process", "docker", "containerd", "kubernetes")
 
 # Exit code of the leak program when its heap cap is reached (workloads/leak.c).
 HEAP_CAP_EXIT_CODE = 3
@@ -189,7 +190,7 @@ class Scenario(BaseModel):
     profile_file: str | None = Field(None, alias="profile")
     node_overrides: dict[str, Any] = Field(default_factory=dict, alias="node")
     timeout_s: float = Field(60.0, alias="timeout", gt=0)
-    backends: list[Backend] = Field(default_factory=lambda: ["process", "docker", "containerd", "kubernetes"])
+    backends: list[Backend] = Field(default_factory=lambda: list(_ALL_BACKENDS))
     workloads: list[Workload] = Field(min_length=1)
 
     _t = field_validator("timeout_s", mode="before")(classmethod(lambda c, v: _secs(v)))
@@ -209,7 +210,7 @@ class Scenario(BaseModel):
 
 class Suite(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    api_version: Literal["harness/v1"] = Field(API_VERSION, alias="apiVersion")
+    api_version: Literal["harness/v1"] = Field("harness/v1", alias="apiVersion")
     kind: Literal["Suite"] = "Suite"
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=50)
     description: str = ""

@@ -138,6 +138,7 @@ class Backend(ABC):
 
     def close(self) -> None:
         """End of the run: release what the backend started (e.g. an engine)."""
+        return None
 
     @classmethod
     def cleanup_all(cls) -> list[str]:
