@@ -1,0 +1,126 @@
+"""CPU cost of the sampler: process CPU time per wall second at 10/50/100 Hz, 10 and 100 cgroups.
+
+Creates ``<memory mount>/harness-bench-<random>/`` with N empty child cgroups (v1: each has its
+full ``memory.stat``; the cost does not depend on how much memory they hold), samples them for a
+few seconds with the real background thread (including the node row and the 1 s Arrow IPC
+flush + fsync), and prints:
+
+  cpu %      process CPU time (``time.process_time``) / wall time, in % of one core
+  oom        whether OOM counters are read every tick (``Sampler(oom_counters=...)``)
+  tick µs    mean duration of one batched pass (``sample_once``), measured separately
+  ticks      ticks done / ticks expected, and missed ticks
+
+Everything is removed afterwards. Usage (as root on a cgroup v1 or v2 host)::
+
+    python benchmarks/bench_sampler.py [--seconds 5] [--rates 10,50,100] [--counts 10,100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from harness.sample.cgroupfs import CgroupPaths, detect_host_layout  # noqa: E402
+from harness.sample.sampler import Sampler  # noqa: E402
+
+
+def make_cgroups(n: int) -> tuple[CgroupPaths, list[CgroupPaths]]:
+    mounts = detect_host_layout()
+    parent = CgroupPaths(f"harness-bench-{uuid.uuid4().hex[:8]}", mounts.memory_version, mounts.root)
+    os.mkdir(parent.memory_dir)
+    children = []
+    for i in range(n):
+        child = CgroupPaths(f"{parent.rel}/c{i:03d}", parent.version, parent.root)
+        os.mkdir(child.memory_dir)
+        children.append(child)
+    return parent, children
+
+
+def remove_cgroups(parent: CgroupPaths, children: list[CgroupPaths]) -> None:
+    for child in reversed(children):
+        os.rmdir(child.memory_dir)
+    os.rmdir(parent.memory_dir)
+
+
+def tick_cost_us(children: list[CgroupPaths], oom: bool, ticks: int = 200) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        node = CgroupPaths("", children[0].version, children[0].root)
+        s = Sampler(tmp, node_cgroup=node, oom_counters=oom)
+        try:
+            for i, c in enumerate(children):
+                s.register(f"c{i}", c)
+            s.sample_once()
+            durations = []
+            for _ in range(ticks):
+                t0 = time.perf_counter()
+                s.sample_once()
+                durations.append(time.perf_counter() - t0)
+                if len(durations) % 50 == 0:
+                    s.flush()
+            return statistics.mean(durations) * 1e6
+        finally:
+            s.close()
+
+
+def cpu_share(
+    children: list[CgroupPaths], rate: float, seconds: float, oom: bool
+) -> tuple[float, int, int, int]:
+    with tempfile.TemporaryDirectory() as tmp:
+        node = CgroupPaths("", children[0].version, children[0].root)
+        s = Sampler(tmp, rate_hz=rate, node_cgroup=node, oom_counters=oom)
+        for i, c in enumerate(children):
+            s.register(f"c{i}", c)
+        c0, w0 = time.process_time(), time.monotonic()
+        s.start()
+        time.sleep(seconds)
+        s.stop()
+        c1, w1 = time.process_time(), time.monotonic()
+        ticks, missed = s.ticks, s.missed_ticks
+        s.close()
+    return (c1 - c0) / (w1 - w0) * 100, ticks, round((w1 - w0) * rate), missed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--rates", default="10,50,100")
+    ap.add_argument("--counts", default="10,100")
+    ap.add_argument(
+        "--oom-counters",
+        choices=["on", "off", "both"],
+        default="both",
+        help="read memory.oom_control/memory.events every tick (off: left to OomWatcher)",
+    )
+    args = ap.parse_args()
+    ooms = {"on": [True], "off": [False], "both": [True, False]}[args.oom_counters]
+    rates = [float(r) for r in args.rates.split(",")]
+    counts = [int(c) for c in args.counts.split(",")]
+    mounts = detect_host_layout()
+    print(f"host: layout={mounts.layout.value} memory={mounts.memory_version.value} cpus={os.cpu_count()}")
+    print(f"{'cgroups':>7} {'oom':>4} {'rate Hz':>7} {'cpu %':>7} {'tick µs':>8} {'ticks':>11} {'missed':>6}")
+    for n in counts:
+        parent, children = make_cgroups(n)
+        try:
+            for oom in ooms:
+                per_tick = tick_cost_us(children, oom)
+                for rate in rates:
+                    share, ticks, expected, missed = cpu_share(children, rate, args.seconds, oom)
+                    print(
+                        f"{n:>7} {'on' if oom else 'off':>4} {rate:>7.0f} {share:>7.2f} {per_tick:>8.0f} "
+                        f"{ticks:>5}/{expected:<5} {missed:>6}"
+                    )
+        finally:
+            remove_cgroups(parent, children)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Both OOM sources against real kills: the /dev/kmsg follower and the cgroup counter watcher."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from harness.sample.cgroupfs import CgroupPaths
+from harness.sample.kmsg import KMSG, KmsgClock, KmsgFollower
+from harness.sample.oomwatch import OomCounterChange, OomWatcher
+
+from ._sample_fixtures import MiB, SampleCgroup, needs_v1, sample_cgroup, sample_cgroup_factory
+
+__all__ = ["sample_cgroup", "sample_cgroup_factory"]
+
+needs_kmsg = pytest.mark.skipif(not os.access(KMSG, os.R_OK), reason="/dev/kmsg not readable")
+
+
+# ---------------------------------------------------------------------- real OOM kills
+
+
+@pytest.mark.integration
+@needs_v1
+@needs_kmsg
+@pytest.mark.timeout(60)
+def test_memcg_oom_kill_seen_by_kmsg_and_counter(sample_cgroup: SampleCgroup) -> None:
+    cg = sample_cgroup
+    changes: list[OomCounterChange] = []
+    with KmsgFollower() as follower, OomWatcher(on_change=changes.append, mode="event") as watcher:
+        assert watcher.add("leaker", cg.paths) == "eventfd"
+        assert watcher.counters("leaker") == {"oom_kill": 0}
+        proc = cg.allocate(step_mib=2, pause=0.005)
+        assert proc.wait(30) == -9
+        kill = follower.wait_for(lambda k: k.pid == proc.pid, 5)
+        change = watcher.wait_for(lambda c: c.cgroup == "leaker" and c.counter == "oom_kill", 5)
+    assert kill is not None, "kmsg follower missed the kill"
+    assert kill.task_memcg == kill.oom_memcg == cg.rel
+    assert kill.scope == "memcg" and kill.constraint == "CONSTRAINT_MEMCG"
+    assert kill.comm.startswith("python")
+    assert kill.anon_rss is not None and 30 * MiB < kill.anon_rss <= cg.limit
+    assert kill.t_mono is not None and kill.t_mono_received is not None
+    # received within 50 ms of the kernel timestamp (design target), and not before it
+    assert -0.005 < kill.t_mono_received - kill.t_mono < 0.05
+    assert change is not None, "counter watcher missed the kill"
+    assert (change.old, change.new, change.source) == (0, 1, "eventfd")
+    assert change.path == str(cg.dir)
+    assert change.t_mono - kill.t_mono < 0.6
+    # zero missed: exactly one kill in each source
+    assert len([k for k in follower.kills if k.task_memcg == cg.rel]) == 1
+    assert [c.new for c in changes if c.counter == "oom_kill"] == [1]
+
+
+@pytest.mark.integration
+@needs_v1
+@needs_kmsg
+@pytest.mark.timeout(90)
+def test_several_kills_counted_by_both_sources(sample_cgroup: SampleCgroup) -> None:
+    cg = sample_cgroup
+    n = 3
+    with KmsgFollower() as follower, OomWatcher(mode="event") as watcher:
+        watcher.add("leaker", cg.paths)
+        for _ in range(n):
+            proc = cg.allocate(step_mib=4, pause=0.0)
+            assert proc.wait(30) == -9
+        assert wait_until(lambda: len([k for k in follower.kills if k.task_memcg == cg.rel]) == n, 5)
+        assert wait_until(lambda: watcher.counters("leaker").get("oom_kill") == n, 5)
+    pids = {p.pid for p in cg.procs}
+    assert {k.pid for k in follower.kills if k.task_memcg == cg.rel} == pids
+    assert sum(c.new - c.old for c in watcher.changes if c.counter == "oom_kill") == n
+
+
+@pytest.mark.integration
+@needs_v1
+@pytest.mark.timeout(60)
+def test_poll_mode_and_removed_cgroup(sample_cgroup_factory: Callable[..., SampleCgroup]) -> None:
+    polled = sample_cgroup_factory(32 * MiB)
+    doomed = sample_cgroup_factory(32 * MiB)
+    gone: list[str] = []
+    with OomWatcher(mode="poll", poll_interval=0.02, on_gone=gone.append) as watcher:
+        assert watcher.add("polled", polled.paths) == "poll"
+        watcher.add("doomed", doomed.paths)
+        proc = polled.allocate(step_mib=2, pause=0.0)
+        assert proc.wait(30) == -9
+        change = watcher.wait_for(lambda c: c.cgroup == "polled", 5)
+        os.rmdir(doomed.dir)
+        assert wait_until(lambda: gone == ["doomed"], 5)
+    assert change is not None and change.source == "poll" and change.new == 1
+
+
+@pytest.mark.integration
+@needs_v1
+@pytest.mark.timeout(60)
+def test_eventfd_signals_removal(sample_cgroup: SampleCgroup) -> None:
+    gone: list[str] = []
+    with OomWatcher(mode="event", safety_poll=30, on_gone=gone.append) as watcher:
+        watcher.add("c", sample_cgroup.paths)
+        os.rmdir(sample_cgroup.dir)
+        # v1 signals the eventfd when the cgroup goes away: seen long before the 30 s safety poll
+        assert wait_until(lambda: gone == ["c"], 3)
+
+
+# ---------------------------------------------------------------------- v2 mechanism on a fake tree
+
+
+@pytest.mark.timeout(30)
+def test_v2_inotify_on_memory_events(tmp_path: Path) -> None:
+    """inotify IN_MODIFY on memory.events; written here by hand, as the kernel would notify."""
+    d = tmp_path / "kubepods.slice" / "c1"
+    d.mkdir(parents=True)
+    events = d / "memory.events"
+    events.write_text("low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n")
+    with OomWatcher(mode="event", safety_poll=30) as watcher:
+        assert watcher.add("c1", CgroupPaths("kubepods.slice/c1", "v2", root=str(tmp_path))) == "inotify"
+        events.write_text("low 0\nhigh 0\nmax 9\noom 1\noom_kill 1\noom_group_kill 0\n")
+        change = watcher.wait_for(lambda c: c.counter == "oom_kill", 3)
+        assert change is not None and change.source == "inotify" and (change.old, change.new) == (0, 1)
+        assert watcher.wait_for(lambda c: c.counter == "oom", 1) is not None
+        events.unlink()
+        assert wait_until(lambda: watcher.gone == ["c1"], 3)
+
+
+# ---------------------------------------------------------------------- clock
+
+
+@pytest.mark.integration
+@needs_kmsg
+@pytest.mark.skipif(not os.access(KMSG, os.W_OK), reason="/dev/kmsg not writable")
+def test_kmsg_clock_is_monotonic() -> None:
+    """ts_usec of a record we write is within a few ms of CLOCK_MONOTONIC at the write."""
+    offsets = [KmsgClock().probe() for _ in range(3)]
+    assert all(abs(o) < 0.05 for o in offsets), offsets
+    assert max(offsets) - min(offsets) < 0.002, offsets
+
+
+def wait_until(cond: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return cond()
