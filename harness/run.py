@@ -241,6 +241,12 @@ def run_suite(
         store.write_table("verdicts", vd)
         store.write_junit(suite.name, vd, time.monotonic() - t_run)
         result.status = status
+        deviations = sorted({d for v in result.verdicts for d in v.host_deviations})
+        store.update(
+            host_deviations=deviations,
+            verdicts_passed=sum(v.passed for v in result.verdicts),
+            verdicts_total=len(result.verdicts),
+        )
         store.finish(status)
     return result
 

@@ -116,6 +116,7 @@ def doctor_cmd() -> None:
             click.echo(f"{name}: unavailable: {exc}")
             worst = 1
             continue
+        b.close()
         for c in checks:
             mark = "ok " if c.ok else "MISSING"
             line = f"{name:<11} {mark:<8} {c.name}: {c.detail}"
