@@ -1,0 +1,334 @@
+"""Shared fixtures for integration tests: real memory cgroups, the kernel log, the Docker engine.
+
+``memcg``            a fresh memory cgroup limited to 64 MiB (v1 or v2, whichever this host has)
+``memcg_factory``    make more of them, with any limit
+``kmsg``             a reader of /dev/kmsg positioned at the end *before* the test starts
+``leak_binary`` / ``pause_binary``  paths of the static workloads (built with make if missing)
+``docker_engine``    (session) the project's own Docker engine, started if it is not answering
+                     and stopped at the end if this session started it
+
+Every fixture cleans up with a finalizer, whatever the test did: processes left in a cgroup are
+killed by pid, then the cgroup directory is removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+WORKLOADS = REPO / "workloads"
+MiB = 1 << 20
+CGROUP_PREFIX = "harness-test-"
+
+
+# --------------------------------------------------------------------------- cgroups
+
+
+def _mountinfo() -> list[tuple[str, str, str, set[str]]]:
+    """(root, mountpoint, fstype, superopts) of every mount."""
+    out = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        left, _, right = line.partition(" - ")
+        f = left.split()
+        r = right.split()
+        if len(f) < 5 or len(r) < 3:
+            continue
+        out.append((f[3], f[4], r[0], set(r[2].split(","))))
+    return out
+
+
+def memory_cgroup_root() -> tuple[Path, int]:
+    """The mount point of the memory controller and the cgroup version (v1 preferred on hybrid hosts)."""
+    mounts = _mountinfo()
+    for _root, mnt, fstype, opts in mounts:
+        if fstype == "cgroup" and "memory" in opts:
+            return Path(mnt), 1
+    for _root, mnt, fstype, _opts in mounts:
+        if fstype == "cgroup2" and "memory" in (Path(mnt) / "cgroup.controllers").read_text().split():
+            return Path(mnt), 2
+    raise RuntimeError("no memory cgroup controller is mounted on this host")
+
+
+@dataclass
+class MemCgroup:
+    """A memory cgroup this test session created (v1 or v2), with helpers to run and inspect it."""
+
+    path: Path
+    version: int
+    limit: int
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        """The cgroup path as the kernel prints it (task_memcg=...)."""
+        root, _ = memory_cgroup_root()
+        return "/" + str(self.path.relative_to(root))
+
+    def read(self, name: str) -> str:
+        return (self.path / name).read_text()
+
+    def stat(self) -> dict[str, int]:
+        return {k: int(v) for k, v in (ln.split() for ln in self.read("memory.stat").splitlines())}
+
+    def usage(self) -> int:
+        return int(self.read("memory.usage_in_bytes" if self.version == 1 else "memory.current"))
+
+    def oom_kills(self) -> int:
+        """The cgroup's own OOM kill counter (v1 memory.oom_control, v2 memory.events)."""
+        text = self.read("memory.oom_control" if self.version == 1 else "memory.events")
+        for ln in text.splitlines():
+            k, _, v = ln.partition(" ")
+            if k == "oom_kill":
+                return int(v)
+        return 0
+
+    def anon_bytes(self) -> int:
+        s = self.stat()
+        return s["rss"] if self.version == 1 else s["anon"]
+
+    def file_bytes(self) -> int:
+        s = self.stat()
+        return s["cache"] if self.version == 1 else s["file"]
+
+    def pids(self) -> list[int]:
+        try:
+            return [int(p) for p in self.read("cgroup.procs").split()]
+        except FileNotFoundError:
+            return []
+
+    def popen(self, argv: Sequence[str | os.PathLike[str]], **kw: Any) -> subprocess.Popen[bytes]:
+        """Start argv inside this cgroup (it joins before exec, so nothing runs outside the limit)."""
+        procs_file = str(self.path / "cgroup.procs")
+
+        def _join() -> None:
+            with open(procs_file, "w") as f:
+                f.write("0")
+
+        kw.setdefault("stdout", subprocess.PIPE)
+        p: subprocess.Popen[bytes] = subprocess.Popen(list(argv), preexec_fn=_join, **kw)
+        self.procs.append(p)
+        return p
+
+    def kill_all(self, timeout: float = 10.0) -> None:
+        """SIGKILL, by pid, every process still in the cgroup, and reap those we started."""
+        deadline = time.monotonic() + timeout
+        while True:
+            pids = self.pids()
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            for p in self.procs:
+                if p.poll() is None and p.pid in pids:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        p.wait(timeout=1)
+            if not pids or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        for p in self.procs:
+            if p.stdout:
+                p.stdout.close()
+            if p.poll() is None:
+                p.kill()
+                p.wait(timeout=5)
+
+    def remove(self) -> None:
+        self.kill_all()
+        remove_cgroup_tree(self.path)
+
+
+def remove_cgroup_tree(path: Path, timeout: float = 10.0) -> None:
+    """rmdir a cgroup and its descendants, deepest first; retries while the kernel lets go."""
+    if not path.exists():
+        return
+    dirs = sorted((p for p in path.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True)
+    dirs.append(path)
+    deadline = time.monotonic() + timeout
+    for d in dirs:
+        while True:
+            try:
+                d.rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+
+def make_memcg(limit: int, prefix: str = CGROUP_PREFIX) -> MemCgroup:
+    root, version = memory_cgroup_root()
+    path = root / f"{prefix}{uuid.uuid4().hex[:10]}"
+    if version == 2:
+        # the memory controller must be enabled for the root's children
+        ctl = root / "cgroup.subtree_control"
+        if "memory" not in ctl.read_text().split():
+            ctl.write_text("+memory")
+    path.mkdir()
+    cg = MemCgroup(path=path, version=version, limit=limit)
+    try:
+        if version == 1:
+            (path / "memory.limit_in_bytes").write_text(str(limit))
+        else:
+            (path / "memory.max").write_text(str(limit))
+            (path / "memory.swap.max").write_text("0")
+    except BaseException:
+        remove_cgroup_tree(path)
+        raise
+    return cg
+
+
+@pytest.fixture
+def memcg_factory(request: pytest.FixtureRequest) -> Callable[..., MemCgroup]:
+    """Make memory cgroups ``memcg_factory(limit_bytes)``; all are removed after the test."""
+    made: list[MemCgroup] = []
+
+    def cleanup() -> None:
+        errors = []
+        for cg in reversed(made):
+            try:
+                cg.remove()
+            except Exception as exc:  # keep cleaning the others
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    request.addfinalizer(cleanup)
+
+    def factory(limit: int = 64 * MiB) -> MemCgroup:
+        cg = make_memcg(limit)
+        made.append(cg)
+        return cg
+
+    return factory
+
+
+@pytest.fixture
+def memcg(memcg_factory: Callable[..., MemCgroup]) -> MemCgroup:
+    """A fresh memory cgroup limited to 64 MiB."""
+    cg: MemCgroup = memcg_factory(64 * MiB)
+    return cg
+
+
+# --------------------------------------------------------------------------- kernel log
+
+
+@dataclass
+class KmsgRecord:
+    seq: int
+    ts_us: int
+    message: str
+
+
+class Kmsg:
+    """Reads /dev/kmsg records written after it was opened (it seeks to the end first)."""
+
+    def __init__(self) -> None:
+        self.fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
+        os.lseek(self.fd, 0, os.SEEK_END)
+        self.records: list[KmsgRecord] = []
+
+    def poll(self) -> list[KmsgRecord]:
+        new = []
+        while True:
+            try:
+                raw = os.read(self.fd, 8192)
+            except BlockingIOError:
+                break
+            except BrokenPipeError:  # overwritten while we were away: continue with the next record
+                continue
+            if not raw:
+                break
+            head, _, msg = raw.decode(errors="replace").partition(";")
+            parts = head.split(",")
+            new.append(KmsgRecord(int(parts[1]), int(parts[2]), msg.split("\n", 1)[0]))
+        self.records.extend(new)
+        return new
+
+    def oom_kill_pids(self) -> dict[int, str]:
+        """pid -> the ``oom-kill:...`` line of every OOM kill logged so far."""
+        self.poll()
+        out = {}
+        for r in self.records:
+            if r.message.startswith("oom-kill:"):
+                m = re.search(r"[,:]pid=(\d+)", r.message)
+                if m:
+                    out[int(m.group(1))] = r.message
+        return out
+
+    def wait_for_oom_kill(self, pid: int, timeout: float = 5.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.oom_kill_pids().get(pid)
+            if found is not None:
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no oom-kill line for pid {pid} in /dev/kmsg within {timeout}s")
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+@pytest.fixture
+def kmsg() -> Iterator[Kmsg]:
+    k = Kmsg()
+    try:
+        yield k
+    finally:
+        k.close()
+
+
+# --------------------------------------------------------------------------- workloads
+
+
+def _built(name: str) -> Path:
+    path = WORKLOADS / "build" / name
+    sources = [WORKLOADS / f"{name}.c", WORKLOADS / "Makefile"]
+    if not path.exists() or any(s.stat().st_mtime > path.stat().st_mtime for s in sources):
+        subprocess.run(["make", "-s", "-C", str(WORKLOADS)], check=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def leak_binary() -> Path:
+    return _built("leak")
+
+
+@pytest.fixture(scope="session")
+def pause_binary() -> Path:
+    return _built("pause")
+
+
+# --------------------------------------------------------------------------- docker
+
+
+@pytest.fixture(scope="session")
+def docker_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The project's Docker engine (harness.engines.docker); started here if not answering.
+
+    Skipped only when HARNESS_SKIP_DOCKER=1; a missing daemon is never a reason to skip.
+    The engine is stopped at the end of the session if (and only if) this session started it.
+    """
+    if os.environ.get("HARNESS_SKIP_DOCKER") == "1":
+        pytest.skip("HARNESS_SKIP_DOCKER=1")
+    from harness.engines.docker import ensure_docker
+
+    engine = ensure_docker()
+    try:
+        yield engine
+    finally:
+        if engine.started_by_us:
+            engine.stop()
