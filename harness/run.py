@@ -158,6 +158,11 @@ def run_suite(
     vstr = "v1" if version == 1 else "v2"
 
     def on_kill(k: Any) -> None:
+        domain = k.oom_memcg or "the whole node"
+        progress.say(
+            f"  event: kernel oom-kill of pid {k.pid} ({k.comm}, oom_score_adj {k.oom_score_adj}) "
+            f"at the limit of {_short_cgroup(domain, run_id)}"
+        )
         events.add(
             "kmsg",
             "oom_kill",
@@ -412,6 +417,16 @@ def _run_scenario(
             + (f"  ({'; '.join(v.reasons)})" if v.reasons else "")
         )
     return pred, outcomes, verdicts
+
+
+def _short_cgroup(path: str, run_id: str) -> str:
+    """A harness cgroup path without its run prefix, for progress lines."""
+    prefix = f"/harness/{run_id}/"
+    if path.startswith(prefix):
+        rest = path[len(prefix) :]
+        scenario, _, inner = rest.partition("/")
+        return f"{inner or 'node'} ({scenario})"
+    return path
 
 
 def _rel_of(abs_path: Path, version: int) -> str:

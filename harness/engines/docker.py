@@ -141,21 +141,17 @@ def cleanup_cgroup_parent(parent: str, timeout: float = 10.0) -> list[Path]:
     (and of the empty unified one). Call this after the containers below it are removed.
     Returns the directories removed; raises ``OSError`` if one stays busy past ``timeout``.
     """
-    removed: list[Path] = []
-    deadline = time.monotonic() + timeout
-    for d in cgroup_parent_dirs(parent):
-        while True:
-            try:
-                d.rmdir()
-                removed.append(d)
-                break
-            except FileNotFoundError:
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-    return removed
+    from harness.launch.cgrouptree import rmdir_tree
+
+    dirs = cgroup_parent_dirs(parent)
+    rel = parent.strip("/")
+    failed: list[str] = []
+    for mnt in cgroup_mounts():
+        if (mnt / rel).is_dir():
+            failed += rmdir_tree(mnt / rel, timeout=timeout)
+    if failed:
+        raise OSError(f"cgroup parent {parent} not removed: {'; '.join(failed)}")
+    return dirs
 
 
 def log_tail(path: Path, lines: int = 30) -> str:

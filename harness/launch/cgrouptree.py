@@ -154,34 +154,47 @@ def remove_tree(rel: str, *, timeout: float = 10.0, root: Path = CGROUP_ROOT) ->
     Processes still inside are sent SIGKILL by pid (read from cgroup.procs), then the
     directories are removed once empty. Returns the paths that could not be removed.
     """
-    import signal
-
     failed: list[str] = []
     for h in hierarchies(root):
         top = h / rel
         if not top.is_dir():
             continue
-        for pid in set(iter_pids(top)):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        dirs = sorted((Path(dp) for dp, _d, _f in os.walk(top)), key=lambda p: len(p.parts), reverse=True)
-        deadline = time.monotonic() + timeout
-        for d in dirs:
-            while True:
-                try:
-                    d.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError as exc:
-                    if exc.errno == errno.EBUSY and time.monotonic() < deadline:
-                        for pid in set(iter_pids(d)):
-                            with contextlib.suppress(ProcessLookupError):
-                                os.kill(pid, signal.SIGKILL)
-                        time.sleep(0.05)
-                        continue
-                    failed.append(f"{d}: {exc.strerror}")
-                    break
+        failed += rmdir_tree(top, timeout=timeout, kill=True)
+    return failed
+
+
+def rmdir_tree(top: Path, *, timeout: float = 10.0, kill: bool = False) -> list[str]:
+    """rmdir a cgroup directory and its descendants, deepest first, retrying while busy.
+
+    With ``kill``, processes still inside are sent SIGKILL by pid (from cgroup.procs).
+    Returns what could not be removed.
+    """
+    import signal
+
+    def _kill(d: Path) -> None:
+        if kill:
+            for pid in set(iter_pids(d)):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+    failed: list[str] = []
+    _kill(top)
+    dirs = sorted((Path(dp) for dp, _d, _f in os.walk(top)), key=lambda p: len(p.parts), reverse=True)
+    deadline = time.monotonic() + timeout
+    for d in dirs:
+        while True:
+            try:
+                d.rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError as exc:
+                if exc.errno == errno.EBUSY and time.monotonic() < deadline:
+                    _kill(d)
+                    time.sleep(0.05)
+                    continue
+                failed.append(f"{d}: {exc.strerror}")
+                break
     return failed
 
 

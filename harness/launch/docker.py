@@ -310,6 +310,13 @@ class DockerBackend(Backend):
                     c.remove(force=True)
                 except Exception as exc:
                     failed.append(f"container {c.name}: {exc}")
+            if not failed:
+                # the project's own engine (its pid file), left running by a killed run
+                from harness.engines.docker import DEFAULT_STATE_DIR, DockerEngine
+
+                DockerEngine(socket=sock, state_dir=DEFAULT_STATE_DIR, run_dir=DEFAULT_RUN_DIR).stop(
+                    force=True
+                )
         for top in leftover_trees():
             failed += remove_tree(f"harness/{top.name}")
         return failed

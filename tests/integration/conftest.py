@@ -150,22 +150,13 @@ class MemCgroup:
 
 def remove_cgroup_tree(path: Path, timeout: float = 10.0) -> None:
     """rmdir a cgroup and its descendants, deepest first; retries while the kernel lets go."""
+    from harness.launch.cgrouptree import rmdir_tree
+
     if not path.exists():
         return
-    dirs = sorted((p for p in path.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True)
-    dirs.append(path)
-    deadline = time.monotonic() + timeout
-    for d in dirs:
-        while True:
-            try:
-                d.rmdir()
-                break
-            except FileNotFoundError:
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+    failed = rmdir_tree(path, timeout=timeout)
+    if failed:
+        raise OSError("; ".join(failed))
 
 
 def make_memcg(limit: int, prefix: str = CGROUP_PREFIX) -> MemCgroup:
