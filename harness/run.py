@@ -13,7 +13,6 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -273,10 +272,9 @@ def _run_scenario(
 ) -> tuple[Prediction, list[Outcome], list[Verdict]]:
     assert sc.node is not None
     kubelet = backend.name == "kubernetes"
-    pred = predict_scenario(sc, kubelet=kubelet)
     if not facts.get("negativeOomScoreAdj", True):
         sc.node.negative_oom_score_adj = False
-        pred = predict_scenario(sc, kubelet=kubelet)
+    pred = predict_scenario(sc, kubelet=kubelet)
     layout = node_layout(sc, kubelet=kubelet)
     tree = CgroupTree(f"harness/{run_id}/{sc.name}", version)
     workdir = Path(os.environ.get("HARNESS_WORKDIR", "/var/tmp/harness")) / run_id / sc.name
@@ -441,16 +439,15 @@ def _kernel_path(abs_path: Path, version: int) -> str:
 
 
 def _oom_kill_count(cg: Path, version: int) -> int | None:
-    f = cg / ("memory.oom_control" if version == 1 else "memory.events")
+    """The cgroup's oom_kill counter (v1 memory.oom_control, v2 memory.events), None if gone."""
+    from harness.sample.cgroupfs import parse_memory_events, parse_oom_control
+
     try:
-        text = f.read_text()
+        if version == 1:
+            return parse_oom_control((cg / "memory.oom_control").read_text()).oom_kill
+        return parse_memory_events((cg / "memory.events").read_text()).oom_kill
     except OSError:
         return None
-    for line in text.splitlines():
-        k, _, v = line.partition(" ")
-        if k == "oom_kill":
-            return int(v)
-    return None
 
 
 def _rmtree(p: Path) -> None:
@@ -477,6 +474,3 @@ def _install_signal_handlers() -> dict[int, Any]:
 def _restore_signal_handlers(prev: dict[int, Any]) -> None:
     for s, h in prev.items():
         signal.signal(s, h)
-
-
-Callback = Callable[[str], None]

@@ -327,13 +327,16 @@ def model_explain(profile: str, **node_flags: Any) -> None:
     """
     prof = load_profile(profile)
     facts = build_facts(**node_flags)
-    click.echo(explain_text(prof, facts))
-    if node_summary(prof, facts)["errors"]:
+    summary = node_summary(prof, facts)
+    click.echo(explain_text(prof, facts, summary))
+    if summary["errors"]:
         sys.exit(2)
 
 
-def explain_text(profile: KubeletConfiguration, facts: NodeFacts) -> str:
-    s = node_summary(profile, facts)
+def explain_text(
+    profile: KubeletConfiguration, facts: NodeFacts, summary: dict[str, Any] | None = None
+) -> str:
+    s = summary or node_summary(profile, facts)
     cap = s["capacity_bytes"]
 
     def q(n: int) -> str:

@@ -33,7 +33,7 @@ from harness.launch.base import (
     applied_oom_score_adj,
     parse_leak_line,
 )
-from harness.launch.cgrouptree import leftover_trees, remove_tree
+from harness.launch.cgrouptree import remove_leftovers
 from harness.model.predict import WorkloadLayout
 
 IMAGE_CACHE = Path(os.environ.get("HARNESS_IMAGE_CACHE", "/var/lib/harness/images"))
@@ -158,9 +158,6 @@ class DockerBackend(Backend):
     def _parent(self, ctx: ScenarioContext, layout: WorkloadLayout) -> str:
         parent = layout.pod_cgroup if layout.pod_cgroup else layout.cgroup.rsplit("/", 1)[0]
         return "/" + ctx.tree.rel(parent)
-
-    def prepare_workload_cgroups(self, ctx: ScenarioContext) -> None:
-        """Host/container placements get a parent of their own (Docker adds the container id)."""
 
     def launch(self, ctx: ScenarioContext, workload: Workload, layout: WorkloadLayout) -> Handle:
         asked = layout.oom_score_adj
@@ -317,6 +314,4 @@ class DockerBackend(Backend):
                 DockerEngine(socket=sock, state_dir=DEFAULT_STATE_DIR, run_dir=DEFAULT_RUN_DIR).stop(
                     force=True
                 )
-        for top in leftover_trees():
-            failed += remove_tree(f"harness/{top.name}")
-        return failed
+        return failed + remove_leftovers()

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 from harness.config.suite import Workload
 from harness.launch.base import (
@@ -26,7 +25,7 @@ from harness.launch.base import (
     leak_binary,
     parse_leak_line,
 )
-from harness.launch.cgrouptree import CgroupTree, cgroup_version, leftover_trees, memory_root, remove_tree
+from harness.launch.cgrouptree import CgroupTree, cgroup_version, memory_root, remove_leftovers
 from harness.model.predict import WorkloadLayout
 
 
@@ -211,11 +210,7 @@ class ProcessBackend(Backend):
 
     @classmethod
     def cleanup_all(cls) -> list[str]:
-        failed: list[str] = []
-        for top in leftover_trees():
-            rel = str(Path("harness") / top.name)
-            failed += remove_tree(rel)
-        return failed
+        return remove_leftovers()
 
 
 __all__ = ["CgroupTree", "ProcessBackend", "probe_negative_oom_score_adj"]

@@ -130,7 +130,8 @@ class _W:
     spec: Workload
     pod: Pod | None
     cgroups: list[str]  # path from node root down to the workload's own cgroup
-    oom_score_adj: int
+    oom_score_adj: int  # what the kernel uses on this host
+    asked_oom_score_adj: int  # what the kubelet (or the suite) asks for
     qos: str | None
     procs: list[_Proc] = field(default_factory=list)
     cache: int = 0  # page cache charged to the workload (pagecache mode)
@@ -143,13 +144,6 @@ class _W:
     started: bool = False
     heap_cap_bytes: int | None = None
     oom_group: bool = False
-
-
-class _Node:
-    """Cgroup limits of the simulated node."""
-
-    def __init__(self, limits: dict[str, int | None]) -> None:
-        self.limits = limits
 
 
 def _workload_cgroups(w: Workload, pod: Pod | None, qos: str | None) -> list[str]:
@@ -195,7 +189,14 @@ def _setup(
                 f"{w.name}: oom_score_adj {adj} cannot be written on this host (no CAP_SYS_RESOURCE); "
                 "the kernel will use 0"
             )
-        ws[w.name] = _W(spec=w, pod=pod, cgroups=_workload_cgroups(w, pod, q), oom_score_adj=eff_adj, qos=q)
+        ws[w.name] = _W(
+            spec=w,
+            pod=pod,
+            cgroups=_workload_cgroups(w, pod, q),
+            oom_score_adj=eff_adj,
+            asked_oom_score_adj=adj,
+            qos=q,
+        )
     if pods:
         for v in cg.qos_cgroups(profile, facts, pods):
             limits[v.path] = v.memory_limit_bytes
@@ -254,28 +255,15 @@ def node_layout(scenario: Scenario, *, kubelet: bool = False) -> NodeLayout:
     """Cgroup paths, memory limits and oom_score_adj of every workload of a scenario."""
     assert scenario.profile is not None and scenario.node is not None, "load the suite with load_suite()"
     ws, limits, notes, node_info = _setup(scenario, scenario.profile, scenario.node, kubelet)
-    from harness.model import oom
-
     out: dict[str, WorkloadLayout] = {}
     for name, s in ws.items():
-        asked = s.oom_score_adj
-        if s.pod is not None:
-            asked = oom.container_oom_score_adj(
-                s.pod,
-                s.pod.spec.containers[0].name,
-                scenario.node.memory_capacity_bytes,
-                scenario.profile,
-                scenario.node.kubelet_minor,
-            )
-        elif s.spec.placement != "pod":
-            asked = s.spec.oom_score_adj
         out[name] = WorkloadLayout(
             name=name,
             placement=s.spec.placement,
             cgroup=s.cgroups[-1],
             pod_cgroup=s.cgroups[-2] if s.spec.placement == "pod" else None,
             qos=s.qos,
-            oom_score_adj=asked,
+            oom_score_adj=s.asked_oom_score_adj,
             effective_oom_score_adj=s.oom_score_adj,
             memory_limit_bytes=limits.get(s.cgroups[-1]),
             oom_group=s.oom_group,

@@ -141,3 +141,13 @@ def sample_cgroup_factory() -> Iterator[Callable[..., SampleCgroup]]:
 def sample_cgroup(sample_cgroup_factory: Callable[..., SampleCgroup]) -> SampleCgroup:
     """One 48 MiB v1 memory cgroup."""
     return sample_cgroup_factory()
+
+
+def wait_until(cond: Callable[[], bool], timeout: float) -> bool:
+    """Poll ``cond`` every 20 ms until it holds or ``timeout`` passes; its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return cond()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from harness.sample.cgroupfs import CgroupPaths
 from harness.sample.kmsg import KMSG, KmsgClock, KmsgFollower
 from harness.sample.oomwatch import OomCounterChange, OomWatcher
 
-from ._sample_fixtures import MiB, SampleCgroup, needs_v1, sample_cgroup, sample_cgroup_factory
+from ._sample_fixtures import MiB, SampleCgroup, needs_v1, sample_cgroup, sample_cgroup_factory, wait_until
 
 __all__ = ["sample_cgroup", "sample_cgroup_factory"]
 
@@ -134,12 +133,3 @@ def test_kmsg_clock_is_monotonic() -> None:
     offsets = [KmsgClock().probe() for _ in range(3)]
     assert all(abs(o) < 0.05 for o in offsets), offsets
     assert max(offsets) - min(offsets) < 0.002, offsets
-
-
-def wait_until(cond: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return cond()

@@ -23,21 +23,12 @@ from harness.sample.sampler import (
     read_progress,
 )
 
-from ._sample_fixtures import MiB, SampleCgroup, needs_v1, sample_cgroup, sample_cgroup_factory
+from ._sample_fixtures import MiB, SampleCgroup, needs_v1, sample_cgroup, sample_cgroup_factory, wait_until
 
 __all__ = ["sample_cgroup", "sample_cgroup_factory"]  # fixtures used by name below
 
 V2_FIX = Path(__file__).resolve().parents[1] / "fixtures" / "cgroup" / "v2"
 MEMINFO_FIX = Path(__file__).resolve().parents[1] / "fixtures" / "cgroup" / "meminfo.debian12"
-
-
-def wait_until(cond: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return cond()
 
 
 # ---------------------------------------------------------------------- fake v2 tree (no kernel)
