@@ -1,0 +1,132 @@
+"""Long-running processes the cluster starts: one log and one pid file each, stopped by that pid only.
+
+A pid file holds ``{"pid": N, "start": <starttime from /proc/N/stat>, "argv": [...]}``: a pid is
+trusted only while the process with that pid has the same start time, so a reused pid is never
+signalled (no ``pkill``, no name matching anywhere).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def proc_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat (clock ticks since boot), None when the pid does not exist."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name (field 2) may contain spaces and parentheses: split after the last ')'
+    rest = raw[raw.rindex(")") + 2 :].split()
+    if rest[0] == "Z":  # a zombie is not running
+        return None
+    return int(rest[19])
+
+
+@dataclass
+class Daemon:
+    name: str
+    log: Path
+    pidfile: Path
+
+    def record(self) -> dict[str, object] | None:
+        try:
+            rec: dict[str, object] = json.loads(self.pidfile.read_text())
+        except (OSError, ValueError):
+            return None
+        return rec
+
+    def pid(self) -> int | None:
+        """The pid if the process we started is still running (same pid, same start time)."""
+        rec = self.record()
+        if not rec:
+            return None
+        pid = rec.get("pid")
+        if not isinstance(pid, int):
+            return None
+        start = proc_start_time(pid)
+        return pid if start is not None and start == rec.get("start") else None
+
+    def running(self) -> bool:
+        return self.pid() is not None
+
+    def start(
+        self, argv: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> int:
+        if (pid := self.pid()) is not None:
+            return pid
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        self.pidfile.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as lf:
+            lf.write(f"\n==== {time.strftime('%Y-%m-%dT%H:%M:%S%z')} start: {' '.join(argv)}\n".encode())
+            lf.flush()
+            proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=lf,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,  # survives the harness command that started it
+            )
+        start = proc_start_time(proc.pid)
+        rec = {"pid": proc.pid, "start": start, "argv": list(argv), "started": time.time()}
+        tmp = self.pidfile.with_suffix(".tmp")
+        tmp.write_text(json.dumps(rec) + "\n")
+        tmp.replace(self.pidfile)
+        # the Popen object is dropped: reap it later so it does not stay a zombie in this process
+        _children.append(proc)
+        return proc.pid
+
+    def exited(self) -> int | None:
+        """Exit code of a process this Python process started and that has ended (else None)."""
+        rec = self.record()
+        for p in _children:
+            if rec and p.pid == rec.get("pid"):
+                return p.poll()
+        return None
+
+    def stop(self, timeout: float = 20.0) -> bool:
+        """SIGTERM, then SIGKILL after ``timeout``; True if it was running."""
+        pid = self.pid()
+        if pid is None:
+            self.pidfile.unlink(missing_ok=True)
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        if not _wait_gone(pid, timeout):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            _wait_gone(pid, 10.0)
+        self.pidfile.unlink(missing_ok=True)
+        return True
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            data = self.log.read_bytes()[-64_000:].decode(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(data.rstrip().splitlines()[-lines:])
+
+
+_children: list[subprocess.Popen[bytes]] = []
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for p in _children:
+            if p.pid == pid:
+                p.poll()
+        if proc_start_time(pid) is None:
+            return True
+        time.sleep(0.1)
+    return proc_start_time(pid) is None
