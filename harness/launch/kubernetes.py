@@ -1,0 +1,726 @@
+"""``kubernetes`` backend: workloads as pods on the local cluster's real kubelet.
+
+Pods go through the official Python client as bare pods bound to the node (``spec.nodeName``: no
+scheduler; the kubelet runs its own admission), ``imagePullPolicy: Never`` with the locally imported
+leak image, QoS from the workload's resources, priority through PriorityClasses, and
+``io.harness.*`` labels so that ``harness cleanup`` finds them. What the harness watches:
+
+* pod status (phase, reason, message; container state, reason, exit code, restarts) through a watch;
+* events of the harness namespace and of the Node (``Evicted``, ``EvictionThresholdMet``, ``SystemOOM``,
+  ``NodeHasInsufficientMemory`` ...) through a second watch, as source ``kubelet`` in events.parquet;
+* node conditions (MemoryPressure) and the kubelet's ``/stats/summary`` from its loopback port, polled
+  once a second (source ``kubelet-stats``; the stats' own timestamp shows how old the kubelet's view is);
+* the container's real cgroup (``kubepods/<qos>/pod<uid>/<container id>``), sampled like any other.
+
+The leak program's JSON lines are read from the container's CRI log file under ``/var/log/pods``.
+Pods run with ``hostNetwork: true`` (the cluster has no pod network; see :meth:`pod_manifest`).
+Workloads with ``placement: host`` run as processes of this host in a harness cgroup (the node-wide
+memory the kubelet sees includes them), capped at their ``leak.max`` so they cannot drain the host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.config.suite import Workload
+from harness.errors import HarnessError
+from harness.launch.base import (
+    LABEL,
+    LABEL_RUN,
+    LABEL_WORKLOAD,
+    Backend,
+    Check,
+    ExitInfo,
+    Handle,
+    ScenarioContext,
+    parse_leak_line,
+)
+from harness.launch.cgrouptree import CGROUP_ROOT, memory_root
+from harness.model.predict import WorkloadLayout
+
+NAMESPACE = "harness"
+LABEL_SCENARIO = "io.harness.scenario"
+POD_LOG_DIR = Path(
+    "/var/log/pods"
+)  # kubelet: pkg/kubelet/kuberuntime/kuberuntime_manager.go podLogsRootDirectory
+# Pod status reasons written when the kubelet refuses a pod at admission
+# (pkg/kubelet/lifecycle/predicate.go, pkg/kubelet/cm/topologymanager/topology_manager.go,
+# pkg/kubelet/eviction/eviction_manager.go Admit).
+ADMISSION_REASONS = {
+    "OutOfmemory",
+    "OutOfcpu",
+    "OutOfpods",
+    "TopologyAffinityError",
+    "UnexpectedAdmissionError",
+    "NodeAffinity",
+    "NodeSelectorMismatching",
+    "Evicted",  # refused under MemoryPressure (the eviction manager's Admit)
+    "InvalidNodeInfo",
+}
+# Kubelet events about a pod that decide its outcome even when its status does not say so
+# (pkg/kubelet/eviction/eviction_manager.go evictPod: event reason "Evicted"; preemption: "Preempting").
+POD_EVENT_REASONS = {"Evicted", "Preempting"}
+_DNS = re.compile(r"[^a-z0-9-]+")
+
+
+def _dns(*parts: str, limit: int = 63) -> str:
+    s = _DNS.sub("-", "-".join(parts).lower()).strip("-")
+    return s[:limit].rstrip("-")
+
+
+def _label_value(v: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "-", v)[:63].strip("-._")
+
+
+class KubernetesBackend(Backend):
+    name = "kubernetes"
+
+    def __init__(self, cluster: Any = None) -> None:
+        from harness.cluster import Cluster
+
+        self.cluster = cluster or Cluster()
+        self._api: Any = None
+        self._pods: dict[str, dict[str, Any]] = {}  # pod name -> latest object (dict)
+        self._seen: dict[str, float] = {}  # pod name -> t_mono of the last update
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self._ctx: ScenarioContext | None = None
+        self._host: Any = None  # ProcessBackend for placement host
+        self._log_pos: dict[str, int] = {}
+        self._handles: dict[str, Handle] = {}
+        self._pod_of: dict[str, str] = {}  # workload -> pod name
+        self._priority_classes: set[str] = set()
+        self._started = False
+        self._pod_events: dict[str, list[tuple[str, str, float]]] = {}  # pod -> (reason, message, t_mono)
+
+    # ---- plumbing --------------------------------------------------------------------------
+    @property
+    def core(self) -> Any:
+        from kubernetes import client as k8s
+
+        return k8s.CoreV1Api(self.api)
+
+    @property
+    def api(self) -> Any:
+        if self._api is None:
+            from harness.cluster.client import api_client
+
+            self._api = api_client(self.cluster)
+        return self._api
+
+    def sanity_checks(self) -> list[Check]:
+        try:
+            self.cluster.require_up()
+        except HarnessError as exc:
+            return [Check("cluster", False, str(exc), "harness cluster up")]
+        try:
+            node = self.core.read_node(self.cluster.node_name)
+        except Exception as exc:
+            return [
+                Check(
+                    "cluster",
+                    False,
+                    f"cannot read node {self.cluster.node_name}: {exc}",
+                    "harness cluster status",
+                )
+            ]
+        ready = {c.type: c.status for c in node.status.conditions or []}.get("Ready")
+        return [
+            Check(
+                "cluster", True, f"node {node.metadata.name} kubelet {node.status.node_info.kubelet_version}"
+            ),
+            Check("node Ready", ready == "True", f"Ready={ready}", "harness cluster status"),
+        ]
+
+    def versions(self) -> dict[str, Any]:
+        rec = self.cluster.record()
+        out: dict[str, Any] = {
+            "kubernetes": rec.get("version"),
+            "kubelet_profile": rec.get("kubelet_profile"),
+        }
+        with contextlib.suppress(Exception):
+            info = self.core.read_node(self.cluster.node_name).status.node_info
+            out.update(
+                kubelet=info.kubelet_version,
+                runtime=info.container_runtime_version,
+                kernel=info.kernel_version,
+            )
+        return out
+
+    def kubelet_version(self) -> str | None:
+        v = self.cluster.record().get("version")
+        return str(v) if v else None
+
+    def node_cgroups(self, ctx: ScenarioContext) -> list[tuple[str, str]]:
+        """The kubelet's real tree: the root (node-wide usage) and ``kubepods``."""
+        return [("node", ""), ("kubepods", "kubepods")]
+
+    def _ensure_namespace(self) -> None:
+        from kubernetes import client as k8s
+        from kubernetes.client.rest import ApiException
+
+        try:
+            self.core.read_namespace(NAMESPACE)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            self.core.create_namespace(
+                k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=NAMESPACE, labels={LABEL: "true"}))
+            )
+
+    def _start_watchers(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self._stop.clear()
+        for target in (self._watch_pods, self._watch_events, self._poll_kubelet):
+            t = threading.Thread(target=target, daemon=True, name=f"k8s-{target.__name__}")
+            t.start()
+            self._threads.append(t)
+
+    def _watch_pods(self) -> None:
+        from kubernetes import client as k8s
+        from kubernetes import watch
+
+        core = k8s.CoreV1Api(self.api)
+        rv = None
+        while not self._stop.is_set():
+            w = watch.Watch()
+            try:
+                kw: dict[str, Any] = {"label_selector": f"{LABEL}=true", "timeout_seconds": 30}
+                if rv:
+                    kw["resource_version"] = rv
+                for ev in w.stream(core.list_namespaced_pod, NAMESPACE, **kw):
+                    obj = ev["object"]
+                    rv = obj.metadata.resource_version
+                    d = self.api.sanitize_for_serialization(obj)
+                    name = obj.metadata.name
+                    with self._lock:
+                        prev = self._pods.get(name)
+                        self._pods[name] = d
+                        self._seen[name] = time.monotonic()
+                    self._pod_changed(name, prev, d, ev["type"])
+                    if self._stop.is_set():
+                        break
+            except Exception as exc:
+                if "410" in str(exc) or "Expired" in str(exc):
+                    rv = None
+                if not self._stop.is_set():
+                    time.sleep(0.5)
+            finally:
+                w.stop()
+
+    def _pod_changed(self, name: str, prev: dict[str, Any] | None, d: dict[str, Any], kind: str) -> None:
+        ctx = self._ctx
+        if ctx is None:
+            return
+        st = d.get("status", {})
+        pst = (prev or {}).get("status", {})
+        workload = d.get("metadata", {}).get("labels", {}).get(LABEL_WORKLOAD)
+        if (st.get("phase"), st.get("reason")) != (pst.get("phase"), pst.get("reason")):
+            ctx.events.add(
+                "kubelet",
+                "pod_phase",
+                workload=workload,
+                pod=name,
+                phase=st.get("phase"),
+                reason=st.get("reason"),
+                detail=st.get("message"),
+            )
+        for cs in st.get("containerStatuses") or []:
+            term = (cs.get("state") or {}).get("terminated")
+            old: dict[str, Any] = next(
+                (c for c in pst.get("containerStatuses") or [] if c.get("name") == cs.get("name")), {}
+            )
+            if term and not (old.get("state") or {}).get("terminated"):
+                ctx.events.add(
+                    "kubelet",
+                    "container_terminated",
+                    workload=workload,
+                    pod=name,
+                    exit_code=term.get("exitCode"),
+                    reason=term.get("reason"),
+                    detail=term.get("message"),
+                    restarts=cs.get("restartCount"),
+                    finished_at=term.get("finishedAt"),
+                )
+
+    def _watch_events(self) -> None:
+        from kubernetes import client as k8s
+        from kubernetes import watch
+
+        core = k8s.CoreV1Api(self.api)
+        seen: set[str] = set()
+        start = time.time()
+        while not self._stop.is_set():
+            w = watch.Watch()
+            try:
+                for ev in w.stream(core.list_event_for_all_namespaces, timeout_seconds=30):
+                    e = ev["object"]
+                    inv = e.involved_object
+                    if not (
+                        (inv.kind == "Pod" and inv.namespace == NAMESPACE)
+                        or (inv.kind == "Node" and inv.name == self.cluster.node_name)
+                    ):
+                        continue
+                    key = f"{e.metadata.uid}/{e.count}"
+                    ts = e.last_timestamp or e.event_time or e.first_timestamp
+                    if key in seen or (ts is not None and ts.timestamp() < start - 2):
+                        continue
+                    seen.add(key)
+                    if inv.kind == "Pod" and e.reason in POD_EVENT_REASONS:
+                        with self._lock:
+                            self._pod_events.setdefault(str(inv.name), []).append(
+                                (str(e.reason), str(e.message or ""), time.monotonic())
+                            )
+                    if self._ctx is not None:
+                        self._ctx.events.add(
+                            "kubelet",
+                            str(e.reason),
+                            object=f"{inv.kind}/{inv.name}",
+                            detail=e.message,
+                            event_type=e.type,
+                            count=e.count,
+                            t_event_wall=ts.timestamp() if ts else None,
+                        )
+                    if self._stop.is_set():
+                        break
+            except Exception:
+                if not self._stop.is_set():
+                    time.sleep(0.5)
+            finally:
+                w.stop()
+
+    def _poll_kubelet(self) -> None:
+        """Node conditions and /stats/summary once a second (only changes are recorded)."""
+        last_conditions: dict[str, str] = {}
+        last_stats_time = None
+        while not self._stop.wait(1.0):
+            ctx = self._ctx
+            if ctx is None:
+                continue
+            with contextlib.suppress(Exception):
+                node = json.loads(self.cluster.api_get(f"/api/v1/nodes/{self.cluster.node_name}", timeout=2))
+                conds = {c["type"]: c["status"] for c in node.get("status", {}).get("conditions", [])}
+                for k, v in conds.items():
+                    if last_conditions.get(k) != v:
+                        ctx.events.add("kubelet", "node_condition", condition=k, status=v)
+                last_conditions = conds
+            with contextlib.suppress(Exception):
+                s = json.loads(self.cluster.kubelet_get("/stats/summary", timeout=2))
+                t = s["node"]["memory"].get("time")
+                if t != last_stats_time:
+                    last_stats_time = t
+                    pods = {
+                        p["podRef"]["name"]: (p.get("memory") or {}).get("workingSetBytes")
+                        for p in s.get("pods", [])
+                        if p["podRef"].get("namespace") == NAMESPACE
+                    }
+                    ctx.events.add(
+                        "kubelet-stats",
+                        "summary",
+                        stats_time=t,
+                        available_bytes=s["node"]["memory"].get("availableBytes"),
+                        working_set_bytes=s["node"]["memory"].get("workingSetBytes"),
+                        detail=json.dumps(pods),
+                    )
+
+    # ---- workloads -------------------------------------------------------------------------
+    def prepare(self, ctx: ScenarioContext) -> None:
+        self._ctx = ctx
+        self._ensure_namespace()
+        self._start_watchers()
+        hosts = {w.name: ctx.layout.workloads[w.name] for w in ctx.scenario.workloads if w.placement != "pod"}
+        if hosts:
+            # only the harness part of the tree: host workloads, each capped at its leak.max
+            limits: dict[str, int | None] = {}
+            for w in ctx.scenario.workloads:
+                if w.name in hosts:
+                    if w.leak.max_bytes <= 0:
+                        raise HarnessError(
+                            f"scenario {ctx.scenario.name}: host workload {w.name} needs leak.max on the "
+                            "kubernetes backend (it drains the real node; the cap keeps the host safe)"
+                        )
+                    cg = hosts[w.name].cgroup
+                    parts = cg.split("/")
+                    for i in range(1, len(parts)):
+                        limits.setdefault("/".join(parts[:i]), None)
+                    limits[cg] = w.leak.max_bytes + (64 << 20)
+            limits.setdefault("", None)
+            ctx.tree.create(limits)
+
+    def launch(self, ctx: ScenarioContext, workload: Workload, layout: WorkloadLayout) -> Handle:
+        if workload.placement != "pod":
+            if self._host is None:
+                from harness.launch.process import ProcessBackend
+
+                self._host = ProcessBackend()
+            h: Handle = self._host.launch(ctx, workload, layout)
+            h.extra["host"] = True
+            return h
+        manifest = self.pod_manifest(ctx, workload)
+        name = manifest["metadata"]["name"]
+        h = Handle(
+            workload=workload.name, backend=self.name, cgroup=layout.cgroup, cgroup_abs=Path("/nonexistent")
+        )
+        h.asked_oom_score_adj = layout.oom_score_adj
+        h.t_start_mono = time.monotonic()
+        h.t_start_wall = time.time()
+        self._handles[workload.name] = h
+        self._pod_of[workload.name] = name
+        self.core.create_namespaced_pod(NAMESPACE, manifest)
+        ctx.events.add("harness", "pod_created", workload=workload.name, pod=name)
+        self._wait_started(ctx, h, name, timeout=60.0)
+        return h
+
+    def pod_manifest(self, ctx: ScenarioContext, workload: Workload) -> dict[str, Any]:
+        from harness.images import LEAK_IMAGE
+
+        if workload.pod_manifest is not None:
+            # the suite's pod file, as parsed (the loader validated it); status is never sent
+            manifest: dict[str, Any] = workload.pod_manifest.model_dump(by_alias=True, exclude_unset=True)
+            manifest.pop("status", None)
+            manifest["metadata"] = {
+                k: v for k, v in manifest.get("metadata", {}).items() if k in ("labels", "annotations")
+            }
+        else:
+            manifest = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": workload.name,
+                            "resources": {
+                                k: dict(v) for k, v in workload.resources.model_dump().items() if v
+                            },
+                        }
+                    ],
+                    "terminationGracePeriodSeconds": workload.termination_grace_period_s,
+                    "restartPolicy": "Never",
+                },
+            }
+        name = _dns(ctx.scenario.name[:24], workload.name[:24], ctx.run_id[-8:])
+        md = manifest.setdefault("metadata", {})
+        md["name"] = name
+        md["namespace"] = NAMESPACE
+        md.setdefault("labels", {}).update(
+            {
+                LABEL: "true",
+                LABEL_RUN: _label_value(ctx.run_id),
+                LABEL_WORKLOAD: workload.name,
+                LABEL_SCENARIO: _label_value(ctx.scenario.name),
+            }
+        )
+        spec = manifest.setdefault("spec", {})
+        spec["nodeName"] = self.cluster.node_name
+        spec.setdefault("restartPolicy", "Never")
+        # No pod network here: the runtime's only CNI network is "loopback" (the node reports
+        # NetworkReady), which gives a sandbox no eth0, so containerd cannot set it up. Pods share the
+        # host's network namespace instead; the leak program does no networking.
+        spec["hostNetwork"] = True
+        spec["dnsPolicy"] = "Default"
+        spec["automountServiceAccountToken"] = False
+        spec["enableServiceLinks"] = False
+        if workload.priority is not None and not workload.priority_class_name:
+            spec["priorityClassName"] = self._priority_class(workload.priority)
+        elif workload.priority_class_name:
+            spec["priorityClassName"] = workload.priority_class_name
+        spec.pop("priority", None)  # the Priority admission plugin computes it from the class
+        c = spec["containers"][0]
+        c["image"] = LEAK_IMAGE
+        c["imagePullPolicy"] = "Never"
+        c.setdefault("name", workload.name)
+        c["args"] = list(workload.leak.leak_args())
+        if workload.leak.mode == "pagecache":
+            c["args"].append("--file=/data/pagecache.dat")
+            c.setdefault("volumeMounts", []).append({"name": "data", "mountPath": "/data"})
+            spec.setdefault("volumes", []).append({"name": "data", "emptyDir": {}})
+        return manifest
+
+    def _priority_class(self, value: int) -> str:
+        from kubernetes import client as k8s
+        from kubernetes.client.rest import ApiException
+
+        name = f"harness-priority-{value}".replace("-" + "-", "-m")
+        if name in self._priority_classes:
+            return name
+        api = k8s.SchedulingV1Api(self.api)
+        try:
+            api.create_priority_class(
+                k8s.V1PriorityClass(
+                    metadata=k8s.V1ObjectMeta(name=name, labels={LABEL: "true"}),
+                    value=value,
+                    description="harness workload priority",
+                )
+            )
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        self._priority_classes.add(name)
+        return name
+
+    def _pod(self, name: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._pods.get(name)
+
+    def _wait_started(self, ctx: ScenarioContext, h: Handle, name: str, timeout: float) -> None:
+        """Until the container runs (its cgroup is known), or the pod ended / was rejected."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pod = self._pod(name)
+            if pod is None:
+                with contextlib.suppress(Exception):
+                    pod = self.api.sanitize_for_serialization(self.core.read_namespaced_pod(name, NAMESPACE))
+            if pod:
+                st = pod.get("status", {})
+                if st.get("phase") in ("Failed", "Succeeded") and not st.get("containerStatuses"):
+                    return  # rejected at admission; poll() reports it
+                for cs in st.get("containerStatuses") or []:
+                    cid = cs.get("containerID") or ""
+                    if cid and (
+                        (cs.get("state") or {}).get("running") or (cs.get("state") or {}).get("terminated")
+                    ):
+                        self._bind_cgroup(h, pod, cid.split("://", 1)[-1])
+                        return
+            time.sleep(0.05)
+        raise HarnessError(f"pod {NAMESPACE}/{name} did not start within {timeout:.0f} s")
+
+    def _bind_cgroup(self, h: Handle, pod: dict[str, Any], cid: str) -> None:
+        uid = pod["metadata"]["uid"]
+        qos = (pod.get("status", {}).get("qosClass") or "").lower()
+        mem = memory_root(1 if (CGROUP_ROOT / "memory").is_dir() else 2)
+        # kubelet cgroupfs naming (pkg/kubelet/cm/qos_container_manager_linux.go, pod_container_manager_linux.go)
+        pod_rel = f"kubepods/pod{uid}" if qos == "guaranteed" else f"kubepods/{qos}/pod{uid}"
+        h.cgroup = f"{pod_rel}/{cid}"
+        h.cgroup_abs = mem / h.cgroup
+        h.container_id = cid
+        h.extra["pod"] = pod["metadata"]["name"]
+        h.extra["pod_uid"] = uid
+        h.extra["qos"] = qos
+        h.extra["pod_cgroup_abs"] = str(mem / pod_rel)
+        with contextlib.suppress(OSError):
+            h.pids = [int(p) for p in (h.cgroup_abs / "cgroup.procs").read_text().split()]
+        with contextlib.suppress(OSError, IndexError):
+            h.applied_oom_score_adj = int(Path(f"/proc/{h.pids[0]}/oom_score_adj").read_text())
+        if (
+            h.asked_oom_score_adj is not None
+            and h.applied_oom_score_adj is not None
+            and h.applied_oom_score_adj != h.asked_oom_score_adj
+        ):
+            dev = (
+                f"oom_score_adj {h.asked_oom_score_adj} asked by the kubelet, {h.applied_oom_score_adj} applied "
+                "(containerd restrict_oom_score_adj: this host cannot set negative values)"
+            )
+            h.deviations.append(dev)
+            if self._ctx:
+                self._ctx.events.add("harness", "host_deviation", workload=h.workload, detail=dev)
+
+    def _read_log(self, h: Handle) -> None:
+        pod = h.extra.get("pod")
+        uid = h.extra.get("pod_uid")
+        if not pod or not uid:
+            return
+        d = POD_LOG_DIR / f"{NAMESPACE}_{pod}_{uid}" / h.workload
+        try:
+            logs = sorted(d.glob("*.log"))
+        except OSError:
+            return
+        for f in logs[:1]:
+            key = str(f)
+            pos = self._log_pos.get(key, 0)
+            try:
+                with open(f, "rb") as fh:
+                    fh.seek(pos)
+                    data = fh.read()
+            except OSError:
+                return
+            end = data.rfind(b"\n")
+            if end < 0:
+                return
+            self._log_pos[key] = pos + end + 1
+            for raw in data[: end + 1].splitlines():
+                # CRI log format: "<RFC3339Nano> <stdout|stderr> <P|F> <line>"
+                parts = raw.decode(errors="replace").split(" ", 3)
+                if len(parts) < 4:
+                    continue
+                ev = parse_leak_line(parts[3])
+                if ev is None:
+                    continue
+                ev["t_mono_recv"] = time.monotonic()
+                h.lines.append(ev)
+                if ev.get("event") in ("start", "max", "heap_cap", "exit", "error") and self._ctx:
+                    self._ctx.events.add(
+                        "workload",
+                        str(ev["event"]),
+                        workload=h.workload,
+                        pid=ev.get("pid"),
+                        allocated=ev.get("allocated"),
+                        detail=ev.get("message"),
+                    )
+
+    def poll(self, ctx: ScenarioContext, handle: Handle) -> ExitInfo | None:
+        if handle.extra.get("host"):
+            assert self._host is not None
+            return self._host.poll(ctx, handle)
+        name = self._pod_of.get(handle.workload)
+        if handle.exit:
+            self._refresh_reason(handle, name)
+            return handle.exit
+        self._read_log(handle)
+        pod = self._pod(name) if name else None
+        if pod is None:
+            return None
+        st = pod.get("status", {})
+        phase = st.get("phase")
+        reason = self._refresh_reason(handle, name)
+        term = None
+        for cs in st.get("containerStatuses") or []:
+            term = (cs.get("state") or {}).get("terminated") or term
+            if not handle.container_id and cs.get("containerID"):
+                self._bind_cgroup(handle, pod, cs["containerID"].split("://", 1)[-1])
+        if term is None and phase not in ("Failed", "Succeeded"):
+            return None
+        if term is None and phase == "Failed" and st.get("containerStatuses"):
+            return None  # eviction: wait for the container's own termination record
+        self._read_log(handle)
+        code = term.get("exitCode") if term else None
+        handle.exit = ExitInfo(
+            t_mono=self._seen.get(name or "", time.monotonic()),
+            t_wall=time.time(),
+            exit_code=code,
+            signal=(code - 128) if isinstance(code, int) and code > 128 else None,
+            runtime_oom_killed=(term.get("reason") == "OOMKilled") if term else None,
+            stopped_by_harness=handle.stop_requested,
+        )
+        ctx.events.add(
+            "runtime",
+            "exit",
+            workload=handle.workload,
+            exit_code=code,
+            reason=(term or {}).get("reason"),
+            pod_reason=reason,
+        )
+        return handle.exit
+
+    def _refresh_reason(self, handle: Handle, name: str | None) -> str | None:
+        """Pod phase/reason and the kubelet's pod events into the handle (also after the exit)."""
+        pod = self._pod(name) if name else None
+        st = (pod or {}).get("status", {})
+        reason = st.get("reason")
+        if pod is not None:
+            handle.extra["kubelet_phase"] = st.get("phase")
+            if st.get("phase") == "Failed" and reason and not st.get("containerStatuses"):
+                handle.extra["admission_reason"] = f"{reason}: {st.get('message', '')}".strip()
+            if reason:
+                handle.extra["kubelet_reason"] = reason
+                handle.extra.setdefault("t_kubelet_mono", self._seen.get(name or "", time.monotonic()))
+        with self._lock:
+            pod_events = list(self._pod_events.get(name or "", []))
+        for ev_reason, msg, t_ev in pod_events:
+            # Since 1.27 (kubernetes/kubernetes PR #115331, issue #118310) the phase of a pod killed by
+            # the eviction manager follows its containers' exit codes: a container that exits 0 on the
+            # SIGTERM leaves the pod Succeeded with no reason, and only the Evicted event says what happened.
+            handle.extra["kubelet_reason"] = ev_reason
+            handle.extra["kubelet_message"] = msg
+            handle.extra["t_kubelet_mono"] = min(t_ev, handle.extra.get("t_kubelet_mono", t_ev))
+        return str(reason) if reason else None
+
+    def stop(self, ctx: ScenarioContext, handle: Handle, timeout: float = 5.0) -> None:
+        if handle.extra.get("host"):
+            assert self._host is not None
+            self._host.stop(ctx, handle, timeout)
+            return
+        name = self._pod_of.get(handle.workload)
+        if not name or handle.exit:
+            return
+        handle.stop_requested = True
+        with contextlib.suppress(Exception):
+            self.core.delete_namespaced_pod(name, NAMESPACE, grace_period_seconds=int(timeout))
+        deadline = time.monotonic() + timeout + 30
+        while time.monotonic() < deadline and self.poll(ctx, handle) is None:
+            pod = self._pod(name)
+            if (
+                pod is not None
+                and pod.get("metadata", {}).get("deletionTimestamp")
+                and not any(
+                    (cs.get("state") or {}).get("running")
+                    for cs in pod.get("status", {}).get("containerStatuses") or []
+                )
+            ):
+                break
+            time.sleep(0.1)
+        if handle.exit is None:
+            handle.exit = ExitInfo(time.monotonic(), time.time(), 143, 15, None, stopped_by_harness=True)
+
+    def teardown(self, ctx: ScenarioContext) -> list[str]:
+        failed: list[str] = []
+        names = list(self._pod_of.values())
+        for n in names:
+            with contextlib.suppress(Exception):
+                self.core.delete_namespaced_pod(n, NAMESPACE, grace_period_seconds=0)
+        deadline = time.monotonic() + 90
+        remaining = set(names)
+        from kubernetes.client.rest import ApiException
+
+        while remaining and time.monotonic() < deadline:
+            for n in list(remaining):
+                try:
+                    self.core.read_namespaced_pod(n, NAMESPACE)
+                except ApiException as exc:
+                    if exc.status == 404:
+                        remaining.discard(n)
+            time.sleep(0.3)
+        failed += [f"pod {NAMESPACE}/{n} still exists" for n in sorted(remaining)]
+        if self._host is not None:
+            failed += self._host.teardown(ctx)
+        else:
+            failed += ctx.tree.remove()
+        self._pod_of.clear()
+        self._handles.clear()
+        self._log_pos.clear()
+        self._ctx = None
+        return failed
+
+    def close(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=2)
+        self._threads.clear()
+        self._started = False
+        if self._api is not None:
+            with contextlib.suppress(Exception):
+                self._api.close()
+
+    @classmethod
+    def cleanup_all(cls) -> list[str]:
+        """Delete every harness pod and PriorityClass if the cluster is up (the cluster itself stays)."""
+        from harness.cluster import Cluster
+
+        c = Cluster()
+        if not (c.daemon("kube-apiserver").running()):
+            return []
+        b = cls(c)
+        out: list[str] = []
+        from kubernetes import client as k8s
+
+        with contextlib.suppress(Exception):
+            for p in b.core.list_namespaced_pod(NAMESPACE, label_selector=f"{LABEL}=true").items:
+                b.core.delete_namespaced_pod(p.metadata.name, NAMESPACE, grace_period_seconds=0)
+                out.append(f"pod {NAMESPACE}/{p.metadata.name}")
+        with contextlib.suppress(Exception):
+            api = k8s.SchedulingV1Api(b.api)
+            for pc in api.list_priority_class(label_selector=f"{LABEL}=true").items:
+                pc_name = str(pc.metadata.name)  # type: ignore[union-attr]
+                api.delete_priority_class(pc_name)
+                out.append(f"priorityclass {pc_name}")
+        b.close()
+        return out
