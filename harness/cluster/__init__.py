@@ -420,6 +420,9 @@ class Cluster:
         t = time.monotonic()
         d.start(argv)
         rec = self.record()
+        # cAdvisor reads each NUMA node's memory once, when the kubelet starts; on hosts whose memory
+        # is onlined over time (this VM) it differs from later reads, so keep what the kubelet saw.
+        rec["numa_memory_at_kubelet_start"] = numa_memory()
         rec["kubelet_binary"] = str(built.bin_dir / "kubelet")
         rec["kubelet_profile"] = str(profile) if profile else None
         self._save_record(rec)
@@ -577,6 +580,19 @@ class Cluster:
                 f"the local cluster is not running ({', '.join(missing)} down); start it with `harness cluster up`"
             )
         return self.record()
+
+
+def numa_memory(root: Path = Path("/sys/devices/system/node")) -> dict[str, int]:
+    """NUMA node id -> MemTotal bytes from /sys/devices/system/node/node*/meminfo."""
+    import re
+
+    out: dict[str, int] = {}
+    for d in sorted(root.glob("node[0-9]*")):
+        with contextlib.suppress(OSError):
+            m = re.search(r"MemTotal:\s+(\d+) kB", (d / "meminfo").read_text())
+            if m:
+                out[d.name[4:]] = int(m.group(1)) * 1024
+    return out
 
 
 def kubelet_error(log_text: str) -> str:

@@ -141,9 +141,9 @@ def detect_local_facts(root: str = "/") -> dict[str, Any]:
         hp: dict[str, int] = {}
         for hd in (d / "hugepages").glob("hugepages-*kB"):
             kb = int(hd.name.split("-")[1][:-2])
-            count = int((hd / "nr_hugepages").read_text())
-            if count:
-                hp[quantity.format_binary_si(kb * 1024)] = count
+            # every size the kernel supports, 0 pages included: cAdvisor reports them all, so the
+            # kubelet's capacity and memory-manager state list hugepages-2Mi: 0 and hugepages-1Gi: 0
+            hp[quantity.format_binary_si(kb * 1024)] = int((hd / "nr_hugepages").read_text())
         cpus = _parse_cpulist((d / "cpulist").read_text()) if (d / "cpulist").exists() else []
         dist = [int(x) for x in (d / "distance").read_text().split()] if (d / "distance").exists() else []
         nodes.append(

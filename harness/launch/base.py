@@ -42,7 +42,7 @@ class ExitInfo:
     t_wall: float
     exit_code: int | None  # 0..255 (shell convention: 128+signal when killed)
     signal: int | None  # the signal that killed it, if known
-    runtime_oom_killed: bool | None = None  # the runtime's own view (Docker State.OOMKilled)
+    runtime_oom_killed: bool | None = None  # Docker State.OOMKilled, containerd /tasks/oom
     stopped_by_harness: bool = False
 
 
@@ -131,6 +131,13 @@ class Backend(ABC):
 
     @abstractmethod
     def stop(self, ctx: ScenarioContext, handle: Handle, timeout: float = 5.0) -> None: ...
+
+    def node_cgroups(self, ctx: ScenarioContext) -> list[tuple[str, str]]:
+        """Node-level cgroups to sample, as (name, path below the memory hierarchy root)."""
+        out = [("node", ctx.tree.rel(""))]
+        if "kubepods" in ctx.layout.limits:
+            out.append(("kubepods", ctx.tree.rel("kubepods")))
+        return out
 
     def teardown(self, ctx: ScenarioContext) -> list[str]:
         """Remove everything of the scenario; returns what could not be removed."""

@@ -78,6 +78,30 @@ def _label_value(v: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "-", v)[:63].strip("-._")
 
 
+class KubeletRefused(HarnessError):
+    """The kubelet exited at start with the scenario's profile (an outcome, for scenario S9)."""
+
+    def __init__(self, start: Any) -> None:
+        self.start = start
+        super().__init__(f"the kubelet refused to start: {start.error}")
+
+
+def predicted_start_errors(profile: Any, facts: Any) -> list[str]:
+    """Why the model says the kubelet will refuse ``profile`` on ``facts`` ([] = it starts):
+    node allocatable validation (pkg/kubelet/cm/container_manager_linux.go validateNodeAllocatable),
+    the memory manager's reservedMemory check (pkg/kubelet/cm/memorymanager/policy_static.go via
+    validateReservedMemory) and the topology manager's options."""
+    from harness.model.memorymanager import validate_reserved_memory
+    from harness.model.node import node_allocatable
+    from harness.model.topology import validate_options
+
+    return [
+        *node_allocatable(profile, facts).errors,
+        *validate_reserved_memory(profile, facts),
+        *validate_options(profile, facts),
+    ]
+
+
 class KubernetesBackend(Backend):
     name = "kubernetes"
 
@@ -98,6 +122,7 @@ class KubernetesBackend(Backend):
         self._pod_of: dict[str, str] = {}  # workload -> pod name
         self._priority_classes: set[str] = set()
         self._started = False
+        self.last_start: Any = None
         self._pod_events: dict[str, list[tuple[str, str, float]]] = {}  # pod -> (reason, message, t_mono)
 
     # ---- plumbing --------------------------------------------------------------------------
@@ -154,9 +179,44 @@ class KubernetesBackend(Backend):
             )
         return out
 
+    def numa_memory(self) -> dict[str, int]:
+        """Each NUMA node's memory as the running kubelet saw it at its start."""
+        return {
+            str(k): int(v)
+            for k, v in (self.cluster.record().get("numa_memory_at_kubelet_start") or {}).items()
+        }
+
     def kubelet_version(self) -> str | None:
         v = self.cluster.record().get("version")
         return str(v) if v else None
+
+    def baseline(self) -> Any:
+        """What the node already uses before a scenario, as cAdvisor computes it for the kubelet:
+        working set = usage - total_inactive_file (cadvisor container/libcontainer/handler.go
+        setMemoryStats; the eviction manager's memory.available = capacity - root working set)."""
+        from harness.model.predict import Baseline
+        from harness.sample.cgroupfs import parse_memory_stat
+
+        mem = memory_root(1 if (CGROUP_ROOT / "memory").is_dir() else 2)
+        out = {}
+        for name, d in (("root", mem), ("kubepods", mem / "kubepods")):
+            try:
+                if (d / "memory.usage_in_bytes").exists():
+                    usage = int((d / "memory.usage_in_bytes").read_text())
+                    stat = parse_memory_stat((d / "memory.stat").read_text())
+                    inactive = stat.get("total_inactive_file", 0)
+                else:
+                    usage = int((d / "memory.current").read_text())
+                    inactive = parse_memory_stat((d / "memory.stat").read_text()).get("inactive_file", 0)
+            except (OSError, ValueError):
+                usage, inactive = 0, 0
+            out[name] = (usage, max(0, usage - inactive))
+        return Baseline(
+            root_working_set=out["root"][1],
+            kubepods_working_set=out["kubepods"][1],
+            root_usage=out["root"][0],
+            kubepods_usage=out["kubepods"][0],
+        )
 
     def node_cgroups(self, ctx: ScenarioContext) -> list[tuple[str, str]]:
         """The kubelet's real tree: the root (node-wide usage) and ``kubepods``."""
@@ -332,11 +392,55 @@ class KubernetesBackend(Backend):
                         detail=json.dumps(pods),
                     )
 
+    # ---- the kubelet's configuration ---------------------------------------------------------
+    def use_profile(self, ctx: ScenarioContext) -> Any:
+        """Restart the kubelet with the scenario's profile if it runs with another one.
+
+        Returns the KubeletStart of that restart (None when nothing changed). When the kubelet
+        refuses the profile, it is started again with the previous one (the cluster stays usable)
+        and :class:`KubeletRefused` is raised with the kubelet's own error line.
+        """
+        from harness.cluster.build import ensure_built
+
+        prof = ctx.scenario.profile
+        if prof is None or not Path(prof.source).is_file():
+            return None
+        want = Path(prof.source).resolve()
+        rec = self.cluster.record()
+        current = Path(rec["kubelet_profile"]).resolve() if rec.get("kubelet_profile") else None
+        if current == want:
+            return None
+        version = str(rec.get("version"))
+        built = ensure_built(version)
+        res = self.cluster.start_kubelet(built, self.cluster.kubelet_config(want, version), profile=want)
+        ctx.events.add(
+            "harness",
+            "kubelet_restart",
+            profile=str(want),
+            ok=res.ok,
+            seconds=res.seconds,
+            detail=res.error or None,
+        )
+        if not res.ok:
+            if current is not None:
+                back = self.cluster.start_kubelet(
+                    built, self.cluster.kubelet_config(current, version), profile=current
+                )
+                ctx.events.add(
+                    "harness", "kubelet_restart", profile=str(current), ok=back.ok, seconds=back.seconds
+                )
+                if back.ok:
+                    self.cluster.wait_node_ready()
+            raise KubeletRefused(res)
+        self.cluster.wait_node_ready()
+        return res
+
     # ---- workloads -------------------------------------------------------------------------
     def prepare(self, ctx: ScenarioContext) -> None:
         self._ctx = ctx
         self._ensure_namespace()
         self._start_watchers()
+        self.last_start = self.use_profile(ctx)
         hosts = {w.name: ctx.layout.workloads[w.name] for w in ctx.scenario.workloads if w.placement != "pod"}
         if hosts:
             # only the harness part of the tree: host workloads, each capped at its leak.max
@@ -368,7 +472,11 @@ class KubernetesBackend(Backend):
         manifest = self.pod_manifest(ctx, workload)
         name = manifest["metadata"]["name"]
         h = Handle(
-            workload=workload.name, backend=self.name, cgroup=layout.cgroup, cgroup_abs=Path("/nonexistent")
+            workload=workload.name,
+            backend=self.name,
+            cgroup=layout.cgroup,
+            # the model's path until the container runs (a pod rejected at admission keeps it)
+            cgroup_abs=memory_root(1 if (CGROUP_ROOT / "memory").is_dir() else 2) / layout.cgroup,
         )
         h.asked_oom_score_adj = layout.oom_score_adj
         h.t_start_mono = time.monotonic()
@@ -610,6 +718,57 @@ class KubernetesBackend(Backend):
             pod_reason=reason,
         )
         return handle.exit
+
+    def conformance(self, ctx: ScenarioContext, handles: dict[str, Handle]) -> list[Any]:
+        """Every cgroup value of kubepods, the QoS tiers and the scenario's pods vs the model (S8)."""
+        from harness.verdict.cgroups import check_cgroups
+
+        sc = ctx.scenario
+        assert sc.profile is not None and sc.node is not None
+        pods = []
+        dirs: dict[tuple[str, str], str] = {}
+        names: dict[str, str] = {}
+        for w in sc.workloads:
+            h = handles.get(w.name)
+            if h is None or w.placement != "pod" or not h.extra.get("pod_uid") or not h.container_id:
+                continue
+            pod = w.to_pod(NAMESPACE).model_copy(deep=True)
+            pod.metadata.uid = str(h.extra["pod_uid"])
+            pods.append(pod)
+            dirs[(pod.metadata.uid, pod.spec.containers[0].name)] = h.container_id
+            names[pod.metadata.uid] = w.name
+        version = 1 if (CGROUP_ROOT / "memory").is_dir() else 2
+        return check_cgroups(sc.profile, sc.node, pods, dirs, cgroup_version=version, workloads=names)
+
+    def memory_manager_diffs(self, ctx: ScenarioContext, handles: dict[str, Handle]) -> list[str]:
+        """The kubelet's memory_manager_state vs the model's after admitting the scenario's pods (S9).
+
+        The model admits the running pods in launch order with their real uids
+        (harness.model.topology.admit_pod: topology merge, then staticPolicy.Allocate).
+        """
+        from harness.model.memorymanager import compare_states, parse_state_file
+        from harness.model.topology import admit_pod
+
+        sc = ctx.scenario
+        assert sc.profile is not None and sc.node is not None
+        path = self.cluster.kubelet_root / "memory_manager_state"
+        try:
+            actual = parse_state_file(path.read_text())
+        except (OSError, ValueError) as exc:
+            return [f"cannot read {path}: {exc}"]
+        state = None
+        for w in sc.workloads:
+            h = handles.get(w.name)
+            if h is None or not h.extra.get("pod_uid") or h.extra.get("admission_reason"):
+                continue
+            pod = w.to_pod(NAMESPACE).model_copy(deep=True)
+            pod.metadata.uid = str(h.extra["pod_uid"])
+            _, state = admit_pod(pod, sc.profile, sc.node, state)
+        if state is None:
+            from harness.model.memorymanager import initial_state
+
+            state = initial_state(sc.profile, sc.node)
+        return compare_states(state, actual)
 
     def _refresh_reason(self, handle: Handle, name: str | None) -> str | None:
         """Pod phase/reason and the kubelet's pod events into the handle (also after the exit)."""

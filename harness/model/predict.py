@@ -43,6 +43,16 @@ KILL_LATENCY_S = 1.0
 # When kernelMemcgNotification fires, synchronize runs right away (eviction_manager.go
 # ``thresholdNotifier`` handler); allow for the stats refresh it triggers.
 NOTIFY_LATENCY_S = 0.5
+# Age of the stats the eviction signals are computed from, at each sync. 0: ``synchronize``
+# calls ``summaryProvider.Get(ctx, updateStats=true)`` (k8s: pkg/kubelet/eviction/eviction_manager.go),
+# which asks cAdvisor for the root cgroup and the pods cgroup with ``MaxAge: 0`` (k8s:
+# pkg/kubelet/stats/helper.go ``getCgroupInfo``; pkg/kubelet/server/stats/summary_sys_containers.go
+# ``SystemContainerPods: forceStatsUpdate: updateStats``), i.e. an on-demand housekeeping. Pod
+# stats (used only for ranking) come from cAdvisor's cache, refreshed every housekeeping
+# interval (k8s: pkg/kubelet/cadvisor/cadvisor_linux.go ``defaultHousekeepingInterval = 10s``,
+# ``maxHousekeepingInterval = 15s``). ``predict_scenario(stats_age_s=...)`` models signals
+# computed from older stats (e.g. another stats provider or a slow on-demand update).
+STATS_AGE_S = 0.0
 
 OUTCOMES = ("completed", "oom_killed", "node_oom_killed", "evicted", "rejected", "runtime_failed", "unknown")
 
@@ -284,8 +294,12 @@ class _Sim:
         kubelet: bool,
         phase: float,
         baseline: Baseline,
+        stats_age_s: float = STATS_AGE_S,
     ) -> None:
         self.scenario = scenario
+        self.stats_age_s = stats_age_s
+        # (time, root working set, kubepods working set) after every event, for stale stats
+        self.ws_history: list[tuple[float, int, int]] = [(0.0, *self.working_sets_at_start(baseline))]
         self.profile = profile
         self.facts = facts
         self.kubelet = kubelet
@@ -302,6 +316,7 @@ class _Sim:
 
             self.manager = EvictionManager(profile, facts)
         self.notify_armed_at = -math.inf
+        self.mm_state: Any = None  # memory manager state (Static policy), admission by admission
 
     # -- event queue
     def push(self, t: float, kind: str, data: Any = None) -> None:
@@ -328,6 +343,20 @@ class _Sim:
         root = self.baseline.root_working_set + self.anon_in("")
         kube = self.baseline.kubepods_working_set + self.anon_in("kubepods")
         return root, kube
+
+    @staticmethod
+    def working_sets_at_start(baseline: Baseline) -> tuple[int, int]:
+        return baseline.root_working_set, baseline.kubepods_working_set
+
+    def observed_working_sets(self, t: float) -> tuple[int, int]:
+        """Working sets as the kubelet sees them at ``t``: those of ``t - stats_age_s``."""
+        if self.stats_age_s <= 0:
+            return self.working_sets()
+        import bisect
+
+        i = bisect.bisect_right(self.ws_history, t - self.stats_age_s, key=lambda h: h[0])
+        seen = self.ws_history[max(i - 1, 0)]
+        return seen[1], seen[2]
 
     # -- kernel
     def charge(self, t: float, s: _W, proc: _Proc, nbytes: int, cache: bool) -> bool:
@@ -422,7 +451,7 @@ class _Sim:
     def sync(self, t: float, periodic: bool = True) -> None:
         from harness.model.eviction import PodUsage, observe
 
-        root_ws, kube_ws = self.working_sets()
+        root_ws, kube_ws = self.observed_working_sets(t)
         cap = self.facts.memory_capacity_bytes
         kubepods_limit = self.limits.get("kubepods")
         # observe() takes usage and inactive_file; pass WS as usage with 0 inactive.
@@ -515,8 +544,47 @@ class _Sim:
                         p.alive = False
                         p.anon = 0
                     s.cache = 0
+            if self.stats_age_s > 0:
+                self.ws_history.append((t, *self.working_sets()))
+
+    def admit(self, t: float, s: _W) -> bool:
+        """The kubelet's admit handlers in their registration order (k8s: pkg/kubelet/kubelet.go
+        NewMainKubelet): the eviction manager's Admit, then the container manager's resource
+        allocation handler (topology manager + memory manager, pkg/kubelet/cm/topologymanager
+        scope.go), then the predicate handler's resource fit (pkg/kubelet/lifecycle/predicate.go:
+        reason "OutOf<resource>")."""
+        from harness.model.resources import MEMORY, pod_requests
+        from harness.model.topology import admit_pod
+
+        assert s.pod is not None
+        ok, reason, message = self.manager.admit(s.pod)
+        if ok:
+            res, state = admit_pod(s.pod, self.profile, self.facts, self.mm_state)
+            ok, reason, message = res.admitted, res.reason or "", res.message or ""
+            if ok:
+                self.mm_state = state
+        if ok:
+            minor = self.facts.kubelet_minor
+            used = sum(
+                pod_requests(o.pod, self.profile, minor).get(MEMORY, 0)
+                for o in self.ws.values()
+                if o.pod is not None and o.started and o.outcome is None and o is not s
+            )
+            want = pod_requests(s.pod, self.profile, minor).get(MEMORY, 0)
+            alloc = int(self.node_info["allocatable_bytes"])
+            if want and used + want > alloc:
+                ok, reason = False, "OutOfmemory"
+                message = f"Node didn't have enough resource: memory, requested: {want}, used: {used}, capacity: {alloc}"
+        if not ok:
+            s.started = True
+            s.outcome = "rejected"
+            s.time = t
+            s.mechanism = f"{reason}: {message}"
+        return ok
 
     def start(self, t: float, s: _W) -> None:
+        if self.kubelet and s.pod is not None and not self.admit(t, s):
+            return
         s.started = True
         leak = s.spec.leak
         for i in range(leak.processes):
@@ -569,11 +637,13 @@ def predict_scenario(
     kubelet: bool,
     baseline: Baseline | None = None,
     phases: int = PHASES,
+    stats_age_s: float = STATS_AGE_S,
 ) -> Prediction:
     """Predict each workload's outcome and time window for one scenario.
 
     ``kubelet``: whether a real kubelet runs (kubernetes backend). Without it only the
     kernel acts on the mirrored cgroup hierarchy (process/docker/containerd backends).
+    ``stats_age_s``: age of the stats the kubelet's eviction signals see (``STATS_AGE_S``).
     """
     assert scenario.profile is not None and scenario.node is not None, "load the suite with load_suite()"
     profile, facts = scenario.profile, scenario.node
@@ -581,7 +651,9 @@ def predict_scenario(
     runs: list[_Sim] = []
     n = phases if kubelet else 1
     for i in range(n):
-        sim = _Sim(scenario, profile, facts, kubelet, phase=10.0 * i / n, baseline=baseline)
+        sim = _Sim(
+            scenario, profile, facts, kubelet, phase=10.0 * i / n, baseline=baseline, stats_age_s=stats_age_s
+        )
         sim.run()
         runs.append(sim)
     first = runs[0]
