@@ -3,9 +3,10 @@
 Sources: the kernel log (oom-kill records: victim pid, ``oom_memcg`` = the OOM domain,
 ``task_memcg``), the memory cgroup's OOM-kill counter (``memory.oom_control`` /
 ``memory.events``), the workload's own output (``heap_cap``, ``max``, ``exit``), the
-exit status and the runtime's view (Docker ``State.OOMKilled``), and for pods the
-kubelet (phase/reason, events). An exit code alone never decides: a SIGKILL without a
-kernel record or counter is ``unknown``, explained.
+exit status and the runtime's view (Docker ``State.OOMKilled``, containerd ``/tasks/oom``), and
+for pods the kubelet (phase/reason, events). An exit code alone never decides: a SIGKILL without a
+kernel record or counter is ``unknown``, explained. Where sources disagree, the disagreement names
+them (kmsg, the cgroup counter, Docker or containerd) and says why.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class WorkloadEvidence:
     signal: int | None = None
     stopped_by_harness: bool = False
     runtime_oom_killed: bool | None = None
+    runtime_name: str | None = None  # who reported runtime_oom_killed: "docker", "containerd"
     heap_cap_event: bool = False
     reached_max: bool = False
     oom_counter_delta: int | None = None  # own cgroup's oom_kill counter, end - start
@@ -71,10 +73,15 @@ class Outcome:
         return asdict(self)
 
 
+RUNTIME_VIEWS = {"docker": "Docker (State.OOMKilled)", "containerd": "containerd (/tasks/oom event)"}
+
+
 def classify(ev: WorkloadEvidence) -> Outcome:
     evidence: list[str] = []
     sources: list[str] = []
     disagree: list[str] = []
+    rt_source = ev.runtime_name or "runtime"
+    rt_view = RUNTIME_VIEWS.get(ev.runtime_name or "", "the runtime")
 
     def out(outcome: str, t: float | None, victim: bool = False, domain: str | None = None) -> Outcome:
         return Outcome(ev.name, outcome, t, victim, evidence, sources, disagree, domain, ev.exit_code)
@@ -86,8 +93,16 @@ def classify(ev: WorkloadEvidence) -> Outcome:
 
     kills = [k for k in ev.kmsg_kills if k.pid in ev.pids or (k.task_memcg and k.task_memcg == ev.cgroup_rel)]
     if ev.kubelet_reason == "Evicted":
-        evidence.append("pod phase Failed, reason Evicted (kubelet)")
         sources.append("kubelet")
+        if ev.kubelet_phase in (None, "Failed"):
+            evidence.append("pod phase Failed, reason Evicted (kubelet)")
+        else:
+            evidence.append("the kubelet's Evicted event names the pod")
+            disagree.append(
+                f"pod status says phase {ev.kubelet_phase} without reason Evicted: its container exited 0 "
+                "on the eviction's SIGTERM, and since 1.27 the phase follows the exit codes "
+                "(kubernetes/kubernetes#118310)"
+            )
         if kills:
             disagree.append(
                 f"kernel also OOM-killed pid {kills[0].pid} in {kills[0].oom_memcg}: eviction and OOM raced"
@@ -109,9 +124,11 @@ def classify(ev: WorkloadEvidence) -> Outcome:
             else:
                 disagree.append("kmsg records a kill but the cgroup's oom_kill counter did not rise")
         if ev.runtime_oom_killed is not None:
-            sources.append("runtime")
+            sources.append(rt_source)
             if not ev.runtime_oom_killed:
-                disagree.append("the runtime did not report the container as OOM-killed")
+                disagree.append(
+                    f"kmsg records the kill but {rt_view} did not report the container as OOM-killed"
+                )
         own = k.oom_memcg in ev.own_scope
         domain = k.oom_memcg
         invoker_is_other = k.invoker_pid is not None and k.invoker_pid not in ev.pids
@@ -127,22 +144,30 @@ def classify(ev: WorkloadEvidence) -> Outcome:
         sources.append("memcg-counter")
         evidence.append(f"its cgroup's oom_kill counter rose by {counter}, but the kernel log has no record")
         disagree.append("no kmsg oom-kill record matched its pids or cgroup")
+        if ev.runtime_oom_killed is not None:
+            sources.append(rt_source)
+            if not ev.runtime_oom_killed:
+                disagree.append(
+                    f"the cgroup counter rose but {rt_view} did not report the container as OOM-killed"
+                )
         return out("oom_killed", ev.t_exit_mono)
 
     if ev.runtime_oom_killed:
-        sources.append("runtime")
+        sources.append(rt_source)
         if ev.exit_code == 0 or (ev.stopped_by_harness and ev.exit_code in (0, 143)):
             # cgroup v1: an OOM in an ancestor (kubepods, QoS tier, node) signals the
             # memory.oom_control eventfd of every cgroup below it (linux: mm/memcontrol.c
             # mem_cgroup_oom_notify walks the subtree), and the runtime marks all those
-            # containers OOMKilled, killed or not.
+            # containers OOMKilled (Docker) or sends /tasks/oom for them (containerd's shim),
+            # killed or not.
             disagree.append(
-                "the runtime reports OOMKilled but the program exited normally and the kernel killed "
-                "nothing in its cgroup (an OOM in an ancestor cgroup notifies every cgroup below it)"
+                f"{rt_view} reports an OOM but the program exited normally, and neither kmsg nor the "
+                "cgroup's oom_kill counter shows a kill in its cgroup (an OOM in an ancestor cgroup "
+                "notifies every cgroup below it)"
             )
         else:
-            evidence.append("the runtime reports OOMKilled, but neither kmsg nor the counter confirm it")
-            disagree.append("runtime says OOMKilled; kernel sources say nothing")
+            evidence.append(f"{rt_view} reports an OOM kill, but neither kmsg nor the counter confirm it")
+            disagree.append(f"{rt_view} says OOM-killed; kmsg and the cgroup's oom_kill counter say nothing")
             return out("unknown", ev.t_exit_mono)
 
     if ev.heap_cap_event or ev.exit_code == HEAP_CAP_EXIT_CODE:

@@ -6,6 +6,9 @@
 ``leak_binary`` / ``pause_binary``  paths of the static workloads (built with make if missing)
 ``docker_engine``    (session) the project's own Docker engine, started if it is not answering
                      and stopped at the end if this session started it
+``containerd_engine`` (session) the project's own containerd (harness backend instance), the same way
+``loopback_lab``     (session) sshd "lab hosts" lab-a 127.0.0.2, lab-b 127.0.0.3, lab-c 127.0.0.4 (lab-c
+                     refuses the client key), see tests/integration/_sshd.py; stopped by pid at the end
 
 Every fixture cleans up with a finalizer, whatever the test did: processes left in a cgroup are
 killed by pid, then the cgroup directory is removed.
@@ -323,3 +326,41 @@ def docker_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     finally:
         if engine.started_by_us:
             engine.stop()
+
+
+# --------------------------------------------------------------------------- containerd
+
+
+@pytest.fixture(scope="session")
+def containerd_engine() -> Iterator[Any]:
+    """The containerd of the harness backend (harness.engines.containerd.default_instance()).
+
+    Started here if its socket does not answer, and stopped at the end of the session if (and
+    only if) this session started it. A missing daemon is never a reason to skip.
+    """
+    from harness.engines.containerd import default_instance, ensure_containerd
+
+    handle = ensure_containerd(default_instance())
+    try:
+        yield handle
+    finally:
+        if handle.started_by_us:
+            handle.stop()
+
+
+# --------------------------------------------------------------------------- loopback lab hosts
+
+
+@pytest.fixture(scope="session")
+def loopback_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Three sshd "lab hosts" on loopback addresses; lab-c accepts only another key than the client's."""
+    from tests.integration._sshd import LoopbackLab
+
+    lab = LoopbackLab.start(
+        tmp_path_factory.mktemp("lab"), [("lab-a", "127.0.0.2"), ("lab-b", "127.0.0.3"), ("lab-c", "127.0.0.4")]
+    )
+    lab.refuse_client_key("lab-c")
+    try:
+        yield lab
+    finally:
+        lab.stop()

@@ -1,0 +1,840 @@
+"""``containerd`` backend: the leak image as containerd tasks, through ``ctr``, in the mirrored cgroup tree.
+
+The project's own containerd (harness.engines.containerd, root ``/var/lib/harness/containerd``,
+socket ``/run/harness/containerd/containerd.sock``) is started if it does not answer. Workloads run
+in the namespace ``harness`` (never ``k8s.io``: the kubelet of a node must neither see nor
+garbage-collect them). Each task gets, through ``ctr run -d``:
+
+* ``--cgroup /harness/<run>/<scenario>/<the model's path>``: exactly the path the process backend
+  uses, so the kernel's ``task_memcg`` is the model's cgroup (runc creates it in every v1
+  hierarchy; the scenario's tree removal walks them all);
+* ``--memory-limit`` = the model's container limit (not for host workloads);
+* labels ``io.harness.managed/run/workload/scenario`` for cleanup;
+* ``--log-uri file://...``: the shim writes the leak program's JSON lines to a file we follow;
+* ``--runc-root <instance state>/runc`` (not the shared ``/run/containerd/runc``);
+* a read-only ``cgroup`` mount at ``/sys/fs/cgroup``, as Docker and the CRI plugin give every
+  container (``ctr``'s default spec has none; without it the leak program cannot find its own
+  limit and a heap cap would be taken from MemTotal).
+
+``oom_score_adj``: ``ctr`` 1.6 has no flag for it (``ctr run --config`` replaces the whole spec and
+then refuses an image). A task inherits its shim's value (containerd's + 1 = 1 here), so right
+after ``ctr run`` returns the harness writes the model's value to ``/proc/<pid>/oom_score_adj``
+of every process in the container's cgroup - a child of the shim, so positive values always
+work; negative ones need CAP_SYS_RESOURCE and are clamped and recorded as a deviation
+(:func:`harness.launch.base.applied_oom_score_adj`), as with Docker. The delay between the task's
+start and that write is measured (``benchmarks/bench_containerd_launch.py``) and recorded per
+workload (event ``oom_score_adj_set``); a workload that allocated before it is noted.
+
+Runtime events: one ``ctr events`` process per run (filtered to the namespace and to
+``/tasks/`` topics, stopped by pid at :meth:`close`) records ``/tasks/oom`` and ``/tasks/exit``
+(and start/delete) with containerd's own timestamps into the run's events, source
+``containerd``. Exit statuses come from ``/tasks/exit``; ``/tasks/oom`` becomes the runtime's
+OOM view used by the classifier (on cgroup v1 the shim gets an OOM notification for every
+container below an OOMing ancestor, so it is not proof of a kill - the classifier reports
+the disagreement).
+"""
+
+from __future__ import annotations
+
+import calendar
+import contextlib
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import __version__
+from harness.config.suite import Workload
+from harness.errors import HarnessError, HostError
+from harness.launch.base import (
+    LABEL,
+    LABEL_RUN,
+    LABEL_WORKLOAD,
+    Backend,
+    Check,
+    EventSink,
+    ExitInfo,
+    Handle,
+    ScenarioContext,
+    applied_oom_score_adj,
+    parse_leak_line,
+)
+from harness.launch.cgrouptree import iter_pids, memory_root, remove_leftovers
+from harness.model.predict import WorkloadLayout
+
+NAMESPACE = "harness"
+REFUSED_NAMESPACES = ("k8s.io",)  # the kubelet's (CRI) namespace: never put or remove anything there
+LABEL_SCENARIO = "io.harness.scenario"
+CONTAINER_PREFIX = "harness-"
+IMAGE_CACHE = Path(os.environ.get("HARNESS_IMAGE_CACHE", "/var/lib/harness/images"))
+EVENT_TOPICS = ("/tasks/oom", "/tasks/exit", "/tasks/start", "/tasks/delete")
+CGROUP_MOUNT = "type=cgroup,src=cgroup,dst=/sys/fs/cgroup,options=ro:nosuid:noexec:nodev"
+_ID_BAD = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def check_namespace(namespace: str) -> str:
+    """The namespace, if the harness may use it; ``k8s.io`` (the kubelet's) is refused."""
+    if not namespace or namespace in REFUSED_NAMESPACES:
+        raise HarnessError(
+            f"containerd namespace {namespace!r} is refused: the harness works only in its own "
+            f"namespace (default {NAMESPACE!r}), never in the kubelet's k8s.io"
+        )
+    if _ID_BAD.search(namespace):
+        raise HarnessError(f"containerd namespace {namespace!r}: use letters, digits, '.', '_' or '-'")
+    return namespace
+
+
+def run_prefix(run_id: str) -> str:
+    """The container-id prefix of one run: ``harness-<8 hex of the run id>-``."""
+    return f"{CONTAINER_PREFIX}{hashlib.sha256(run_id.encode()).hexdigest()[:8]}-"
+
+
+def container_id(run_id: str, scenario: str, workload: str) -> str:
+    """A valid containerd id (``[A-Za-z0-9]+([._-][A-Za-z0-9]+)*``, <= 76 chars), unique per run."""
+    tail = hashlib.sha256(f"{run_id}/{scenario}/{workload}".encode()).hexdigest()[:6]
+    body = _ID_BAD.sub("-", f"{scenario}-{workload}")
+    body = re.sub(r"[._-]{2,}", "-", body).strip("._-")[:50].rstrip("._-")
+    return f"{run_prefix(run_id)}{body}-{tail}"
+
+
+# --------------------------------------------------------------------------- ctr events
+
+
+@dataclass
+class CtrEvent:
+    t_wall: float  # containerd's timestamp of the event (seconds since the epoch)
+    namespace: str
+    topic: str
+    payload: dict[str, Any]
+
+    @property
+    def container_id(self) -> str | None:
+        cid = self.payload.get("container_id") or self.payload.get("id")
+        return str(cid) if cid else None
+
+
+_EVENT_RE = re.compile(
+    r"^(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d+))? ([+-])(\d\d)(\d\d)(?: \S+)? (\S+) (/\S+) ?(.*)$"
+)
+
+
+def parse_event_line(line: str) -> CtrEvent | None:
+    """One line of ``ctr events``: ``2026-11-23 18:38:39.165333581 +0000 UTC harness /tasks/oom {...}``."""
+    m = _EVENT_RE.match(line.strip())
+    if not m:
+        return None
+    y, mo, d, hh, mi, ss, frac, sign, oh, om, ns, topic, rest = m.groups()
+    t = float(calendar.timegm((int(y), int(mo), int(d), int(hh), int(mi), int(ss), 0, 0, 0)))
+    t += int(frac) / 10 ** len(frac) if frac else 0.0
+    offset = (int(oh) * 3600 + int(om) * 60) * (1 if sign == "+" else -1)
+    try:
+        payload = json.loads(rest) if rest.strip() else {}
+    except json.JSONDecodeError:
+        payload = {"raw": rest}
+    return CtrEvent(t - offset, ns, topic, payload if isinstance(payload, dict) else {"value": payload})
+
+
+def parse_rfc3339(s: str) -> float | None:
+    """``2026-11-23T18:38:39.189412313Z`` (nanoseconds kept to float precision) -> epoch seconds."""
+    m = re.match(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$", s.strip())
+    if not m:
+        return None
+    y, mo, d, hh, mi, ss, frac, tz = m.groups()
+    t = calendar.timegm((int(y), int(mo), int(d), int(hh), int(mi), int(ss), 0, 0, 0)) + (
+        int(frac) / 10 ** len(frac) if frac else 0.0
+    )
+    if tz != "Z":
+        off = int(tz[1:3]) * 3600 + int(tz[4:6]) * 60
+        t -= off if tz[0] == "+" else -off
+    return float(t)
+
+
+def wall_to_mono(t_wall: float) -> float:
+    """A wall-clock instant on the monotonic clock (both read now; error ~µs)."""
+    return time.monotonic() - (time.time() - t_wall)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the harness dies (even by SIGKILL): prctl(PR_SET_PDEATHSIG)."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+
+
+class EventFollower:
+    """``ctr events`` for one namespace as a child process; calls ``on_event`` from a thread."""
+
+    def __init__(self, address: str, namespace: str, on_event: Any) -> None:
+        from harness.engines.containerd import ctr_binary
+
+        self.cmd = [
+            ctr_binary(),
+            "--address",
+            address,
+            "events",
+            f"namespace=={namespace},topic~=/tasks/",
+        ]
+        self.on_event = on_event
+        self.proc: subprocess.Popen[str] | None = None
+        self._thread: threading.Thread | None = None
+        self.lines = 0
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            self.cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            bufsize=1,
+            preexec_fn=_die_with_parent,
+        )
+        self._thread = threading.Thread(target=self._pump, args=(self.proc,), daemon=True)
+        self._thread.start()
+        # the subscription is live once ctr has connected; give it a moment so no event is missed
+        time.sleep(0.15)
+
+    def _pump(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            ev = parse_event_line(line)
+            if ev is None:
+                continue
+            self.lines += 1
+            with contextlib.suppress(Exception):
+                self.on_event(ev)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        """Stop the ``ctr events`` process by its pid."""
+        p = self.proc
+        if p is None:
+            return
+        if p.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p.pid, signal.SIGTERM)
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.kill(p.pid, signal.SIGKILL)
+                p.wait(timeout=5)
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        if p.stdout:
+            p.stdout.close()
+        self.proc = None
+
+
+# --------------------------------------------------------------------------- task launch
+
+
+def ctr_run_args(
+    image: str,
+    cid: str,
+    argv: list[str],
+    *,
+    cgroup: str,
+    labels: dict[str, str],
+    log: Path,
+    pidfile: Path,
+    runc_root: Path,
+    memory_limit: int | None,
+) -> list[str]:
+    """The arguments of ``ctr run`` (after ``ctr --address A --namespace N``) for one detached task."""
+    args = ["run", "--detach", "--cgroup", cgroup, "--log-uri", f"file://{log}", "--pid-file", str(pidfile)]
+    args += ["--runc-root", str(runc_root), "--mount", CGROUP_MOUNT]
+    for k, v in sorted(labels.items()):
+        args += ["--label", f"{k}={v}"]
+    if memory_limit is not None:
+        args += ["--memory-limit", str(memory_limit)]
+    return [*args, image, cid, *argv]
+
+
+def write_oom_score_adj(pids: list[int], value: int) -> tuple[list[int], list[str]]:
+    """Write ``value`` to each pid's oom_score_adj; returns (written, errors) - gone pids are skipped."""
+    done, errors = [], []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/oom_score_adj", "w") as f:
+                f.write(str(value))
+            done.append(pid)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        except OSError as exc:
+            errors.append(f"pid {pid}: {exc.strerror}")
+    return done, errors
+
+
+def read_oom_score_adj(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/oom_score_adj").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass
+class _Task:
+    cid: str
+    workload: str
+    scenario: str
+    handle: Handle | None = None
+    log: Path | None = None
+    exit_event: CtrEvent | None = None
+    oom_events: list[CtrEvent] = field(default_factory=list)
+    reader_stop: threading.Event = field(default_factory=threading.Event)
+    reader: threading.Thread | None = None
+
+
+class ContainerdBackend(Backend):
+    name = "containerd"
+
+    def __init__(self, instance: Any = None, namespace: str = NAMESPACE) -> None:
+        from harness.engines.containerd import default_instance
+
+        self.namespace = check_namespace(namespace)
+        self.instance = instance or default_instance()
+        self.engine: Any = None
+        self.follower: EventFollower | None = None
+        self._sink: EventSink | None = None
+        self._prefix: str | None = None
+        self._tasks: dict[str, _Task] = {}  # container id -> task (this run)
+        self._lock = threading.Lock()
+        self._image_ready = False
+
+    # -- engine and image
+    def _connect(self) -> Any:
+        if self.engine is None:
+            from harness.engines.containerd import ensure_containerd
+
+            self.engine = ensure_containerd(self.instance)
+        return self.engine
+
+    def _ctr(self, *args: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess[str]:
+        from harness.engines.containerd import ctr
+
+        return ctr(self.instance, *args, namespace=self.namespace, timeout=timeout, check=check)
+
+    def image(self) -> str:
+        """The leak image in the namespace, imported (once per engine) if missing."""
+        from harness.images import LEAK_IMAGE, build_image, import_into_containerd, workload_binary
+
+        self._connect()
+        if self._image_ready:
+            return LEAK_IMAGE
+        if LEAK_IMAGE not in self._ctr("images", "ls", "-q").stdout.split():
+            IMAGE_CACHE.mkdir(parents=True, exist_ok=True)
+            tar = build_image(
+                workload_binary("leak"),
+                LEAK_IMAGE,
+                ["/leak"],
+                IMAGE_CACHE / f"leak-{__version__}.oci.tar",
+                "oci",
+            )
+            import_into_containerd(self.instance.address, self.namespace, tar)
+        self._image_ready = True
+        return LEAK_IMAGE
+
+    def versions(self) -> dict[str, Any]:
+        from harness.engines.containerd import server_version, which
+
+        out: dict[str, Any] = {"namespace": self.namespace, "socket": self.instance.address}
+        try:
+            out["containerd"] = server_version(self.instance)
+        except HarnessError as exc:
+            out["error"] = str(exc)
+        runc = which("runc")
+        if runc:
+            r = subprocess.run([runc, "--version"], capture_output=True, text=True)
+            out["runc"] = (r.stdout.splitlines() or ["?"])[0].removeprefix("runc version ").strip()
+        return out
+
+    def sanity_checks(self) -> list[Check]:
+        from harness.engines.containerd import which
+
+        checks = []
+        for exe, pkg in (
+            ("containerd", "containerd"),
+            ("ctr", "containerd"),
+            ("containerd-shim-runc-v2", "containerd"),
+            ("runc", "runc"),
+        ):
+            path = which(exe)
+            checks.append(
+                Check(
+                    f"{exe} binary", path is not None, path or f"Debian package {pkg}", "run scripts/setup.sh"
+                )
+            )
+        if not all(c.ok for c in checks):
+            return checks
+        try:
+            self._connect()
+            from harness.engines.containerd import server_version
+
+            checks.append(
+                Check(
+                    "engine",
+                    True,
+                    f"containerd {server_version(self.instance)} on {self.instance.address}",
+                )
+            )
+            checks.append(Check("namespace", True, f"{self.namespace} (k8s.io is refused)"))
+            from harness.launch.process import probe_negative_oom_score_adj
+
+            checks.append(
+                Check(
+                    "oom_score_adj",
+                    True,
+                    "written to each task's processes right after start (ctr has no flag); "
+                    + (
+                        "negative values too"
+                        if probe_negative_oom_score_adj()
+                        else "negative values refused here (no CAP_SYS_RESOURCE): clamped to 0, "
+                        "recorded as host deviations"
+                    ),
+                )
+            )
+            checks.append(Check("leak image", bool(self.image()), f"{self.image()} in {self.namespace}"))
+        except HarnessError as exc:
+            checks.append(
+                Check(
+                    "engine",
+                    False,
+                    str(exc).splitlines()[0],
+                    f"see the containerd log {self.instance.log_path}",
+                )
+            )
+        return checks
+
+    # -- events
+    def _start_events(self, ctx: ScenarioContext) -> None:
+        if self._prefix is None:
+            self._prefix = run_prefix(ctx.run_id)
+        self._sink = ctx.events
+        if self.follower is not None and self.follower.running:
+            return
+        if self.follower is not None:
+            ctx.events.add(
+                "harness", "warning", detail="ctr events exited; restarted (events may be missing)"
+            )
+        self.follower = EventFollower(self.instance.address, self.namespace, self._on_event)
+        self.follower.start()
+
+    def _on_event(self, ev: CtrEvent) -> None:
+        cid = ev.container_id
+        if not cid or self._prefix is None or not cid.startswith(self._prefix):
+            return  # another run's container in the same namespace
+        with self._lock:
+            task = self._tasks.get(cid)
+            if task is not None:
+                if ev.topic == "/tasks/exit" and task.exit_event is None:
+                    task.exit_event = ev
+                elif ev.topic == "/tasks/oom":
+                    task.oom_events.append(ev)
+        if ev.topic not in EVENT_TOPICS or self._sink is None:
+            return
+        p = ev.payload
+        exited = parse_rfc3339(str(p["exited_at"])) if p.get("exited_at") else None
+        self._sink.add(
+            "containerd",
+            ev.topic.rsplit("/", 1)[-1],
+            workload=task.workload if task else None,
+            scenario=task.scenario if task else None,
+            container_id=cid,
+            pid=p.get("pid"),
+            exit_code=p.get("exit_status", 0) if ev.topic in ("/tasks/exit", "/tasks/delete") else None,
+            t_runtime_wall=ev.t_wall,
+            t_runtime_mono=wall_to_mono(ev.t_wall),
+            detail=json.dumps({"topic": ev.topic, "namespace": ev.namespace, "exited_at": exited}),
+        )
+
+    # -- scenario
+    def prepare(self, ctx: ScenarioContext) -> None:
+        self._ready(ctx)
+        super().prepare(ctx)
+
+    def _ready(self, ctx: ScenarioContext) -> None:
+        """Engine, image and event follower; :meth:`launch` works without :meth:`prepare` (e.g. for the
+        host workloads of another backend, which builds the cgroup tree itself)."""
+        self._connect()
+        self._image = self.image()
+        self._start_events(ctx)
+
+    def launch(self, ctx: ScenarioContext, workload: Workload, layout: WorkloadLayout) -> Handle:
+        self._ready(ctx)
+        asked = layout.oom_score_adj
+        applied, deviation = applied_oom_score_adj(asked, ctx.negative_oom_score_adj)
+        argv = ["/leak", *workload.leak.leak_args()]
+        if workload.leak.mode == "pagecache":
+            argv.append(f"--file=/{workload.name}.dat")  # in the container's own snapshot (a disk fs)
+        cid = container_id(ctx.run_id, ctx.scenario.name, workload.name)
+        cg_rel = ctx.tree.rel(layout.cgroup)
+        h = Handle(
+            workload=workload.name,
+            backend=self.name,
+            cgroup=layout.cgroup,
+            cgroup_abs=memory_root(ctx.tree.version) / cg_rel,
+            container_id=cid,
+            asked_oom_score_adj=asked,
+            applied_oom_score_adj=applied,
+        )
+        if deviation:
+            h.deviations.append(deviation)
+            ctx.events.add("harness", "host_deviation", workload=workload.name, detail=deviation)
+        task = _Task(
+            cid, workload.name, ctx.scenario.name, handle=h, log=ctx.workdir / f"{workload.name}.log"
+        )
+        with self._lock:
+            self._tasks[cid] = task
+        pidfile = ctx.workdir / f"{workload.name}.pid"
+        limit = layout.memory_limit_bytes if workload.placement != "host" else None
+        args = ctr_run_args(
+            self._image,
+            cid,
+            argv,
+            cgroup="/" + cg_rel,
+            labels={
+                LABEL: "true",
+                LABEL_RUN: ctx.run_id,
+                LABEL_WORKLOAD: workload.name,
+                LABEL_SCENARIO: ctx.scenario.name,
+            },
+            log=task.log or ctx.workdir / "x.log",
+            pidfile=pidfile,
+            runc_root=self.instance.runc_root,
+            memory_limit=limit,
+        )
+        h.t_start_mono = time.monotonic()
+        h.t_start_wall = time.time()
+        try:
+            try:
+                self._ctr(*args, timeout=60)
+            except HarnessError as exc:
+                if "not found" not in str(exc) or "image" not in str(exc):
+                    raise
+                self._image_ready = False  # removed under us: import it again, once
+                self.image()
+                self._ctr(*args, timeout=60)
+        except HarnessError as exc:
+            raise HostError(f"containerd could not start {workload.name}: {exc}") from None
+        t_ran = time.monotonic()
+        try:
+            pid = int(pidfile.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            raise HostError(f"ctr run wrote no pid for {workload.name} ({pidfile})") from None
+        h.pids = [pid]
+        self._set_oom_score_adj(ctx, h, applied, t_ran)
+        ctx.events.add(
+            "harness", "launched", workload=workload.name, pid=pid, cgroup=str(h.cgroup_abs), detail=cid
+        )
+        task.reader = threading.Thread(target=self._reader, args=(ctx, task), daemon=True)
+        task.reader.start()
+        return h
+
+    def _set_oom_score_adj(self, ctx: ScenarioContext, h: Handle, value: int, t_ran: float) -> None:
+        """Give the task (init and anything it forked) the model's oom_score_adj; verify it."""
+        pids = sorted({*h.pids, *iter_pids(h.cgroup_abs)})
+        done, errors = write_oom_score_adj(pids, value)
+        t_set = time.monotonic()
+        got = read_oom_score_adj(h.pids[0])
+        h.extra["oom_score_adj_set_after_start_s"] = t_set - h.t_start_mono
+        h.extra["oom_score_adj_set_after_run_s"] = t_set - t_ran
+        h.extra["oom_score_adj_set_mono"] = t_set
+        ctx.events.add(
+            "harness",
+            "oom_score_adj_set",
+            workload=h.workload,
+            pid=h.pids[0],
+            oom_score_adj=got,
+            detail=json.dumps(
+                {"pids": done, "errors": errors, "after_ctr_run_s": round(t_set - t_ran, 6), "asked": value}
+            ),
+        )
+        if errors or (got is not None and got != value):
+            msg = f"oom_score_adj {value} could not be set on every process ({'; '.join(errors) or got})"
+            h.deviations.append(msg)
+            ctx.events.add("harness", "host_deviation", workload=h.workload, detail=msg)
+
+    def _reader(self, ctx: ScenarioContext, task: _Task) -> None:
+        """Follow the task's log file (written by the shim) for the leak program's JSON lines."""
+        h, path = task.handle, task.log
+        assert h is not None and path is not None
+        f = None
+        buf = b""
+        idle_after_exit = 0
+        while True:
+            if f is None:
+                try:
+                    f = open(path, "rb")  # noqa: SIM115 - closed below
+                except FileNotFoundError:
+                    if task.reader_stop.wait(0.02):
+                        return
+                    continue
+            chunk = f.read(65536)
+            if chunk:
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    self._line(ctx, h, line)
+                continue
+            # EOF: wait for more unless the task is over and its output drained
+            if task.exit_event is not None or task.reader_stop.is_set():
+                idle_after_exit += 1
+                if idle_after_exit > 10 or task.reader_stop.is_set():
+                    break
+            if task.reader_stop.wait(0.02):
+                idle_after_exit = 100
+        if buf.strip():
+            self._line(ctx, h, buf)
+        f.close()
+
+    @staticmethod
+    def _line(ctx: ScenarioContext, h: Handle, raw: bytes) -> None:
+        ev = parse_leak_line(raw.decode(errors="replace"))
+        if ev is None:
+            return
+        ev["t_mono_recv"] = time.monotonic()
+        h.lines.append(ev)
+        if ev.get("event") in ("start", "max", "heap_cap", "exit", "error"):
+            detail = ev.get("message")
+            set_at = h.extra.get("oom_score_adj_set_mono")
+            if ev.get("event") == "start" and set_at is not None and "mono_ns" in ev:
+                # CLOCK_MONOTONIC in both: how long the program ran before its oom_score_adj was set
+                # (negative: set before the program's first line)
+                lag = set_at - int(ev["mono_ns"]) / 1e9
+                h.extra["oom_score_adj_set_after_program_start_s"] = lag
+                detail = json.dumps({"oom_score_adj_set_after_program_start_s": round(lag, 6)})
+            ctx.events.add(
+                "workload",
+                str(ev["event"]),
+                workload=h.workload,
+                pid=h.pids[0] if h.pids else None,
+                allocated=ev.get("allocated"),
+                resident=ev.get("resident"),
+                detail=detail,
+            )
+
+    def _exit_info(self, task: _Task) -> ExitInfo | None:
+        ev = task.exit_event
+        if ev is None:
+            return None
+        h = task.handle
+        code = int(ev.payload.get("exit_status", 0))  # protobuf JSON leaves out a zero status
+        exited = parse_rfc3339(str(ev.payload.get("exited_at", ""))) or ev.t_wall
+        return ExitInfo(
+            t_mono=min(wall_to_mono(exited), time.monotonic()),
+            t_wall=exited,
+            exit_code=code,
+            signal=code - 128 if code > 128 else None,
+            runtime_oom_killed=bool(task.oom_events),
+            stopped_by_harness=bool(h and h.stop_requested),
+        )
+
+    def poll(self, ctx: ScenarioContext, handle: Handle) -> ExitInfo | None:
+        if handle.exit:
+            return handle.exit
+        task = self._tasks.get(handle.container_id or "")
+        if task is None:
+            return None
+        if task.exit_event is None and (self.follower is None or not self.follower.running):
+            self._start_events(ctx)
+            self._reconcile([task])
+        info = self._exit_info(task)
+        if info is None:
+            return None
+        handle.exit = info
+        ctx.events.add(
+            "runtime",
+            "exit",
+            workload=handle.workload,
+            pid=handle.pids[0] if handle.pids else None,
+            exit_code=info.exit_code,
+            detail=json.dumps(
+                {
+                    "containerd_oom_events": len(task.oom_events),
+                    "exited_at": task.exit_event.payload.get("exited_at") if task.exit_event else None,
+                }
+            ),
+        )
+        return info
+
+    def _reconcile(self, tasks: list[_Task]) -> None:
+        """Exit statuses the event stream missed: ``ctr task ls`` then ``ctr task delete`` (its warning)."""
+        r = self._ctr("tasks", "ls", check=False)
+        stopped = {ln.split()[0] for ln in r.stdout.splitlines()[1:] if ln.split()[-1:] == ["STOPPED"]}
+        for t in tasks:
+            if t.exit_event is not None or t.cid not in stopped:
+                continue
+            d = self._ctr("tasks", "delete", t.cid, check=False)
+            m = re.search(r"exit code (\d+)", d.stderr)
+            t.exit_event = CtrEvent(
+                time.time(),
+                self.namespace,
+                "/tasks/exit",
+                {"container_id": t.cid, "exit_status": int(m.group(1)) if m else 0, "reconciled": True},
+            )
+
+    def stop(self, ctx: ScenarioContext, handle: Handle, timeout: float = 5.0) -> None:
+        task = self._tasks.get(handle.container_id or "")
+        if task is None or task.exit_event is not None:
+            return
+        handle.stop_requested = True
+        self._ctr("tasks", "kill", "--signal", "SIGTERM", task.cid, check=False)
+        deadline = time.monotonic() + timeout
+        while task.exit_event is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if task.exit_event is None:
+            self._ctr("tasks", "kill", "--all", "--signal", "SIGKILL", task.cid, check=False)
+            deadline = time.monotonic() + 5
+            while task.exit_event is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if task.exit_event is None:
+                self._reconcile([task])
+
+    def teardown(self, ctx: ScenarioContext) -> list[str]:
+        mine = [t for t in self._tasks.values() if t.scenario == ctx.scenario.name]
+        failed = self._remove([t.cid for t in mine])
+        for t in mine:
+            t.reader_stop.set()
+            if t.reader is not None:
+                t.reader.join(timeout=2)
+            # an OOM notification that arrived after the exit was polled still counts
+            h = t.handle
+            if h is not None and h.exit is not None and t.oom_events:
+                h.exit.runtime_oom_killed = True
+            with self._lock:
+                self._tasks.pop(t.cid, None)
+        return failed + ctx.tree.remove()
+
+    def _remove(self, cids: list[str]) -> list[str]:
+        """Kill and delete the tasks, then the containers with their snapshots."""
+        if not cids:
+            return []
+        failed: list[str] = []
+        running = set(self._ctr("tasks", "ls", "-q", check=False).stdout.split()) & set(cids)
+        for cid in running:
+            self._ctr("tasks", "kill", "--all", "--signal", "SIGKILL", cid, check=False)
+        if running:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                rows = [ln.split() for ln in self._ctr("tasks", "ls", check=False).stdout.splitlines()[1:]]
+                if not any(r and r[0] in running and r[-1] == "RUNNING" for r in rows):
+                    break
+                time.sleep(0.05)
+        present_tasks = set(self._ctr("tasks", "ls", "-q", check=False).stdout.split()) & set(cids)
+        if present_tasks:
+            r = self._ctr("tasks", "delete", "--force", *sorted(present_tasks), check=False, timeout=60)
+            left = set(self._ctr("tasks", "ls", "-q", check=False).stdout.split()) & set(cids)
+            failed += [f"containerd task {c}: {r.stderr.strip()[-300:]}" for c in sorted(left)]
+        present = set(self._ctr("containers", "ls", "-q", check=False).stdout.split()) & set(cids)
+        if present:
+            r = self._ctr("containers", "delete", *sorted(present), check=False, timeout=60)
+            left = set(self._ctr("containers", "ls", "-q", check=False).stdout.split()) & set(cids)
+            failed += [f"containerd container {c}: {r.stderr.strip()[-300:]}" for c in sorted(left)]
+        return failed
+
+    def close(self) -> None:
+        """End of the run: stop ``ctr events`` (by pid) and the engine if this run started it."""
+        if self.follower is not None:
+            self.follower.stop()
+            self.follower = None
+        if self.engine is not None and self.engine.started_by_us:
+            failed = self.engine.stop()
+            if failed:
+                raise HostError("containerd engine: " + "; ".join(failed))
+
+    # -- leftovers
+    @classmethod
+    def cleanup_all(cls) -> list[str]:
+        """Remove every task, container and container snapshot in the ``harness`` namespace of the
+        project's own containerd (never the cluster's instance, never ``k8s.io``), stop that engine,
+        and remove leftover harness cgroups. The imported images stay (a cache, as with Docker)."""
+        from harness.engines.containerd import answers, default_instance, ensure_containerd, stop
+
+        inst = default_instance()
+        failed: list[str] = []
+        meta = inst.root / "io.containerd.metadata.v1.bolt" / "meta.db"
+        if answers(inst) or meta.exists():
+            try:
+                ensure_containerd(inst)
+            except HarnessError as exc:
+                return [f"containerd {inst.address}: {str(exc).splitlines()[0]}", *remove_leftovers()]
+            failed += cleanup_namespace(inst, NAMESPACE)
+            if not failed:
+                failed += stop(inst)
+        return failed + remove_leftovers()
+
+
+def cleanup_namespace(inst: Any, namespace: str = NAMESPACE, *, images: bool = False) -> list[str]:
+    """Delete every task, container and container snapshot in ``namespace`` (and its images and the
+    namespace itself with ``images``); returns what stayed."""
+    from harness.engines.containerd import ctr
+
+    check_namespace(namespace)
+
+    def run(*a: str, check: bool = False, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return ctr(inst, *a, namespace=namespace, check=check, timeout=timeout)
+
+    failed: list[str] = []
+    containers = run("containers", "ls", "-q").stdout.split()
+    tasks = run("tasks", "ls", "-q").stdout.split()
+    for cid in tasks:
+        run("tasks", "kill", "--all", "--signal", "SIGKILL", cid)
+    if tasks:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            states = [ln.split() for ln in run("tasks", "ls").stdout.splitlines()[1:]]
+            if all(s[-1] != "RUNNING" for s in states if s):
+                break
+            time.sleep(0.05)
+        run("tasks", "delete", "--force", *tasks)
+    if containers:
+        run("containers", "delete", *containers)
+    # snapshots of containers that never got (or lost) their container record
+    snaps = [ln.split() for ln in run("snapshots", "ls").stdout.splitlines()[1:]]
+    for s in snaps:
+        if s and s[0].startswith(CONTAINER_PREFIX) and s[-1].lower() == "active":
+            run("snapshots", "rm", s[0])
+    if images:
+        refs = run("images", "ls", "-q").stdout.split()
+        if refs:
+            run("images", "rm", "--sync", *refs)
+    failed += [f"containerd task {t} ({namespace})" for t in run("tasks", "ls", "-q").stdout.split()]
+    failed += [
+        f"containerd container {c} ({namespace})" for c in run("containers", "ls", "-q").stdout.split()
+    ]
+    failed += [
+        f"containerd snapshot {key} ({namespace})" for key in active_snapshots(inst, namespace, images=images)
+    ]
+    if images and not failed:
+        run("namespaces", "remove", namespace)
+    return failed
+
+
+def active_snapshots(inst: Any, namespace: str = NAMESPACE, *, images: bool = False) -> list[str]:
+    """Keys of the snapshots left in ``namespace``: containers' (Active) ones, or all with ``images``."""
+    from harness.engines.containerd import ctr
+
+    rows = [ln.split() for ln in ctr(inst, "snapshots", "ls", namespace=namespace).stdout.splitlines()[1:]]
+    return [r[0] for r in rows if r and (images or r[-1].lower() != "committed")]
+
+
+__all__ = [
+    "NAMESPACE",
+    "ContainerdBackend",
+    "CtrEvent",
+    "check_namespace",
+    "cleanup_namespace",
+    "container_id",
+    "ctr_run_args",
+    "parse_event_line",
+]
