@@ -191,6 +191,8 @@ class Scenario(BaseModel):
     node_overrides: dict[str, Any] = Field(default_factory=dict, alias="node")
     timeout_s: float = Field(60.0, alias="timeout", gt=0)
     backends: list[Backend] = Field(default_factory=lambda: list(_ALL_BACKENDS))
+    # S8: compare every cgroup file the kubelet and the runtime wrote with the model (kubernetes backend)
+    check_cgroups: bool = Field(False, alias="checkCgroups")
     workloads: list[Workload] = Field(min_length=1)
 
     _t = field_validator("timeout_s", mode="before")(classmethod(lambda c, v: _secs(v)))
@@ -294,6 +296,17 @@ def load_suite(path: str | Path, *, detect_host: bool = True) -> Suite:
         raise InputError(source, "kind", f"expected 'Suite' or 'Scenario', got {kind!r}")
     elif data.get("apiVersion") != API_VERSION:
         raise InputError(source, "apiVersion", f"expected {API_VERSION!r}, got {data.get('apiVersion')!r}")
+    if isinstance(data.get("scenarios"), list):
+        # a scenario's "profile:"/"node:" keys would also match the resolved Scenario.profile /
+        # Scenario.node fields by name: pass them by their field names instead
+        ren = {"profile": "profile_file", "node": "node_overrides"}
+        data = {
+            **data,
+            "scenarios": [
+                {ren.get(k, k): v for k, v in s.items()} if isinstance(s, dict) else s
+                for s in data["scenarios"]
+            ],
+        }
     try:
         suite = Suite.model_validate(data)
     except ValidationError as exc:
