@@ -7,6 +7,7 @@ recorded under ``results/<run-id>/`` (see harness.results).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import signal
@@ -38,9 +39,15 @@ def get_backend(name: str) -> Backend:
         from harness.launch.docker import DockerBackend
 
         return DockerBackend()
+    if name == "kubernetes":
+        from harness.launch.kubernetes import KubernetesBackend
+
+        return KubernetesBackend()
     if name == "containerd":
-        raise HarnessError("the containerd backend is not available yet; use process or docker")
-    raise HarnessError(f"unknown backend {name!r} (process, docker, containerd)")
+        from harness.launch.containerd import ContainerdBackend
+
+        return ContainerdBackend()
+    raise HarnessError(f"unknown backend {name!r} (process, docker, containerd, kubernetes)")
 
 
 @dataclass
@@ -113,6 +120,7 @@ def run_suite(
     only: list[str] | None = None,
     progress: Progress | None = None,
     sample_hz: float | None = None,
+    labels: dict[str, str] | None = None,
 ) -> RunResult:
     from harness.sample.cgroupfs import CgroupPaths
     from harness.sample.kmsg import KmsgFollower
@@ -149,10 +157,12 @@ def run_suite(
         profile={s.name: s.profile.to_yaml_dict() for s in scenarios if s.profile},
         node={s.name: s.node.model_dump(by_alias=True) for s in scenarios if s.node},
         command=sys.argv,
+        labels=dict(labels or {}),
     )
     progress.say(f"harness: run {run_id} ({len(scenarios)} scenarios, backend {backend_name})")
     progress.say(f"harness: results in {store.dir}")
     result = RunResult(run_id, store.dir)
+    active = register_active_run(run_id, store.dir)
     events = EventSink(store.progress / "events.jsonl")
     vstr = "v1" if version == 1 else "v2"
 
@@ -252,7 +262,40 @@ def run_suite(
             verdicts_total=len(result.verdicts),
         )
         store.finish(status)
+        active.unlink(missing_ok=True)
     return result
+
+
+ACTIVE_DIR = Path(os.environ.get("HARNESS_ACTIVE_DIR", "/run/harness/active"))
+
+
+def register_active_run(run_id: str, run_dir: Path) -> Path:
+    """Mark a run as in progress (``harness cleanup`` refuses to pull the rug from under it)."""
+    from harness.cluster.daemon import proc_start_time
+
+    ACTIVE_DIR.mkdir(parents=True, exist_ok=True)
+    path = ACTIVE_DIR / f"{run_id}.json"
+    path.write_text(
+        json.dumps({"pid": os.getpid(), "start": proc_start_time(os.getpid()), "dir": str(run_dir)}) + "\n"
+    )
+    return path
+
+
+def active_runs() -> list[dict[str, Any]]:
+    """Runs whose process is still alive (same pid and start time); stale entries are removed."""
+    from harness.cluster.daemon import proc_start_time
+
+    out = []
+    for f in sorted(ACTIVE_DIR.glob("*.json")) if ACTIVE_DIR.is_dir() else []:
+        try:
+            rec = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        if proc_start_time(int(rec.get("pid", 0))) == rec.get("start") and rec.get("start") is not None:
+            out.append({"run_id": f.stem, **rec})
+        else:
+            f.unlink(missing_ok=True)
+    return out
 
 
 def _run_scenario(
@@ -274,7 +317,13 @@ def _run_scenario(
     kubelet = backend.name == "kubernetes"
     if not facts.get("negativeOomScoreAdj", True):
         sc.node.negative_oom_score_adj = False
-    pred = predict_scenario(sc, kubelet=kubelet)
+    if kubelet:
+        # the model predicts the real node: this host's memory and the cluster's kubelet version
+        _real_node(sc, backend, facts)
+    baseline = backend.baseline() if kubelet and hasattr(backend, "baseline") else None
+    pred = predict_scenario(sc, kubelet=kubelet, baseline=baseline)
+    if baseline is not None:
+        events.add("harness", "baseline", scenario=sc.name, **vars(baseline))
     layout = node_layout(sc, kubelet=kubelet)
     tree = CgroupTree(f"harness/{run_id}/{sc.name}", version)
     workdir = Path(os.environ.get("HARNESS_WORKDIR", "/var/tmp/harness")) / run_id / sc.name
@@ -293,16 +342,32 @@ def _run_scenario(
         + "; ".join(f"{w.name} -> {w.outcome}" + (" (race)" if w.race else "") for w in pred.workloads)
     )
     handles: dict[str, Handle] = {}
+    cgroup_verdict: Verdict | None = None
+    start_verdict: Verdict | None = None
+    mm_verdict: Verdict | None = None
     keys: list[str] = []
     before: dict[str, int] = {}
     events.add("harness", "scenario_start", scenario=sc.name)
+    refused = None
     try:
-        backend.prepare(ctx)
-        for rel, name in (("", "node"), ("kubepods", "kubepods")):
-            if rel == "" or rel in layout.limits:
-                k = f"{sc.name}/{name}"
-                sampler.register(k, CgroupPaths(tree.rel(rel), vstr))
-                keys.append(k)
+        try:
+            backend.prepare(ctx)
+        except HarnessError as exc:
+            if not hasattr(exc, "start"):
+                raise
+            refused = exc.start  # the kubelet refused the scenario's profile
+        start_verdict = _kubelet_start_verdict(sc, getattr(backend, "last_start", None), refused)
+        if start_verdict is not None:
+            progress.say(
+                f"  {'ok  ' if start_verdict.passed else 'FAIL'} kubelet start: predicted {start_verdict.predicted}, "
+                f"observed {start_verdict.observed}"
+            )
+        if refused is not None:
+            raise _KubeletRefused()
+        for name, rel in backend.node_cgroups(ctx):
+            k = f"{sc.name}/{name}"
+            sampler.register(k, CgroupPaths(rel, vstr))
+            keys.append(k)
         ctx.t0_mono = time.monotonic()
         for w in sc.workloads:
             h = backend.launch(ctx, w, layout.workloads[w.name])
@@ -316,6 +381,35 @@ def _run_scenario(
                 before[w.name] = _oom_kill_count(h.cgroup_abs, version) or 0
             except OSError as exc:
                 events.add("harness", "sample_error", workload=w.name, detail=str(exc))
+        if sc.check_cgroups and hasattr(backend, "conformance"):
+            checks = backend.conformance(ctx, handles)
+            store.add_rows("cgroups", [{"scenario": sc.name, **c.to_dict()} for c in checks])
+            cgroup_verdict = _cgroup_verdict(sc.name, checks)
+            progress.say(
+                f"  cgroups: {sum(c.match for c in checks)}/{len(checks)} files as the model says"
+                + ("" if cgroup_verdict.passed else ": " + "; ".join(cgroup_verdict.reasons[:5]))
+            )
+        if (
+            sc.profile is not None
+            and sc.profile.memory_manager_static
+            and hasattr(backend, "memory_manager_diffs")
+        ):
+            diffs = backend.memory_manager_diffs(ctx, handles)
+            mm_verdict = Verdict(
+                scenario=sc.name,
+                workload="memory-manager-state",
+                predicted="state file as modelled",
+                observed="as modelled" if not diffs else f"{len(diffs)} differences",
+                match=not diffs,
+                time_ok=None,
+                observed_t_s=None,
+                predicted_earliest_s=None,
+                predicted_latest_s=None,
+                victim_predicted=False,
+                victim_observed=False,
+                reasons=diffs,
+            )
+            progress.say(f"  {'ok  ' if not diffs else 'FAIL'} memory manager state: {mm_verdict.observed}")
         deadline = ctx.t0_mono + sc.timeout_s
         while time.monotonic() < deadline:
             for h in handles.values():
@@ -332,6 +426,8 @@ def _run_scenario(
         time.sleep(0.3)
         progress.tick(sc.name, time.monotonic() - ctx.t0_mono, handles, force=True)
         after = {n: _oom_kill_count(h.cgroup_abs, version) for n, h in handles.items()}
+    except _KubeletRefused:
+        after = {}
     finally:
         for k in keys:
             sampler.unregister(k)
@@ -344,7 +440,9 @@ def _run_scenario(
         events.add("harness", "scenario_end", scenario=sc.name)
 
     outcomes: list[Outcome] = []
-    verdicts: list[Verdict] = []
+    verdicts: list[Verdict] = [v for v in (start_verdict, cgroup_verdict, mm_verdict) if v is not None]
+    if refused is not None:
+        return pred, outcomes, verdicts  # no workload could run on a kubelet that did not start
     kills = kmsg.kills
     counter_changes = [e for e in events.events if e["source"] == "memcg"]
     for w in sc.workloads:
@@ -352,7 +450,9 @@ def _run_scenario(
         wl = layout.workloads[w.name]
         own_cg = _kernel_path(h.cgroup_abs, version)
         own_scope = [own_cg]
-        if wl.pod_cgroup is not None:
+        if h.extra.get("pod_cgroup_abs"):  # the kubelet's real pod cgroup
+            own_scope.append(_kernel_path(Path(h.extra["pod_cgroup_abs"]), version))
+        elif wl.pod_cgroup is not None:
             own_scope.append(_kernel_path(tree.abs(wl.pod_cgroup), version))
         k = f"{sc.name}/{w.name}"
         delta_events = sum(
@@ -373,6 +473,7 @@ def _run_scenario(
             signal=h.exit.signal if h.exit else None,
             stopped_by_harness=bool(h.exit and h.exit.stopped_by_harness),
             runtime_oom_killed=h.exit.runtime_oom_killed if h.exit else None,
+            runtime_name=backend.name if h.exit and h.exit.runtime_oom_killed is not None else None,
             heap_cap_event=h.last_event("heap_cap") is not None,
             reached_max=reached_max,
             oom_counter_delta=delta,
@@ -393,6 +494,10 @@ def _run_scenario(
                 if k2.pid in h.pids or (k2.task_memcg and k2.task_memcg.rstrip("/") == own_cg)
             ],
             t_exit_mono=h.exit.t_mono if h.exit else None,
+            kubelet_reason=h.extra.get("kubelet_reason"),
+            kubelet_phase=h.extra.get("kubelet_phase"),
+            t_kubelet_mono=h.extra.get("t_kubelet_mono"),
+            admission_reason=h.extra.get("admission_reason"),
         )
         o = classify(ev)
         outcomes.append(o)
@@ -415,6 +520,82 @@ def _run_scenario(
             + (f"  ({'; '.join(v.reasons)})" if v.reasons else "")
         )
     return pred, outcomes, verdicts
+
+
+class _KubeletRefused(Exception):
+    pass
+
+
+def _kubelet_start_verdict(sc: Scenario, started: Any, refused: Any) -> Verdict | None:
+    """Kubelet start with the scenario's profile vs the model's startup validation (S9)."""
+    from harness.launch.kubernetes import predicted_start_errors
+
+    if started is None and refused is None:
+        return None
+    assert sc.profile is not None
+    errors = predicted_start_errors(sc.profile, sc.node)
+    predicted = "refuses to start" if errors else "starts"
+    observed = "refuses to start" if refused is not None else "starts"
+    reasons: list[str] = []
+    match = predicted == observed
+    if refused is not None:
+        line = refused.error or refused.log_tail
+        if errors and not any(e in line.replace("\\", "") for e in errors):  # klog escapes quotes
+            match = False
+            reasons.append(f"the kubelet's error is not the model's: model {errors[0]!r}, kubelet {line!r}")
+        elif errors:
+            reasons.append(f"kubelet: {line}")
+    elif errors:
+        reasons.append(f"the model expected the kubelet to refuse: {errors[0]}")
+    return Verdict(
+        scenario=sc.name,
+        workload="kubelet-start",
+        predicted=predicted,
+        observed=observed,
+        match=match,
+        time_ok=None,
+        observed_t_s=started.seconds if started is not None else refused.seconds,
+        predicted_earliest_s=None,
+        predicted_latest_s=None,
+        victim_predicted=False,
+        victim_observed=False,
+        reasons=reasons,
+    )
+
+
+def _cgroup_verdict(scenario: str, checks: list[Any]) -> Verdict:
+    """One verdict for the whole cgroup tree of a scenario (S8)."""
+    bad = [c for c in checks if not c.match]
+    reasons = [f"{c.real_path}/{c.file}: model {c.expected}, observed {c.observed}" for c in bad]
+    if not checks:
+        reasons.append("no cgroup file could be compared")
+    return Verdict(
+        scenario=scenario,
+        workload="cgroups",
+        predicted=f"{len(checks)} files as modelled",
+        observed=f"{len(checks) - len(bad)} as modelled, {len(bad)} differ",
+        match=bool(checks) and not bad,
+        time_ok=None,
+        observed_t_s=None,
+        predicted_earliest_s=None,
+        predicted_latest_s=None,
+        victim_predicted=False,
+        victim_observed=False,
+        reasons=reasons,
+    )
+
+
+def _real_node(sc: Scenario, backend: Backend, facts: dict[str, Any]) -> None:
+    """On a real kubelet the node is this host, whatever the suite says, at the cluster's version."""
+    assert sc.node is not None
+    sc.node.memory_capacity_bytes = int(facts.get("memoryCapacity") or sc.node.memory_capacity_bytes)
+    numa: dict[str, int] = getattr(backend, "numa_memory", dict)()
+    for n in sc.node.numa_nodes:
+        if str(n.id) in numa:
+            n.memory_bytes = numa[str(n.id)]
+    kv = getattr(backend, "kubelet_version", lambda: None)()
+    if kv:
+        sc.node.kubelet_version = ".".join(str(kv).lstrip("v").split(".")[:2])
 
 
 def _short_cgroup(path: str, run_id: str) -> str:

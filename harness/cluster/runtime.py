@@ -100,5 +100,7 @@ def cluster_containerd_status(cluster: Cluster) -> dict[str, Any]:
     from harness.engines.containerd import status
 
     st: dict[str, Any] = dict(status(instance(cluster)))
-    st.setdefault("socket", str(cluster.containerd_socket))
+    st["running"] = bool(st.get("answering"))
+    if st.get("server_version"):
+        st["version"] = st["server_version"]
     return st

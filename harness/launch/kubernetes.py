@@ -14,8 +14,9 @@ leak image, QoS from the workload's resources, priority through PriorityClasses,
 
 The leak program's JSON lines are read from the container's CRI log file under ``/var/log/pods``.
 Pods run with ``hostNetwork: true`` (the cluster has no pod network; see :meth:`pod_manifest`).
-Workloads with ``placement: host`` run as processes of this host in a harness cgroup (the node-wide
-memory the kubelet sees includes them), capped at their ``leak.max`` so they cannot drain the host.
+Workloads with ``placement: host`` run as containerd tasks of the cluster's own containerd in the
+``harness`` namespace (never ``k8s.io``, so the kubelet neither sees nor collects them), in a harness
+cgroup capped at their ``leak.max``: the node-wide memory the kubelet sees includes them.
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ class KubernetesBackend(Backend):
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         self._ctx: ScenarioContext | None = None
-        self._host: Any = None  # ProcessBackend for placement host
+        self._host: Any = None  # ContainerdBackend (cluster instance) for placement host
         self._log_pos: dict[str, int] = {}
         self._handles: dict[str, Handle] = {}
         self._pod_of: dict[str, str] = {}  # workload -> pod name
@@ -463,9 +464,12 @@ class KubernetesBackend(Backend):
     def launch(self, ctx: ScenarioContext, workload: Workload, layout: WorkloadLayout) -> Handle:
         if workload.placement != "pod":
             if self._host is None:
-                from harness.launch.process import ProcessBackend
+                # a non-Kubernetes workload goes through the node's own runtime, outside k8s.io
+                # (issue 9): the cluster's containerd, namespace "harness", cgroup in the harness tree
+                from harness.cluster.runtime import instance
+                from harness.launch.containerd import ContainerdBackend
 
-                self._host = ProcessBackend()
+                self._host = ContainerdBackend(instance(self.cluster))
             h: Handle = self._host.launch(ctx, workload, layout)
             h.extra["host"] = True
             return h
@@ -850,6 +854,10 @@ class KubernetesBackend(Backend):
         return failed
 
     def close(self) -> None:
+        if self._host is not None:
+            with contextlib.suppress(Exception):
+                self._host.close()
+            self._host = None
         self._stop.set()
         for t in self._threads:
             t.join(timeout=2)
@@ -882,4 +890,11 @@ class KubernetesBackend(Backend):
                 api.delete_priority_class(pc_name)
                 out.append(f"priorityclass {pc_name}")
         b.close()
+        from harness.cluster.runtime import instance
+        from harness.engines.containerd import answers
+        from harness.launch.containerd import cleanup_namespace
+
+        inst = instance(c)
+        if answers(inst):
+            out += cleanup_namespace(inst)  # host workloads; the kubelet's k8s.io is never touched
         return out

@@ -1,0 +1,171 @@
+"""The real kubelet: build from the k8s.io/kubernetes module, ``harness cluster up``, the kubelet suite,
+a second kubelet version side by side, and ``down`` stopping exactly what ``up`` started.
+
+A cold build (no Go module or build cache) takes minutes; the module's tests share one cluster.
+HARNESS_SKIP_KUBELET=1 skips them explicitly (they never skip on their own).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from tests.e2e.conftest import REPO, harness
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
+
+VERSION = os.environ.get("HARNESS_KUBELET_VERSION", "1.33.4")
+OTHER_VERSION = os.environ.get("HARNESS_KUBELET_OTHER_VERSION", "1.32.5")
+PROFILE = REPO / "profiles" / "cluster-default.yaml"
+
+if os.environ.get("HARNESS_SKIP_KUBELET") == "1":
+    pytest.skip("HARNESS_SKIP_KUBELET=1", allow_module_level=True)
+
+
+def _cluster_json() -> dict[str, Any]:
+    r = harness("cluster", "status", "--json")
+    return dict(json.loads(r.stdout))
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[dict[str, Any]]:
+    t = time.monotonic()
+    r = harness("cluster", "up", "--version", VERSION, "--profile", str(PROFILE), "--json", timeout=3600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    timings = json.loads(r.stdout.strip().splitlines()[-1])
+    print(f"cluster up v{VERSION}: {time.monotonic() - t:.0f} s {timings}")
+    try:
+        yield {"timings": timings}
+    finally:
+        d = harness("cluster", "down", timeout=300)
+        assert d.returncode == 0, d.stderr[-2000:]
+
+
+@pytest.mark.timeout(3600)
+def test_up_gives_a_ready_node_with_the_modelled_allocatable(cluster: dict[str, Any]) -> None:
+    st = _cluster_json()
+    assert all(c["running"] for c in st["components"].values()), st["components"]
+    node = st["node"]
+    assert node["conditions"]["Ready"] == "True"
+    assert node["kubeletVersion"] == f"v{VERSION}"
+    assert st["versions"]["kube-apiserver"] == f"v{VERSION}"
+    # allocatable as the model computes it for this host and profile
+    r = harness(
+        "model", "node", str(PROFILE), "--cgroup-version", "1", "--kubelet-version", VERSION, "--json"
+    )
+    assert r.returncode == 0, r.stderr
+    model = json.loads(r.stdout)
+    from harness.quantity import to_bytes
+
+    assert to_bytes(node["allocatable"]["memory"]) == model["allocatable_bytes"]
+
+
+@pytest.mark.timeout(600)
+def test_second_up_changes_nothing(cluster: dict[str, Any]) -> None:
+    before = {k: v["pid"] for k, v in _cluster_json()["components"].items()}
+    r = harness("cluster", "up", "--version", VERSION, "--profile", str(PROFILE), "--json", timeout=600)
+    assert r.returncode == 0, r.stderr
+    timings = json.loads(r.stdout.strip().splitlines()[-1])
+    assert timings["build"] < 5, "a cached version must not be rebuilt"
+    after = {k: v["pid"] for k, v in _cluster_json()["components"].items()}
+    assert after == before, "an unchanged up restarted something"
+
+
+@pytest.mark.timeout(1800)
+def test_kubelet_suite_verdicts_match_the_model(cluster: dict[str, Any], tmp_path: Path) -> None:
+    r = harness(
+        "run",
+        "suites/kubelet.yaml",
+        "--backend",
+        "kubernetes",
+        "-o",
+        str(tmp_path),
+        "--label",
+        "ci=e2e",
+        timeout=1700,
+    )
+    run_dir = next(tmp_path.iterdir())
+    v = pd.read_parquet(run_dir / "verdicts.parquet")
+    print(v[["scenario", "workload", "predicted", "observed", "passed"]].to_string())
+    bad = v[~v.passed]
+    assert r.returncode == 0 and bad.empty, (
+        bad[["scenario", "workload", "reasons"]].to_string() + r.stderr[-3000:]
+    )
+    scenarios = set(v.scenario)
+    assert {
+        "s1-container-limit",
+        "s2-slow-past-allocatable",
+        "s8-cgroup-values",
+        "s9-reserved-memory-mismatch",
+    } <= scenarios
+    # the kubelet's own evidence is in the run: evictions, loop results and stats
+    e = pd.read_parquet(run_dir / "events.parquet")
+    kinds = set(e[e.source == "kubelet"].kind)
+    assert {"Evicted", "EvictionThresholdMet", "node_condition"} <= kinds
+    assert (e.source == "kubelet-stats").any()
+    o = pd.read_parquet(run_dir / "outcomes.parquet")
+    assert set(o[o.scenario == "s2-slow-past-allocatable"].outcome) == {"completed", "evicted"}
+    assert set(o[o.scenario == "s4-fast-past-kubepods"].outcome) <= {"node_oom_killed", "evicted"}
+    # S8 compared real files, not nothing
+    cg = pd.read_parquet(run_dir / "cgroups.parquet")
+    assert len(cg) >= 20 and cg.match.all()
+    # the kubelet's own containers and the cluster survive the suite
+    assert _cluster_json()["node"]["conditions"]["Ready"] == "True"
+
+
+@pytest.mark.timeout(3600)
+def test_a_second_kubelet_version_builds_side_by_side_and_runs(
+    cluster: dict[str, Any], tmp_path: Path
+) -> None:
+    r = harness(
+        "cluster", "up", "--version", OTHER_VERSION, "--profile", str(PROFILE), "--json", timeout=3600
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    try:
+        st = _cluster_json()
+        assert st["node"]["kubeletVersion"] == f"v{OTHER_VERSION}"
+        # both versions stay built
+        for v in (VERSION, OTHER_VERSION):
+            assert (Path("/var/lib/harness/cluster/build") / f"v{v}" / "bin" / "kubelet").is_file()
+        run = harness(
+            "run", "suites/kubelet.yaml", "--backend", "kubernetes", "-o", str(tmp_path),
+            "--scenario", "S1", "--scenario", "S2", "--scenario", "S8", timeout=900,
+        )  # fmt: skip
+        v = pd.read_parquet(next(tmp_path.iterdir()) / "verdicts.parquet")
+        print(v[["scenario", "workload", "predicted", "observed", "passed"]].to_string())
+        assert run.returncode == 0 and v.passed.all(), v[~v.passed][["workload", "reasons"]].to_string()
+    finally:
+        back = harness("cluster", "up", "--version", VERSION, "--profile", str(PROFILE), timeout=900)
+        assert back.returncode == 0, back.stderr[-2000:]
+
+
+@pytest.mark.timeout(900)
+def test_down_stops_exactly_what_up_started(cluster: dict[str, Any]) -> None:
+    # a bystander whose command line says "kubelet": a name-based kill would take it too
+    decoy = subprocess.Popen(["bash", "-c", "exec -a kubelet sleep 600"])
+    try:
+        pids = {k: v["pid"] for k, v in _cluster_json()["components"].items()}
+        assert all(pids.values()), pids
+        r = harness("cluster", "down", timeout=300)
+        assert r.returncode == 0, r.stderr
+        for name, pid in pids.items():
+            assert (
+                not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+            ), name
+        assert decoy.poll() is None, "down killed a process it did not start"
+        st = harness("cluster", "status")
+        assert st.returncode == 3, st.stdout  # "not running"
+        # and the next up brings it back (the module fixture's down then finds nothing to stop)
+        up = harness("cluster", "up", "--version", VERSION, "--profile", str(PROFILE), timeout=900)
+        assert up.returncode == 0, up.stderr[-2000:]
+    finally:
+        decoy.kill()
+        decoy.wait()
