@@ -321,6 +321,12 @@ def _run_scenario(
         # the model predicts the real node: this host's memory and the cluster's kubelet version
         _real_node(sc, backend, facts)
     baseline = backend.baseline() if kubelet and hasattr(backend, "baseline") else None
+    if baseline is not None and sc.pressure_margin:
+        sc.profile = _pressure_profile(sc, baseline, store.dir / "profiles")
+        progress.say(
+            f"  node-pressure threshold from the idle node: evictionHard memory.available="
+            f"{(sc.profile.eviction_hard or {}).get('memory.available')} ({sc.profile.source})"
+        )
     pred = predict_scenario(sc, kubelet=kubelet, baseline=baseline)
     if baseline is not None:
         events.add("harness", "baseline", scenario=sc.name, **vars(baseline))
@@ -583,6 +589,37 @@ def _cgroup_verdict(scenario: str, checks: list[Any]) -> Verdict:
         victim_observed=False,
         reasons=reasons,
     )
+
+
+def _pressure_profile(sc: Scenario, baseline: Any, out_dir: Path) -> Any:
+    """The scenario's profile with evictionHard memory.available = available now - pressureMargin.
+
+    available = capacity - root working set, as the eviction manager computes memory.available
+    (pkg/kubelet/eviction/helpers.go makeSignalObservations); rounded down to MiB.
+    """
+    import yaml
+
+    from harness import quantity
+    from harness.config.kubelet import load_profile
+
+    assert sc.profile is not None and sc.node is not None and sc.pressure_margin
+    available = sc.node.memory_capacity_bytes - int(baseline.root_working_set)
+    threshold_mib = (available - quantity.to_bytes(sc.pressure_margin)) >> 20
+    if threshold_mib <= 0:
+        raise HarnessError(
+            f"scenario {sc.name}: memory.available is {available >> 20} MiB, less than pressureMargin "
+            f"{sc.pressure_margin}: the host is too busy for this scenario"
+        )
+    data = yaml.safe_load(Path(sc.profile.source).read_text())
+    data.setdefault("evictionHard", {})["memory.available"] = f"{threshold_mib}Mi"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{sc.name}.yaml"
+    path.write_text(
+        f"# {sc.profile.source} with evictionHard memory.available = {available >> 20}Mi available at the\n"
+        f"# scenario's start - pressureMargin {sc.pressure_margin} (harness/run.py _pressure_profile)\n"
+        + yaml.safe_dump(data, sort_keys=False)
+    )
+    return load_profile(path)
 
 
 def _real_node(sc: Scenario, backend: Backend, facts: dict[str, Any]) -> None:

@@ -193,6 +193,10 @@ class Scenario(BaseModel):
     backends: list[Backend] = Field(default_factory=lambda: list(_ALL_BACKENDS))
     # S8: compare every cgroup file the kubelet and the runtime wrote with the model (kubernetes backend)
     check_cgroups: bool = Field(False, alias="checkCgroups")
+    # Real kubelet only: set evictionHard memory.available to the node's memory.available at the
+    # scenario's start minus this margin (node-wide pressure after draining ~margin, whatever the
+    # host's idle usage). The derived profile is written next to the run and used by kubelet and model.
+    pressure_margin: str | None = Field(None, alias="pressureMargin")
     workloads: list[Workload] = Field(min_length=1)
 
     _t = field_validator("timeout_s", mode="before")(classmethod(lambda c, v: _secs(v)))
