@@ -370,6 +370,10 @@ def _run_scenario(
             )
         if refused is not None:
             raise _KubeletRefused()
+        if kubelet and getattr(backend, "last_start", None) is not None:
+            # the kubelet was restarted for this scenario: predict again with what it saw at its start
+            _real_node(sc, backend, facts)
+            pred = predict_scenario(sc, kubelet=True, baseline=baseline)
         for name, rel in backend.node_cgroups(ctx):
             k = f"{sc.name}/{name}"
             sampler.register(k, CgroupPaths(rel, vstr))

@@ -67,6 +67,10 @@ ADMISSION_REASONS = {
 # Kubelet events about a pod that decide its outcome even when its status does not say so
 # (pkg/kubelet/eviction/eviction_manager.go evictPod: event reason "Evicted"; preemption: "Preempting").
 POD_EVENT_REASONS = {"Evicted", "Preempting"}
+# Rejections at admission are also events (pkg/kubelet/kubelet.go rejectPod records reason and
+# message at once), while the Failed status can reach the API up to a status-manager sync later
+# (~10 s seen here), so the event gives the time.
+ADMISSION_EVENT_REASONS = ADMISSION_REASONS - {"Evicted"}
 _DNS = re.compile(r"[^a-z0-9-]+")
 
 
@@ -181,7 +185,16 @@ class KubernetesBackend(Backend):
         return out
 
     def numa_memory(self) -> dict[str, int]:
-        """Each NUMA node's memory as the running kubelet saw it at its start."""
+        """Each NUMA node's memory as the running kubelet saw it at its start: from its memory
+        manager's checkpoint when there is one (machineState.<node>.memoryMap.memory.total, exactly
+        what cAdvisor reported to it), else from the harness's read just before the kubelet started
+        (on this VM memory is onlined over time, so later reads differ)."""
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            state = json.loads((self.cluster.kubelet_root / "memory_manager_state").read_text())
+            if state.get("policyName") == "Static" and state.get("machineState"):
+                return {
+                    str(n): int(v["memoryMap"]["memory"]["total"]) for n, v in state["machineState"].items()
+                }
         return {
             str(k): int(v)
             for k, v in (self.cluster.record().get("numa_memory_at_kubelet_start") or {}).items()
@@ -336,7 +349,7 @@ class KubernetesBackend(Backend):
                     if key in seen or (ts is not None and ts.timestamp() < start - 2):
                         continue
                     seen.add(key)
-                    if inv.kind == "Pod" and e.reason in POD_EVENT_REASONS:
+                    if inv.kind == "Pod" and e.reason in POD_EVENT_REASONS | ADMISSION_EVENT_REASONS:
                         with self._lock:
                             self._pod_events.setdefault(str(inv.name), []).append(
                                 (str(e.reason), str(e.message or ""), time.monotonic())
@@ -789,6 +802,10 @@ class KubernetesBackend(Backend):
         with self._lock:
             pod_events = list(self._pod_events.get(name or "", []))
         for ev_reason, msg, t_ev in pod_events:
+            if ev_reason in ADMISSION_EVENT_REASONS:
+                handle.extra.setdefault("admission_reason", f"{ev_reason}: {msg}")
+                handle.extra["t_kubelet_mono"] = min(t_ev, handle.extra.get("t_kubelet_mono", t_ev))
+                continue
             # Since 1.27 (kubernetes/kubernetes PR #115331, issue #118310) the phase of a pod killed by
             # the eviction manager follows its containers' exit codes: a container that exits 0 on the
             # SIGTERM leaves the pod Succeeded with no reason, and only the Evicted event says what happened.
