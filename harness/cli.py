@@ -39,12 +39,28 @@ def main() -> None:
 
 def _register() -> None:
     from harness.commands.model import model_group
+    from harness.commands.report import compare_cmd, report_cmd, runs_group
     from harness.commands.run import cleanup_cmd, doctor_cmd, run_cmd
 
     cli.add_command(model_group)
     cli.add_command(run_cmd)
     cli.add_command(cleanup_cmd)
     cli.add_command(doctor_cmd)
+
+    from harness.commands.provision import provision_cmd
+
+    cli.add_command(provision_cmd)
+    cli.add_command(report_cmd)
+    cli.add_command(compare_cmd)
+    cli.add_command(runs_group)
+
+    from harness.commands.sweep import sweep_cmd
+
+    cli.add_command(sweep_cmd)
+
+    from harness.commands.cluster import cluster_group
+
+    cli.add_command(cluster_group)
 
 
 _register()

@@ -9,7 +9,7 @@ import click
 
 from harness.errors import HarnessError
 
-BACKENDS = ["process", "docker"]
+BACKENDS = ["process", "docker", "containerd", "kubernetes"]
 
 
 @click.command("run")
@@ -32,6 +32,27 @@ BACKENDS = ["process", "docker"]
 @click.option("--scenario", "only", multiple=True, help="Run only this scenario (name or id); repeatable.")
 @click.option("--sample-hz", type=float, help="Sampling rate (default: the suite's sampleHz).")
 @click.option("-q", "--quiet", is_flag=True, help="No live progress.")
+@click.option(
+    "--label",
+    "labels",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Label the run (stored in run.json, used by 'harness runs list' and 'harness compare'); repeatable.",
+)
+@click.option(
+    "--inventory",
+    "inventory_file",
+    type=click.Path(dir_okay=False),
+    help="Run on every host of this lab inventory (over SSH) instead of this host; results merged.",
+)
+@click.option(
+    "--forks",
+    type=click.IntRange(1, 100),
+    default=5,
+    show_default=True,
+    help="With --inventory: hosts run at once.",
+)
+@click.option("--limit", multiple=True, help="With --inventory: only these hosts or groups.")
 def run_cmd(
     suite_file: str,
     backend: str,
@@ -39,6 +60,10 @@ def run_cmd(
     only: tuple[str, ...],
     sample_hz: float | None,
     quiet: bool,
+    labels: tuple[str, ...],
+    inventory_file: str | None,
+    forks: int,
+    limit: tuple[str, ...],
 ) -> None:
     """Run a suite on this host and compare every outcome with the model.
 
@@ -46,12 +71,31 @@ def run_cmd(
     Examples:
       harness run suites/local.yaml
       harness run suites/local.yaml --backend docker --scenario S1
+      harness run suites/local.yaml --label kubelet=1.33.4 --label lab=nightly
+      harness run suites/local.yaml --inventory lab.yaml --forks 4   # on every lab host
     Exit 0 when every verdict matches, 1 on a mismatch, 2 on bad input or a harness error,
     130 when interrupted (results are kept and marked interrupted).
     """
+    if inventory_file:
+        from harness.commands.provision import run_on_inventory_cmd
+
+        return run_on_inventory_cmd(
+            suite_file,
+            inventory_file,
+            backend=backend,
+            results_dir=results_dir,
+            only=list(only),
+            sample_hz=sample_hz,
+            quiet=quiet,
+            forks=forks,
+            limit=list(limit),
+            labels=list(labels),
+        )
+    from harness.catalog import parse_labels
     from harness.config.suite import load_suite
     from harness.run import Progress, run_suite
 
+    run_labels = parse_labels(labels)
     suite = load_suite(suite_file)
     res = run_suite(
         suite,
@@ -60,6 +104,7 @@ def run_cmd(
         only=list(only) or None,
         progress=Progress(quiet=quiet),
         sample_hz=sample_hz,
+        labels=run_labels,
     )
     n = len(res.verdicts)
     bad = sum(1 for v in res.verdicts if not v.passed)
@@ -77,14 +122,22 @@ def run_cmd(
     multiple=True,
     help="Only this backend (default: all).",
 )
-def cleanup_cmd(backends: tuple[str, ...]) -> None:
+@click.option("--force", is_flag=True, help="Clean up even while other runs are in progress (destroys them).")
+def cleanup_cmd(backends: tuple[str, ...], force: bool) -> None:
     """Remove every workload, container and cgroup the harness created.
 
     Works after the harness itself was killed with SIGKILL: leftovers are found by the
     'harness' cgroup prefix and by container labels, and processes are stopped by pid.
     """
-    from harness.run import get_backend
+    from harness.run import active_runs, get_backend
 
+    running = active_runs()
+    if running and not force:
+        who = ", ".join(f"{r['run_id']} (pid {r['pid']})" for r in running)
+        raise HarnessError(
+            f"runs in progress: {who}; cleanup would destroy their workloads. "
+            "Stop them first, or pass --force"
+        )
     failed: list[str] = []
     for name in backends or BACKENDS:
         try:

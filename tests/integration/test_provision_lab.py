@@ -1,0 +1,184 @@
+"""``harness run SUITE --inventory``: a scenario on two loopback hosts in parallel, results merged.
+
+lab-a and lab-b run the S1 scenario (a container exceeding its own limit, really OOM-killed by the
+kernel in a harness cgroup) at the same time; lab-c refuses the client's key and is reported
+while the other two complete. Then a run during which lab-a's SSH connections are killed: the
+controller reconnects once, the run on the host goes on, and nothing it wrote or sampled is lost.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from tests.integration._sshd import LoopbackLab
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+SUITE = """\
+apiVersion: harness/v1
+kind: Suite
+name: lab-s1
+profile: profiles/local.yaml
+node: {memoryCapacity: 1Gi}
+sampleHz: 10
+scenarios:
+  - name: s1-container-limit
+    id: S1
+    timeout: 20s
+    backends: [process]
+    workloads:
+      - name: leaker
+        resources: {requests: {memory: 32Mi}, limits: {memory: 128Mi}}
+        leak: {chunk: 8Mi, interval: 100ms}
+"""
+
+
+@pytest.fixture(scope="module")
+def lab_files(loopback_lab: LoopbackLab, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    base = tmp_path_factory.mktemp("labrun")
+    (base / "profiles").mkdir()
+    (base / "profiles" / "local.yaml").write_bytes((REPO / "profiles" / "local.yaml").read_bytes())
+    suite = base / "suite.yaml"
+    suite.write_text(SUITE)
+    inv = loopback_lab.inventory(
+        base / "lab.yaml",
+        defaults_vars={
+            "lab_dir": str(base / "state" / "{{ inventory_hostname }}"),
+            "lab_run_dir": str(base / "run" / "{{ inventory_hostname }}"),
+        },
+    )
+    return suite, inv
+
+
+def test_scenario_on_two_hosts_in_parallel_and_a_refusing_host(
+    lab_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    suite, inv = lab_files
+    results = tmp_path / "results"
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "run",
+            str(suite),
+            "--inventory",
+            str(inv),
+            "--forks",
+            "3",
+            "--results",
+            str(results),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    # lab-c failed: exit 2 with one error line naming it; the other two completed
+    assert r.returncode == 2, r.stderr[-3000:]
+    err = [ln for ln in r.stderr.splitlines() if ln.startswith("harness: error:")]
+    assert len(err) == 1 and "1 of 3 host(s) failed: lab-c: the server refused key" in err[0]
+    assert "harness: 2/2 verdicts match on 2/3 host(s); run partial" in r.stdout
+    # progress of both remote runs, prefixed by host, interleaved
+    for h in ("lab-a", "lab-b"):
+        assert f"[{h}]   ok   leaker         predicted oom_killed       observed oom_killed" in r.stderr
+    (run_dir,) = results.iterdir()
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["kind"] == "lab" and run["status"] == "partial"
+    hosts = run["hosts"]
+    assert hosts["lab-c"]["status"] == "unreachable" and "refused key" in hosts["lab-c"]["error"]
+    for h in ("lab-a", "lab-b"):
+        assert hosts[h]["status"] == "complete" and hosts[h]["exit_code"] == 0
+        assert hosts[h]["verdicts_passed"] == hosts[h]["verdicts_total"] == 1
+        assert hosts[h]["facts"]["name"] == h and hosts[h]["facts"]["memoryCapacity"] > 0
+        assert hosts[h]["connection"] == []
+        # the host's own run directory, fetched by SFTP
+        remote = json.loads((run_dir / "hosts" / h / "run" / "run.json").read_text())
+        assert remote["run_id"] == hosts[h]["remote_run_id"] and remote["status"] == "complete"
+    assert hosts["lab-a"]["remote_run_id"] != hosts["lab-b"]["remote_run_id"]
+    # merged tables: every row tagged with its host
+    verdicts = pd.read_parquet(run_dir / "verdicts.parquet")
+    assert sorted(verdicts["host"]) == ["lab-a", "lab-b"]
+    assert verdicts["observed"].tolist() == ["oom_killed", "oom_killed"]
+    samples = pd.read_parquet(run_dir / "samples.parquet")
+    assert set(samples["host"]) == {"lab-a", "lab-b"}
+    for h in ("lab-a", "lab-b"):
+        own = pd.read_parquet(run_dir / "hosts" / h / "run" / "samples.parquet")
+        assert (samples["host"] == h).sum() == len(own)
+    # the remote sampler: node memory and the run's cgroup, from both hosts
+    rs = pd.read_parquet(run_dir / "remote_samples.parquet")
+    assert {(h, s) for h, s in zip(rs["host"], rs["source"], strict=True)} >= {
+        ("lab-a", "node"),
+        ("lab-b", "node"),
+    }
+    assert hosts["lab-a"]["sampling"]["missing_seq"] == [] and hosts["lab-a"]["sampling"]["rows"] > 0
+    junit = (run_dir / "junit.xml").read_text()
+    assert (
+        'name="lab-a.s1-container-limit/leaker"' in junit
+        and 'name="lab-b.s1-container-limit/leaker"' in junit
+    )
+
+
+class _DropWhenRunning(io.StringIO):
+    """Progress sink that kills lab-a's SSH connections once its scenario is under way."""
+
+    def __init__(self, lab: LoopbackLab) -> None:
+        super().__init__()
+        self.lab = lab
+        self.dropped: list[int] = []
+        self.lock = threading.Lock()
+
+    def write(self, s: str) -> int:
+        with self.lock:
+            if not self.dropped and s.startswith("[lab-a]   [s1-container-limit t="):
+                self.dropped = self.lab.hosts["lab-a"].drop_connections()
+        return super().write(s)
+
+
+def test_connection_dropped_mid_run_is_recorded_and_nothing_is_lost(
+    loopback_lab: LoopbackLab, lab_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from harness.hosts.lab import run_on_inventory
+    from harness.provision import load_inventory
+
+    suite, inv = lab_files
+    sink = _DropWhenRunning(loopback_lab)
+    res: Any = run_on_inventory(
+        suite,
+        load_inventory(inv),
+        tmp_path / "results",
+        limit=["lab-a", "lab-b"],
+        forks=2,
+        remote_hz=20,
+        stream=sink,
+    )
+    assert sink.dropped, "lab-a's connection was never dropped"
+    assert res.status == "complete", {h: (r.status, r.error) for h, r in res.hosts.items()}
+    a = res.hosts["lab-a"]
+    kinds = [c["kind"] for c in a.connection]
+    assert "connection_lost" in kinds and "reconnected" in kinds and "reconnect_failed" not in kinds
+    assert any(c["kind"] == "gap" and c["reconnected"] for c in a.connection)
+    assert res.hosts["lab-b"].connection == []
+    # the whole remote output arrived once: the log on the host equals what the controller kept
+    run = json.loads((res.run_dir / "run.json").read_text())
+    remote_log = Path(inv.parent / "state" / "lab-a" / "harness" / "runs" / res.run_id / "job" / "output.log")
+    assert (res.run_dir / "hosts" / "lab-a" / "output.log").read_bytes() == remote_log.read_bytes()
+    # every sampler tick the host took is here exactly once
+    assert run["hosts"]["lab-a"]["sampling"]["missing_seq"] == []
+    spool = inv.parent / "state" / "lab-a" / "harness" / "runs" / res.run_id / "sampler" / "samples.jsonl"
+    assert (res.run_dir / "hosts" / "lab-a" / "remote_samples.jsonl").read_bytes() == spool.read_bytes()
+    # the run itself went on and its results are complete
+    assert run["hosts"]["lab-a"]["verdicts_passed"] == 1
+    events = pd.read_parquet(res.run_dir / "events.parquet")
+    ssh_rows = events[(events["host"] == "lab-a") & (events["source"] == "ssh")]
+    assert {"connection_lost", "reconnected", "gap"} <= set(ssh_rows["kind"])
