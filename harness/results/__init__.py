@@ -44,6 +44,7 @@ class RunStore:
         self.run_id = run_id
         self.progress = self.dir / "progress"
         self.progress.mkdir(parents=True, exist_ok=False)
+        self._tables: dict[str, list[dict[str, Any]]] = {}
         self.meta: dict[str, Any] = {
             "schema": SCHEMA_VERSION,
             "run_id": run_id,
@@ -70,6 +71,12 @@ class RunStore:
         df.to_parquet(tmp, index=False)
         os.replace(tmp, path)
         return path
+
+    def add_rows(self, name: str, rows: list[dict[str, Any]]) -> Path:
+        """Append rows to a small table (rewritten whole, so it is complete after every call)."""
+        acc = self._tables.setdefault(name, [])
+        acc.extend(rows)
+        return self.write_table(name, acc)
 
     def write_junit(self, suite: str, verdicts: list[dict[str, Any]], elapsed_s: float) -> Path:
         failures = sum(1 for v in verdicts if not v["passed"])
@@ -120,7 +127,7 @@ def git_revision(repo: Path) -> str | None:
 def load_run(run_dir: Path) -> dict[str, Any]:
     """run.json plus the tables that exist, as DataFrames."""
     out: dict[str, Any] = {"run": json.loads((run_dir / "run.json").read_text())}
-    for name in ("samples", "events", "outcomes", "verdicts"):
+    for name in ("samples", "events", "outcomes", "verdicts", "cgroups"):
         p = run_dir / f"{name}.parquet"
         out[name] = pd.read_parquet(p) if p.exists() else pd.DataFrame()
     return out

@@ -357,7 +357,8 @@ def loopback_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from tests.integration._sshd import LoopbackLab
 
     lab = LoopbackLab.start(
-        tmp_path_factory.mktemp("lab"), [("lab-a", "127.0.0.2"), ("lab-b", "127.0.0.3"), ("lab-c", "127.0.0.4")]
+        tmp_path_factory.mktemp("lab"),
+        [("lab-a", "127.0.0.2"), ("lab-b", "127.0.0.3"), ("lab-c", "127.0.0.4")],
     )
     lab.refuse_client_key("lab-c")
     try:
