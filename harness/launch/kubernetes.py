@@ -455,6 +455,7 @@ class KubernetesBackend(Backend):
         self._ensure_namespace()
         self._start_watchers()
         self.last_start = self.use_profile(ctx)
+        self._wait_no_memory_pressure(ctx)
         hosts = {w.name: ctx.layout.workloads[w.name] for w in ctx.scenario.workloads if w.placement != "pod"}
         if hosts:
             # only the harness part of the tree: host workloads, each capped at its leak.max
@@ -473,6 +474,34 @@ class KubernetesBackend(Backend):
                     limits[cg] = w.leak.max_bytes + (64 << 20)
             limits.setdefault("", None)
             ctx.tree.create(limits)
+
+    def _wait_no_memory_pressure(self, ctx: ScenarioContext) -> None:
+        """Start every scenario on a node without MemoryPressure: after an eviction the condition
+        stays for evictionPressureTransitionPeriod (pkg/kubelet/eviction/eviction_manager.go
+        synchronize: thresholdsFirstObservedAt / nodeConditionsLastObservedAt), and meanwhile the
+        kubelet refuses BestEffort pods at admission, which would change the scenario."""
+        prof = ctx.scenario.profile
+        period = prof.pressure_transition_seconds if prof is not None else 300.0
+        deadline = time.monotonic() + period + 30
+        waited = False
+        while time.monotonic() < deadline:
+            try:
+                node = json.loads(self.cluster.api_get(f"/api/v1/nodes/{self.cluster.node_name}", timeout=5))
+            except Exception:
+                return
+            conds = {c["type"]: c["status"] for c in node.get("status", {}).get("conditions", [])}
+            if conds.get("MemoryPressure") != "True":
+                if waited:
+                    ctx.events.add("harness", "memory_pressure_cleared")
+                return
+            if not waited:
+                ctx.events.add("harness", "waiting_for_memory_pressure_to_clear", seconds=period)
+                waited = True
+            time.sleep(1.0)
+        raise HarnessError(
+            f"node {self.cluster.node_name} still under MemoryPressure {period + 30:.0f} s after the previous "
+            "scenario: something outside the harness uses the node's memory"
+        )
 
     def launch(self, ctx: ScenarioContext, workload: Workload, layout: WorkloadLayout) -> Handle:
         if workload.placement != "pod":
