@@ -127,7 +127,7 @@ def predicted_boundary(
     first, last = known[0].p_a, known[-1].p_a
     assert first is not None and last is not None
     if first == last or (first - 0.5) * (last - 0.5) > 0:
-        where = "below" if (first > 0.5) == (last > 0.5) and first > 0.5 else "above"
+        where = "above" if min(first, last) >= 0.5 else "below"
         return PredictedBoundary(
             None,
             None,

@@ -229,7 +229,22 @@ def measured_fit(cfg: SweepConfig, trials: list[dict[str, Any]]) -> Fit:
 
 
 def agreement(fit: Fit, predicted: PredictedBoundary | None, tolerance: float) -> bool | None:
-    """Does the predicted boundary lie in the measured interval (widened by ``tolerance``)?"""
+    """Does the predicted boundary lie in the measured interval (widened by ``tolerance``)?
+
+    When neither has a boundary in the range, they agree if the model's P(A) and the trials are on
+    the same side everywhere (all trials A and the model's P(A) >= 0.5 at every rate, or both B).
+    """
+    if (
+        predicted is not None
+        and predicted.rate is None
+        and fit.boundary is None
+        and fit.n > 0
+        and (fit.n_a == 0 or fit.n_b == 0)
+    ):
+        model_p = [c.p_a for c in predicted.curve if c.p_a is not None]
+        if model_p:
+            all_a = fit.n_b == 0
+            return all(p >= 0.5 for p in model_p) if all_a else all(p < 0.5 for p in model_p)
     if predicted is None or predicted.rate is None or fit.boundary is None:
         return None
     if fit.method == "logistic":

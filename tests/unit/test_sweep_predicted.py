@@ -153,3 +153,23 @@ def test_kernel_only_boundary_is_limit_over_deadline() -> None:
 def test_no_crossing_in_range_is_reported() -> None:
     pb = predicted_boundary(kubelet_scenario(), "leaker", 2 * MI, 8 * MI, KUBELET, points=5)
     assert pb.rate is None and "stays" in pb.reason
+
+
+def test_no_boundary_on_either_side_agrees_only_when_both_say_the_same_outcome() -> None:
+    from types import SimpleNamespace
+
+    from harness.sweep.fit import Fit
+    from harness.sweep.predicted import PredictedBoundary
+    from harness.sweep.runner import agreement
+
+    all_a = Fit(n=5, n_a=5, n_b=0, method="insufficient", boundary=None)
+    model_a = PredictedBoundary(
+        None, None, "P(A) stays above", 3, [SimpleNamespace(p_a=p) for p in (1.0, 0.9, 0.8)]
+    )  # type: ignore[list-item]
+    model_b = PredictedBoundary(
+        None, None, "P(A) stays below", 3, [SimpleNamespace(p_a=p) for p in (0.2, 0.1, 0.0)]
+    )  # type: ignore[list-item]
+    assert agreement(all_a, model_a, 0.1) is True
+    assert agreement(all_a, model_b, 0.1) is False
+    all_b = Fit(n=4, n_a=0, n_b=4, method="insufficient", boundary=None)
+    assert agreement(all_b, model_b, 0.1) is True
