@@ -915,7 +915,11 @@ class KubernetesBackend(Backend):
 
     @classmethod
     def cleanup_all(cls) -> list[str]:
-        """Delete every harness pod and PriorityClass if the cluster is up (the cluster itself stays)."""
+        """Delete every harness pod and PriorityClass if the cluster is up (the cluster itself stays);
+        returns what could not be removed."""
+        from kubernetes import client as k8s
+        from kubernetes.client.rest import ApiException
+
         from harness.cluster import Cluster
 
         c = Cluster()
@@ -923,18 +927,26 @@ class KubernetesBackend(Backend):
             return []
         b = cls(c)
         out: list[str] = []
-        from kubernetes import client as k8s
-
-        with contextlib.suppress(Exception):
-            for p in b.core.list_namespaced_pod(NAMESPACE, label_selector=f"{LABEL}=true").items:
-                b.core.delete_namespaced_pod(p.metadata.name, NAMESPACE, grace_period_seconds=0)
-                out.append(f"pod {NAMESPACE}/{p.metadata.name}")
-        with contextlib.suppress(Exception):
+        try:
+            names = [
+                p.metadata.name
+                for p in b.core.list_namespaced_pod(NAMESPACE, label_selector=f"{LABEL}=true").items
+            ]
+            for n in names:
+                b.core.delete_namespaced_pod(n, NAMESPACE, grace_period_seconds=0)
+            deadline = time.monotonic() + 60
+            while names and time.monotonic() < deadline:
+                names = [
+                    p.metadata.name
+                    for p in b.core.list_namespaced_pod(NAMESPACE, label_selector=f"{LABEL}=true").items
+                ]
+                time.sleep(0.5)
+            out += [f"pod {NAMESPACE}/{n}" for n in names]
             api = k8s.SchedulingV1Api(b.api)
             for pc in api.list_priority_class(label_selector=f"{LABEL}=true").items:
-                pc_name = str(pc.metadata.name)  # type: ignore[union-attr]
-                api.delete_priority_class(pc_name)
-                out.append(f"priorityclass {pc_name}")
+                api.delete_priority_class(str(pc.metadata.name))  # type: ignore[union-attr]
+        except (ApiException, OSError) as exc:
+            out.append(f"kubernetes objects of the harness: {exc}")
         b.close()
         from harness.cluster.runtime import instance
         from harness.engines.containerd import answers

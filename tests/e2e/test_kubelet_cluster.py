@@ -86,7 +86,7 @@ def test_kubelet_suite_verdicts_match_the_model(cluster: dict[str, Any], tmp_pat
         "suites/kubelet.yaml",
         "--backend",
         "kubernetes",
-        "-o",
+        "--results",
         str(tmp_path),
         "--label",
         "ci=e2e",
@@ -136,7 +136,7 @@ def test_a_second_kubelet_version_builds_side_by_side_and_runs(
         for v in (VERSION, OTHER_VERSION):
             assert (Path("/var/lib/harness/cluster/build") / f"v{v}" / "bin" / "kubelet").is_file()
         run = harness(
-            "run", "suites/kubelet.yaml", "--backend", "kubernetes", "-o", str(tmp_path),
+            "run", "suites/kubelet.yaml", "--backend", "kubernetes", "--results", str(tmp_path),
             "--scenario", "S1", "--scenario", "S2", "--scenario", "S8", timeout=900,
         )  # fmt: skip
         v = pd.read_parquet(next(tmp_path.iterdir()) / "verdicts.parquet")
