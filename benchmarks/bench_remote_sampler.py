@@ -243,7 +243,7 @@ def bench_sftp(host: SSHHost, cgroups: list[str], seconds: float) -> dict[str, A
         files += [str(root / rel / usage), str(root / rel / "memory.stat")]
     sftp = host.current().client.open_sftp()
     try:
-        durations = []
+        durations: list[float] = []
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline or len(durations) < 3:
             t = time.perf_counter()
