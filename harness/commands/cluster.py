@@ -62,7 +62,9 @@ def up_cmd(version: str | None, profile: Path | None, detach: bool, as_json: boo
 
     cluster = Cluster(progress=_say)
     version = version or cluster.record().get("version") or DEFAULT_VERSION
-    profile = profile or Path(cluster.record().get("profile") or DEFAULT_PROFILE)
+    if profile is None:
+        last = cluster.record().get("profile")
+        profile = Path(last) if last and Path(last).is_file() else DEFAULT_PROFILE
     if detach:
         log = cluster.state / "logs" / "up.log"
         log.parent.mkdir(parents=True, exist_ok=True)
