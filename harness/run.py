@@ -271,7 +271,7 @@ ACTIVE_DIR = Path(os.environ.get("HARNESS_ACTIVE_DIR", "/run/harness/active"))
 
 def register_active_run(run_id: str, run_dir: Path) -> Path:
     """Mark a run as in progress (``harness cleanup`` refuses to pull the rug from under it)."""
-    from harness.cluster.daemon import proc_start_time
+    from harness.procs import proc_start_time
 
     ACTIVE_DIR.mkdir(parents=True, exist_ok=True)
     path = ACTIVE_DIR / f"{run_id}.json"
@@ -283,7 +283,7 @@ def register_active_run(run_id: str, run_dir: Path) -> Path:
 
 def active_runs() -> list[dict[str, Any]]:
     """Runs whose process is still alive (same pid and start time); stale entries are removed."""
-    from harness.cluster.daemon import proc_start_time
+    from harness.procs import proc_start_time
 
     out = []
     for f in sorted(ACTIVE_DIR.glob("*.json")) if ACTIVE_DIR.is_dir() else []:

@@ -24,7 +24,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import time
@@ -525,9 +524,9 @@ class Cluster:
 
     def _remove_pod_cgroups(self) -> None:
         """The kubelet leaves ``kubepods`` behind; remove it from every hierarchy once nothing runs there."""
-        from harness.launch.cgrouptree import rmdir_tree
+        from harness.launch.cgrouptree import hierarchies, rmdir_tree
 
-        for mount in _cgroup_mounts():
+        for mount in hierarchies():
             top = mount / "kubepods"
             if top.is_dir():
                 with contextlib.suppress(OSError):
@@ -625,12 +624,6 @@ def _http_ok(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def _cgroup_mounts() -> list[Path]:
-    from harness.launch.cgrouptree import hierarchies
-
-    return [Path(p) for p in hierarchies()]
-
-
 def _rmtree(path: Path) -> None:
     if path.is_dir():
         # kubelet pod volumes may still be mounted (tmpfs for projected volumes): unmount first
@@ -639,8 +632,3 @@ def _rmtree(path: Path) -> None:
         for m in sorted(mounts, key=len, reverse=True):
             subprocess.run(["umount", "-l", m], check=False)
         shutil.rmtree(path)
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) != 0

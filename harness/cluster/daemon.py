@@ -17,18 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-
-def proc_start_time(pid: int) -> int | None:
-    """Field 22 of /proc/<pid>/stat (clock ticks since boot), None when the pid does not exist."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # the command name (field 2) may contain spaces and parentheses: split after the last ')'
-    rest = raw[raw.rindex(")") + 2 :].split()
-    if rest[0] == "Z":  # a zombie is not running
-        return None
-    return int(rest[19])
+from harness.procs import proc_start_time, spawn_daemon
 
 
 @dataclass
@@ -63,20 +52,8 @@ class Daemon:
     ) -> int:
         if (pid := self.pid()) is not None:
             return pid
-        self.log.parent.mkdir(parents=True, exist_ok=True)
         self.pidfile.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log, "ab") as lf:
-            lf.write(f"\n==== {time.strftime('%Y-%m-%dT%H:%M:%S%z')} start: {' '.join(argv)}\n".encode())
-            lf.flush()
-            proc = subprocess.Popen(
-                list(argv),
-                stdin=subprocess.DEVNULL,
-                stdout=lf,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=cwd,
-                start_new_session=True,  # survives the harness command that started it
-            )
+        proc = spawn_daemon(argv, self.log, env=env, cwd=cwd)
         start = proc_start_time(proc.pid)
         rec = {"pid": proc.pid, "start": start, "argv": list(argv), "started": time.time()}
         tmp = self.pidfile.with_suffix(".tmp")
@@ -85,14 +62,6 @@ class Daemon:
         # the Popen object is dropped: reap it later so it does not stay a zombie in this process
         _children.append(proc)
         return proc.pid
-
-    def exited(self) -> int | None:
-        """Exit code of a process this Python process started and that has ended (else None)."""
-        rec = self.record()
-        for p in _children:
-            if rec and p.pid == rec.get("pid"):
-                return p.poll()
-        return None
 
     def stop(self, timeout: float = 20.0) -> bool:
         """SIGTERM, then SIGKILL after ``timeout``; True if it was running."""

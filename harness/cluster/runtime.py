@@ -85,10 +85,11 @@ def import_images(cluster: Cluster, say: Callable[[str], None]) -> None:
 
 def stop_cluster_containerd(cluster: Cluster) -> bool:
     """Stop the cluster's containerd, its shims and their containers, by pid."""
-    from harness.engines.containerd import _read_pid, alive, stop
+    from harness.engines.containerd import stop
+    from harness.procs import alive, read_pid
 
     inst = instance(cluster)
-    pid = _read_pid(inst.pidfile_path)
+    pid = read_pid(inst.pidfile_path)
     was = pid is not None and alive(pid)
     failed = stop(inst)
     if failed:

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError, HostError
+from harness.procs import alive, cmdline, descendants, exe_name, read_pid, spawn_daemon
 
 DEFAULT_ROOT = Path("/var/lib/harness/containerd")
 DEFAULT_RUN_DIR = Path("/run/harness/containerd")
@@ -295,40 +296,11 @@ def server_version(inst: ContainerdInstance) -> str | None:
 # --------------------------------------------------------------------------- processes
 
 
-def _read_pid(pidfile: Path) -> int | None:
-    try:
-        return int(pidfile.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
-    except OSError:
-        return []
-
-
-def _exe_name(pid: int) -> str:
-    try:
-        return os.path.basename(os.readlink(f"/proc/{pid}/exe"))
-    except OSError:
-        return ""
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
 def is_instance_daemon(inst: ContainerdInstance, pid: int) -> bool:
     """Is ``pid`` a containerd started with this instance's config file?"""
-    if _exe_name(pid) != "containerd":
+    if exe_name(pid) != "containerd":
         return False
-    args = _cmdline(pid)
+    args = cmdline(pid)
     cfg = str(inst.config_path)
     return any(a == cfg or a == f"--config={cfg}" for a in args)
 
@@ -341,9 +313,9 @@ def instance_shims(inst: ContainerdInstance) -> list[int]:
         if not d.name.isdigit():
             continue
         pid = int(d.name)
-        if not _exe_name(pid).startswith(SHIM_PREFIX):
+        if not exe_name(pid).startswith(SHIM_PREFIX):
             continue
-        args = _cmdline(pid)
+        args = cmdline(pid)
         for i, a in enumerate(args):
             if (a in ("-address", "--address") and i + 1 < len(args) and args[i + 1] == sock) or a in (
                 f"-address={sock}",
@@ -352,12 +324,6 @@ def instance_shims(inst: ContainerdInstance) -> list[int]:
                 out.append(pid)
                 break
     return sorted(out)
-
-
-def _descendants(pid: int) -> list[int]:
-    from harness.engines.docker import _descendants as desc
-
-    return desc(pid)
 
 
 def _signal_and_wait(pids: list[int], timeout: float) -> None:
@@ -438,9 +404,9 @@ def ensure_containerd(inst: ContainerdInstance, *, timeout: float = 30.0) -> Con
     """
     h = ContainerdHandle(inst)
     if answers(inst):
-        h.pid = _read_pid(inst.pidfile_path)
+        h.pid = read_pid(inst.pidfile_path)
         return h
-    old = _read_pid(inst.pidfile_path)
+    old = read_pid(inst.pidfile_path)
     if old is not None and alive(old) and is_instance_daemon(inst, old):
         # ours, still starting (or stuck): wait for it rather than start a second one
         if _wait_answer(inst, timeout, None):
@@ -464,17 +430,7 @@ def ensure_containerd(inst: ContainerdInstance, *, timeout: float = 30.0) -> Con
     env = dict(os.environ)
     env["PATH"] = SYSTEM_PATH + ":" + env.get("PATH", "")
     env.update(inst.env)
-    with open(inst.log_path, "ab") as log:
-        log.write(f"\n=== harness: starting {' '.join(cmd)}\n".encode())
-        log.flush()
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=env,
-        )
+    proc = spawn_daemon(cmd, inst.log_path, env=env)
     inst.pidfile_path.write_text(f"{proc.pid}\n")
     h.pid, h._proc, h.started_by_us = proc.pid, proc, True
     if _wait_answer(inst, timeout, proc):
@@ -510,7 +466,7 @@ def stop(
     running with this instance's config; shims only when their ``-address`` is this socket.
     Mounts left below the instance's root and state are unmounted. Returns what stayed.
     """
-    pid = proc.pid if proc is not None else _read_pid(inst.pidfile_path)
+    pid = proc.pid if proc is not None else read_pid(inst.pidfile_path)
     if pid is not None and alive(pid) and (proc is not None or is_instance_daemon(inst, pid)):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
@@ -527,7 +483,7 @@ def stop(
                 proc.wait(timeout=10)
     # shims outlive the daemon by design; stop them and the containers below them
     for shim in instance_shims(inst):
-        _signal_and_wait([*reversed(_descendants(shim)), shim], timeout=5)
+        _signal_and_wait([*reversed(descendants(shim)), shim], timeout=5)
     failed = []
     if pid is not None and alive(pid) and (proc is not None or is_instance_daemon(inst, pid)):
         failed.append(f"containerd pid {pid} did not exit")
@@ -542,7 +498,7 @@ def stop(
 
 def status(inst: ContainerdInstance) -> dict[str, Any]:
     """What the instance is doing (never starts it)."""
-    pid = _read_pid(inst.pidfile_path)
+    pid = read_pid(inst.pidfile_path)
     st: dict[str, Any] = {
         "socket": str(inst.socket),
         "answering": answers(inst),

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HostError
+from harness.procs import alive, descendants, exe_name, read_pid, spawn_daemon
 
 DEFAULT_STATE_DIR = Path("/var/lib/harness/docker")
 DEFAULT_RUN_DIR = Path("/run/harness")
@@ -65,46 +66,8 @@ def ping(socket: Path, timeout: float = 2.0) -> bool:
         c.close()
 
 
-def _read_pid(pidfile: Path) -> int | None:
-    try:
-        return int(pidfile.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def _is_dockerd(pid: int) -> bool:
-    try:
-        return os.path.basename(os.readlink(f"/proc/{pid}/exe")).startswith("dockerd")
-    except OSError:
-        return False
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
-def _descendants(pid: int) -> list[int]:
-    """All descendants of ``pid`` (children first), from /proc."""
-    children: dict[int, list[int]] = {}
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(d.name))
-    out: list[int] = []
-    todo = [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
+    return exe_name(pid).startswith("dockerd")
 
 
 def cgroup_mounts() -> list[Path]:
@@ -206,29 +169,29 @@ class DockerEngine:
         """
         if not self.started_by_us and not force:
             return
-        pid = self.pid if self.started_by_us else _read_pid(self.pidfile)
+        pid = self.pid if self.started_by_us else read_pid(self.pidfile)
         if pid is None:
             return
         if not self.started_by_us and not _is_dockerd(pid):
             return
-        tree = _descendants(pid)
+        tree = descendants(pid)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         if not self._wait_exit(pid, timeout):
-            tree = sorted(set(tree) | set(_descendants(pid)))
+            tree = sorted(set(tree) | set(descendants(pid)))
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             self._wait_exit(pid, 10)
         # whatever it started and did not stop (containerd, shims, container processes)
-        left = [p for p in tree if _alive(p)]
+        left = [p for p in tree if alive(p)]
         for p in left:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(p, signal.SIGTERM)
         deadline = time.monotonic() + 5
-        while any(_alive(p) for p in left) and time.monotonic() < deadline:
+        while any(alive(p) for p in left) and time.monotonic() < deadline:
             time.sleep(0.05)
         for p in left:
-            if _alive(p):
+            if alive(p):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(p, signal.SIGKILL)
         self.started_by_us = False
@@ -242,7 +205,7 @@ class DockerEngine:
             except subprocess.TimeoutExpired:
                 return False
         deadline = time.monotonic() + timeout
-        while _alive(pid):
+        while alive(pid):
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.05)
@@ -288,12 +251,12 @@ def ensure_docker(
     socket = run_dir / SOCKET_NAME
     engine = DockerEngine(socket=socket, state_dir=state_dir, run_dir=run_dir)
     if ping(socket):
-        engine.pid = _read_pid(engine.pidfile)
+        engine.pid = read_pid(engine.pidfile)
         return engine
 
     # a daemon of ours that is still starting (its pid file names a live dockerd): wait for it
-    old = _read_pid(engine.pidfile)
-    if old is not None and _is_dockerd(old) and _alive(old):
+    old = read_pid(engine.pidfile)
+    if old is not None and _is_dockerd(old) and alive(old):
         if _wait_ping(socket, timeout, None):
             engine.pid = old
             return engine
@@ -314,17 +277,7 @@ def ensure_docker(
     cmd = dockerd_command(exe, state_dir, run_dir, socket)
     env = dict(os.environ)
     env["PATH"] = SYSTEM_PATH + ":" + env.get("PATH", "")
-    with open(engine.log_path, "ab") as log:
-        log.write(f"\n=== harness: starting {' '.join(cmd)}\n".encode())
-        log.flush()
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=env,
-        )
+    proc = spawn_daemon(cmd, engine.log_path, env=env)
     engine.pid = proc.pid
     engine._proc = proc
     engine.started_by_us = True
@@ -355,12 +308,12 @@ def docker_status(state_dir: Path = DEFAULT_STATE_DIR, *, run_dir: Path = DEFAUL
     """What the project's Docker engine is doing (never starts it)."""
     socket = Path(run_dir) / SOCKET_NAME
     pidfile = Path(run_dir) / PIDFILE_NAME
-    pid = _read_pid(pidfile)
+    pid = read_pid(pidfile)
     status: dict[str, Any] = {
         "socket": str(socket),
         "answering": ping(socket),
         "pid": pid,
-        "pid_alive": bool(pid and _alive(pid) and _is_dockerd(pid)),
+        "pid_alive": bool(pid and alive(pid) and _is_dockerd(pid)),
         "state_dir": str(state_dir),
         "log": str(Path(state_dir) / LOG_NAME),
     }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness.launch.cgrouptree import iter_pids, leftover_trees
+from harness.procs import alive
 
 from .conftest import REPO, harness, require_docker
 
@@ -53,14 +53,6 @@ def _wait_for_workloads(tmp_path: Path, timeout: float = 60) -> list[int]:
     raise AssertionError("the run never started its workloads")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
-
-
 def test_sigterm_stops_workloads_and_marks_run_interrupted(tmp_path: Path) -> None:
     p = _start(tmp_path, "process")
     pids = _wait_for_workloads(tmp_path)
@@ -73,7 +65,7 @@ def test_sigterm_stops_workloads_and_marks_run_interrupted(tmp_path: Path) -> No
     assert meta["status"] == "interrupted"
     assert (run / "events.parquet").is_file() and (run / "samples.parquet").is_file()
     assert not leftover_trees()
-    assert not any(_alive(pid) for pid in pids)
+    assert not any(alive(pid) for pid in pids)
 
 
 @pytest.mark.parametrize("backend", ["process", "docker"])
@@ -94,7 +86,7 @@ def test_cleanup_after_sigkill_leaves_nothing(tmp_path: Path, backend: str) -> N
     assert "nothing left behind" in r.stdout
     assert not leftover_trees()
     time.sleep(0.5)
-    assert not any(_alive(pid) for pid in pids)
+    assert not any(alive(pid) for pid in pids)
     if backend == "docker":
         import docker
 

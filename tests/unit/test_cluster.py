@@ -17,9 +17,10 @@ from cryptography.x509.oid import NameOID
 
 from harness.cluster import Cluster, kubelet_error
 from harness.cluster.build import _run, ldflags, normalize_version, staging_modules, wrapper_go_mod
-from harness.cluster.daemon import Daemon, proc_start_time
+from harness.cluster.daemon import Daemon
 from harness.cluster.pki import ensure_pki, kubeconfig
 from harness.errors import HarnessError
+from harness.procs import proc_start_time
 
 REPO = Path(__file__).resolve().parents[2]
 
