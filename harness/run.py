@@ -108,8 +108,8 @@ def _cgroup_layout() -> str:
         return "unknown"
 
 
-class _Interrupted(Exception):
-    pass
+class Interrupted(Exception):
+    """SIGTERM/SIGHUP during a run (raised by the handlers of install_signal_handlers)."""
 
 
 def run_suite(
@@ -195,7 +195,7 @@ def run_suite(
     kmsg = KmsgFollower(on_kill=on_kill)
     watcher = OomWatcher(on_change=on_counter)
     sampler = Sampler(store.progress, rate_hz=sample_hz or suite.sample_hz)
-    prev_handlers = _install_signal_handlers()
+    prev_handlers = install_signal_handlers()
     all_predictions: list[dict[str, Any]] = []
     all_outcomes: list[dict[str, Any]] = []
     t_run = time.monotonic()
@@ -224,11 +224,11 @@ def run_suite(
             all_outcomes += [{"scenario": sc.name, **o.to_dict()} for o in outs]
             result.verdicts += verdicts
         status = "complete"
-    except (KeyboardInterrupt, _Interrupted):
+    except (KeyboardInterrupt, Interrupted):
         status = "interrupted"
         progress.say("harness: interrupted: workloads stopped, results flushed, run marked interrupted")
     finally:
-        _restore_signal_handlers(prev_handlers)
+        restore_signal_handlers(prev_handlers)
         for stopper in (sampler.stop, watcher.stop, kmsg.stop, backend.close):
             try:
                 stopper()
@@ -359,7 +359,9 @@ def _run_scenario(
         try:
             backend.prepare(ctx)
         except HarnessError as exc:
-            if not hasattr(exc, "start"):
+            from harness.launch.kubernetes import KubeletRefused
+
+            if not isinstance(exc, KubeletRefused):
                 raise
             refused = exc.start  # the kubelet refused the scenario's profile
         start_verdict = _kubelet_start_verdict(sc, getattr(backend, "last_start", None), refused)
@@ -405,19 +407,13 @@ def _run_scenario(
             and hasattr(backend, "memory_manager_diffs")
         ):
             diffs = backend.memory_manager_diffs(ctx, handles)
-            mm_verdict = Verdict(
-                scenario=sc.name,
-                workload="memory-manager-state",
-                predicted="state file as modelled",
-                observed="as modelled" if not diffs else f"{len(diffs)} differences",
-                match=not diffs,
-                time_ok=None,
-                observed_t_s=None,
-                predicted_earliest_s=None,
-                predicted_latest_s=None,
-                victim_predicted=False,
-                victim_observed=False,
-                reasons=diffs,
+            mm_verdict = Verdict.check(
+                sc.name,
+                "memory-manager-state",
+                "state file as modelled",
+                "as modelled" if not diffs else f"{len(diffs)} differences",
+                not diffs,
+                diffs,
             )
             progress.say(f"  {'ok  ' if not diffs else 'FAIL'} memory manager state: {mm_verdict.observed}")
         deadline = ctx.t0_mono + sc.timeout_s
@@ -557,19 +553,14 @@ def _kubelet_start_verdict(sc: Scenario, started: Any, refused: Any) -> Verdict 
             reasons.append(f"kubelet: {line}")
     elif errors:
         reasons.append(f"the model expected the kubelet to refuse: {errors[0]}")
-    return Verdict(
-        scenario=sc.name,
-        workload="kubelet-start",
-        predicted=predicted,
-        observed=observed,
-        match=match,
-        time_ok=None,
+    return Verdict.check(
+        sc.name,
+        "kubelet-start",
+        predicted,
+        observed,
+        match,
+        reasons,
         observed_t_s=started.seconds if started is not None else refused.seconds,
-        predicted_earliest_s=None,
-        predicted_latest_s=None,
-        victim_predicted=False,
-        victim_observed=False,
-        reasons=reasons,
     )
 
 
@@ -579,19 +570,13 @@ def _cgroup_verdict(scenario: str, checks: list[Any]) -> Verdict:
     reasons = [f"{c.real_path}/{c.file}: model {c.expected}, observed {c.observed}" for c in bad]
     if not checks:
         reasons.append("no cgroup file could be compared")
-    return Verdict(
-        scenario=scenario,
-        workload="cgroups",
-        predicted=f"{len(checks)} files as modelled",
-        observed=f"{len(checks) - len(bad)} as modelled, {len(bad)} differ",
-        match=bool(checks) and not bad,
-        time_ok=None,
-        observed_t_s=None,
-        predicted_earliest_s=None,
-        predicted_latest_s=None,
-        victim_predicted=False,
-        victim_observed=False,
-        reasons=reasons,
+    return Verdict.check(
+        scenario,
+        "cgroups",
+        f"{len(checks)} files as modelled",
+        f"{len(checks) - len(bad)} as modelled, {len(bad)} differ",
+        bool(checks) and not bad,
+        reasons,
     )
 
 
@@ -680,12 +665,12 @@ def _rmtree(p: Path) -> None:
         p.parent.rmdir()
 
 
-def _install_signal_handlers() -> dict[int, Any]:
+def install_signal_handlers() -> dict[int, Any]:
     if threading.current_thread() is not threading.main_thread():
         return {}
 
     def handler(signum: int, frame: Any) -> None:
-        raise _Interrupted(f"signal {signum}")
+        raise Interrupted(f"signal {signum}")
 
     prev: dict[int, Any] = {}
     for s in (signal.SIGTERM, signal.SIGHUP):
@@ -693,6 +678,6 @@ def _install_signal_handlers() -> dict[int, Any]:
     return prev
 
 
-def _restore_signal_handlers(prev: dict[int, Any]) -> None:
+def restore_signal_handlers(prev: dict[int, Any]) -> None:
     for s, h in prev.items():
         signal.signal(s, h)

@@ -19,9 +19,7 @@ import contextlib
 import hashlib
 import json
 import os
-import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,6 +29,7 @@ from typing import Any
 from harness import __version__
 from harness.config.suite import Scenario, Suite, load_suite
 from harness.errors import HarnessError, InputError
+from harness.run import Interrupted, install_signal_handlers, restore_signal_handlers
 from harness.sweep.design import OTHER, A, B, Design, Step, Trial, next_step
 from harness.sweep.fit import Fit, fit_boundary
 from harness.sweep.predicted import ModelSettings, PredictedBoundary, predicted_boundary
@@ -201,28 +200,6 @@ class SweepResult:
     stop_reason: str = ""
 
 
-class _Interrupted(Exception):
-    pass
-
-
-def _install_handlers() -> dict[int, Any]:
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-
-    def handler(signum: int, frame: Any) -> None:
-        raise _Interrupted(f"signal {signum}")
-
-    prev: dict[int, Any] = {}
-    for s in (signal.SIGTERM, signal.SIGHUP):
-        prev[s] = signal.signal(s, handler)
-    return prev
-
-
-def _restore(prev: dict[int, Any]) -> None:
-    for s, h in prev.items():
-        signal.signal(s, h)
-
-
 def measured_fit(cfg: SweepConfig, trials: list[dict[str, Any]]) -> Fit:
     used = [t for t in trials if t["cls"] in (A, B)]
     return fit_boundary([t["rate"] for t in used], [t["cls"] == A for t in used])
@@ -298,7 +275,7 @@ def run_sweep(
             + yaml.safe_dump(prof.to_yaml_dict(), sort_keys=False)
         )
         prof.source = str(path.resolve())
-    prev = _install_handlers()
+    prev = install_signal_handlers()
     status = "failed"
     trials: list[dict[str, Any]] = []
     predicted: PredictedBoundary | None = None
@@ -378,7 +355,7 @@ def run_sweep(
                 store.meta.setdefault("interrupted_trials", []).append(
                     {"trial": n, "rate": rate, "run_id": run.run_id, "at": _now()}
                 )
-                raise _Interrupted(f"trial {n} interrupted")
+                raise Interrupted(f"trial {n} interrupted")
             v = next((v for v in run.verdicts if v.workload == res.workload), None)
             if v is None:
                 raise HarnessError(f"trial {n}: run {run.run_id} has no verdict for {res.workload}")
@@ -422,14 +399,14 @@ def run_sweep(
                     f"{'/'.join(cfg.class_b)}: kept, excluded from the fit (run {run.run_id})"
                 )
         status = "complete"
-    except (KeyboardInterrupt, _Interrupted):
+    except (KeyboardInterrupt, Interrupted):
         status = "interrupted"
         say(
             f"harness: interrupted: {len(trials)} completed trials kept; "
             f"resume with: harness sweep {cfg.suite_file} --resume {store.dir}"
         )
     finally:
-        _restore(prev)
+        restore_signal_handlers(prev)
         try:
             fit = measured_fit(cfg, trials)
             agree = agreement(fit, predicted, cfg.tolerance)

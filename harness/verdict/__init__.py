@@ -31,6 +31,34 @@ class Verdict:
     host_deviations: list[str] = field(default_factory=list)
     race: bool = False
 
+    @classmethod
+    def check(
+        cls,
+        scenario: str,
+        name: str,
+        predicted: str,
+        observed: str,
+        match: bool,
+        reasons: list[str],
+        observed_t_s: float | None = None,
+    ) -> Verdict:
+        """A verdict about the node rather than a workload's outcome (kubelet start, cgroup values,
+        memory-manager state): no time window, no victims."""
+        return cls(
+            scenario=scenario,
+            workload=name,
+            predicted=predicted,
+            observed=observed,
+            match=match,
+            time_ok=None,
+            observed_t_s=observed_t_s,
+            predicted_earliest_s=None,
+            predicted_latest_s=None,
+            victim_predicted=False,
+            victim_observed=False,
+            reasons=reasons,
+        )
+
     @property
     def passed(self) -> bool:
         return self.match and self.time_ok is not False
