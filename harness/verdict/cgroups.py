@@ -16,7 +16,7 @@ from typing import Any
 from harness.config.kubelet import KubeletConfiguration
 from harness.config.node import NodeFacts
 from harness.config.pod import Pod
-from harness.launch.cgrouptree import CGROUP_ROOT
+from harness.launch.cgrouptree import CGROUP_ROOT, hierarchies
 from harness.model.cgroups import cgroup_tree, expected_files
 
 
@@ -36,16 +36,15 @@ class CgroupCheck:
 
 
 def controller_dirs(root: Path = CGROUP_ROOT) -> dict[str, Path]:
-    """Controller name -> hierarchy root (v1 ``/sys/fs/cgroup/cpu,cpuacct`` serves cpu and cpuacct;
-    v2: every controller maps to the unified root)."""
-    if (root / "cgroup.controllers").exists():
+    """Controller name -> hierarchy directory (v1 ``cpu,cpuacct`` serves cpu and cpuacct; v2: every
+    controller is in the unified root)."""
+    hs = hierarchies(root)
+    if hs == [root]:
         return dict.fromkeys(("memory", "cpu", "pids", "hugetlb"), root)
     out: dict[str, Path] = {}
-    if root.is_dir():
-        for d in sorted(root.iterdir()):
-            if d.is_dir() and not d.is_symlink():
-                for c in d.name.split(","):
-                    out.setdefault(c, d)
+    for d in hs:
+        for c in d.name.split(","):
+            out.setdefault(c, d)
     return out
 
 

@@ -136,6 +136,7 @@ def test_cgroup_conformance_reads_each_controller_and_reports_a_difference(tmp_p
                 continue
             d = root / ctrl / path
             d.mkdir(parents=True, exist_ok=True)
+            (root / ctrl / "cgroup.procs").touch()  # what marks a mounted hierarchy
             (d / f).write_text(val + "\n")
     checks = check_cgroups(prof, facts, [pod], {("u1", "g"): "cid123"}, cgroup_version=1, root=root)
     assert checks and all(c.match for c in checks)
@@ -156,5 +157,6 @@ def test_an_unmounted_controller_is_skipped_not_failed(tmp_path: Path, missing: 
         {"memoryCapacity": 8 * GI, "cpus": 2, "cgroupVersion": 1, "kubeletVersion": "1.33"}
     )
     (tmp_path / "memory").mkdir()
+    (tmp_path / "memory" / "cgroup.procs").touch()
     checks = check_cgroups(_profile(), facts, [], {}, cgroup_version=1, root=tmp_path)
     assert checks and all(c.file.startswith("memory.") for c in checks)
