@@ -141,7 +141,6 @@ class Cluster:
         timings: dict[str, float] = {}
         self._check_host()
         rec = self.record()
-        running_version = rec.get("version") if self.daemon("kubelet").running() else None
 
         t = time.monotonic()
         built = ensure_built(v, progress=self.progress)
@@ -165,7 +164,7 @@ class Cluster:
         self._start_containerd()
         timings["containerd"] = round(time.monotonic() - t, 1)
         t = time.monotonic()
-        self._start_apiserver(built, restart=running_version not in (None, v) or rec.get("version") != v)
+        self._start_apiserver(built, restart=rec.get("version") != v)
         timings["kube-apiserver"] = round(time.monotonic() - t, 1)
 
         t = time.monotonic()
