@@ -117,6 +117,7 @@ class KubernetesBackend(Backend):
         self._api: Any = None
         self._pods: dict[str, dict[str, Any]] = {}  # pod name -> latest object (dict)
         self._seen: dict[str, float] = {}  # pod name -> t_mono of the last update
+        self._probes = 0  # admission probes created (unique names)
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
@@ -490,18 +491,90 @@ class KubernetesBackend(Backend):
             except Exception:
                 return
             conds = {c["type"]: c["status"] for c in node.get("status", {}).get("conditions", [])}
-            if conds.get("MemoryPressure") != "True":
+            # The node object can lag the kubelet by a status update (nodeStatusUpdateFrequency):
+            # right after an eviction it may still say False while the eviction manager refuses
+            # BestEffort pods. When it says False, ask the kubelet itself with a probe pod.
+            rejected = None if conds.get("MemoryPressure") == "True" else self._probe_admission(ctx)
+            if conds.get("MemoryPressure") != "True" and rejected is None:
                 if waited:
                     ctx.events.add("harness", "memory_pressure_cleared")
                 return
             if not waited:
-                ctx.events.add("harness", "waiting_for_memory_pressure_to_clear", seconds=period)
+                ctx.events.add(
+                    "harness",
+                    "waiting_for_memory_pressure_to_clear",
+                    seconds=period,
+                    detail=rejected or "node condition MemoryPressure=True",
+                )
                 waited = True
             time.sleep(1.0)
         raise HarnessError(
             f"node {self.cluster.node_name} still under MemoryPressure {period + 30:.0f} s after the previous "
             "scenario: something outside the harness uses the node's memory"
         )
+
+    def _probe_admission(self, ctx: ScenarioContext, timeout: float = 30.0) -> str | None:
+        """Whether the kubelet admits a BestEffort pod now: its eviction manager's Admit refuses them
+        while its own MemoryPressure condition is set (pkg/kubelet/eviction/eviction_manager.go
+        ``Admit``). Returns the rejection message, None when admitted. The probe (the pause image)
+        is deleted before returning."""
+        from kubernetes.client.rest import ApiException
+
+        from harness.images import PAUSE_IMAGE
+
+        name = _dns("probe", ctx.scenario.name[:24], ctx.run_id[-8:], f"{self._probes}")
+        self._probes += 1
+        manifest = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": name,
+                "namespace": NAMESPACE,
+                "labels": {
+                    LABEL: "true",
+                    LABEL_RUN: _label_value(ctx.run_id),
+                    "io.harness.probe": "admission",
+                },
+            },
+            "spec": {
+                "nodeName": self.cluster.node_name,
+                "restartPolicy": "Never",
+                "hostNetwork": True,
+                "automountServiceAccountToken": False,
+                "enableServiceLinks": False,
+                "terminationGracePeriodSeconds": 0,
+                "containers": [{"name": "probe", "image": PAUSE_IMAGE, "imagePullPolicy": "Never"}],
+            },
+        }
+        self.core.create_namespaced_pod(NAMESPACE, manifest)
+        verdict: str | None = None
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                pod = self.api.sanitize_for_serialization(self.core.read_namespaced_pod(name, NAMESPACE))
+                st = pod.get("status", {})
+                if st.get("phase") == "Failed":
+                    verdict = f"{st.get('reason') or 'Failed'}: {st.get('message') or ''}".strip()
+                    break
+                if st.get("phase") == "Running" or st.get("conditions") or st.get("startTime"):
+                    break  # the kubelet admitted it and started syncing it
+                time.sleep(0.1)
+            else:
+                raise HarnessError(
+                    f"probe pod {NAMESPACE}/{name}: no answer from the kubelet in {timeout:.0f} s"
+                )
+        finally:
+            with contextlib.suppress(Exception):
+                self.core.delete_namespaced_pod(name, NAMESPACE, grace_period_seconds=0)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    self.core.read_namespaced_pod(name, NAMESPACE)
+                except ApiException as exc:
+                    if exc.status == 404:
+                        break
+                time.sleep(0.2)
+        return verdict
 
     def launch(self, ctx: ScenarioContext, workload: Workload, layout: WorkloadLayout) -> Handle:
         if workload.placement != "pod":

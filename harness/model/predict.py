@@ -23,6 +23,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -30,6 +31,7 @@ from harness.config.kubelet import KubeletConfiguration
 from harness.config.node import NodeFacts
 from harness.config.pod import Pod
 from harness.config.suite import Scenario, Workload
+from harness.model.schedule import Schedule
 from harness.quantity import format_binary_si
 
 # Number of kubelet loop phases simulated per scenario.
@@ -80,6 +82,16 @@ class WorkloadPrediction:
     qos_class: str | None = None
     oom_score_adj: int | None = None
     notes: list[str] = field(default_factory=list)
+    # "planned": every program starts at t = 0 + startDelay and allocates one chunk per interval;
+    # "as-run": each program's reported start and allocation pace (``model.schedule``), with the
+    # planned prediction in ``planned_*``
+    basis: str = "planned"
+    launch_s: float | None = None  # as-run: program start minus planned start
+    alloc_rate_bytes_per_s: float | None = None  # as-run: achieved allocation rate
+    max_chunk_s: float | None = None  # as-run: the longest a chunk took to allocate
+    planned_outcome: str | None = None
+    planned_earliest_s: float | None = None
+    planned_latest_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -295,8 +307,10 @@ class _Sim:
         phase: float,
         baseline: Baseline,
         stats_age_s: float = STATS_AGE_S,
+        schedules: Mapping[str, Schedule] | None = None,
     ) -> None:
         self.scenario = scenario
+        self.schedules = dict(schedules or {})
         self.stats_age_s = stats_age_s
         # (time, root working set, kubepods working set) after every event, for stale stats
         self.ws_history: list[tuple[float, int, int]] = [(0.0, *self.working_sets_at_start(baseline))]
@@ -510,7 +524,8 @@ class _Sim:
 
     def run(self) -> None:
         for s in self.ws.values():
-            self.push(s.spec.leak.start_delay_s, "start", s.spec.name)
+            sched = self.schedules.get(s.spec.name)
+            self.push(sched.start_s if sched else s.spec.leak.start_delay_s, "start", s.spec.name)
         if self.kubelet:
             self.push(self.phase, "sync", None)
         self.push(self.deadline, "deadline", None)
@@ -593,7 +608,7 @@ class _Sim:
             s.procs.append(proc)
             if not self.charge(t, s, proc, PROCESS_BASE_BYTES, cache=False):
                 return
-            self.push(t, "chunk", (s.spec.name, i, 0))
+            self.push(self.chunk_time(s.spec.name, i, 0, now=t, planned=t), "chunk", (s.spec.name, i, 0))
 
     def chunk(self, t: float, name: str, idx: int, n: int) -> None:
         s = self.ws[name]
@@ -625,7 +640,14 @@ class _Sim:
         if not ok or not proc.alive:
             return
         self.maybe_notify(t)
-        self.push(t + leak.interval_s, "chunk", (name, idx, n + 1))
+        next_t = self.chunk_time(name, idx, n + 1, now=t, planned=t + leak.interval_s)
+        self.push(next_t, "chunk", (name, idx, n + 1))
+
+    def chunk_time(self, name: str, idx: int, n: int, *, now: float, planned: float) -> float:
+        """When chunk ``n`` of process ``idx`` is charged: the plan, or when the program really
+        began it (an as-run prediction, ``model.schedule``)."""
+        sched = self.schedules.get(name)
+        return planned if sched is None else max(now, sched.began(idx, n, planned))
 
 
 # --------------------------------------------------------------------------------------
@@ -638,12 +660,16 @@ def predict_scenario(
     baseline: Baseline | None = None,
     phases: int = PHASES,
     stats_age_s: float = STATS_AGE_S,
+    schedules: Mapping[str, Schedule] | None = None,
 ) -> Prediction:
     """Predict each workload's outcome and time window for one scenario.
 
     ``kubelet``: whether a real kubelet runs (kubernetes backend). Without it only the
     kernel acts on the mirrored cgroup hierarchy (process/docker/containerd backends).
     ``stats_age_s``: age of the stats the kubelet's eviction signals see (``STATS_AGE_S``).
+    ``schedules``: per workload, when its program really started and allocated each chunk
+    (``model.schedule``): an *as-run* prediction, free of launch latency and of the host's
+    allocation pace. Without it the plan (t = 0 + startDelay, one chunk per interval).
     """
     assert scenario.profile is not None and scenario.node is not None, "load the suite with load_suite()"
     profile, facts = scenario.profile, scenario.node
@@ -652,7 +678,14 @@ def predict_scenario(
     n = phases if kubelet else 1
     for i in range(n):
         sim = _Sim(
-            scenario, profile, facts, kubelet, phase=10.0 * i / n, baseline=baseline, stats_age_s=stats_age_s
+            scenario,
+            profile,
+            facts,
+            kubelet,
+            phase=10.0 * i / n,
+            baseline=baseline,
+            stats_age_s=stats_age_s,
+            schedules=schedules,
         )
         sim.run()
         runs.append(sim)

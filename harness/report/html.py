@@ -60,6 +60,20 @@ def _verdict_rows(sc: ScenarioData) -> list[dict[str, Any]]:
             v.get("predicted_latest_s", p.get("latest_s")),
         )
         window = "" if lo is None else (_fmt_t(lo) if hi in (None, lo) else f"{_fmt_t(lo)}..{_fmt_t(hi)}")
+        if p.get("basis") == "as-run" and window:
+            plo, phi = p.get("planned_earliest_s"), p.get("planned_latest_s")
+            planned = (
+                ""
+                if plo is None
+                else (_fmt_t(plo) if phi in (None, plo) else f"{_fmt_t(plo)}..{_fmt_t(phi)}")
+            )
+            rate = p.get("alloc_rate_bytes_per_s")
+            window += (
+                f" (as run: started +{_fmt_t(p.get('launch_s'))} s"
+                + (f", {float(rate) / MiB:.0f} MiB/s" if rate is not None and rate == rate else "")
+                + (f"; planned {planned}" if planned else "")
+                + ")"
+            )
         alts = []
         if p.get("race") or len(p.get("alternatives") or []) > 1:
             for a in p.get("alternatives") or []:

@@ -360,10 +360,14 @@ def run_sweep(
             if v is None:
                 raise HarnessError(f"trial {n}: run {run.run_id} has no verdict for {res.workload}")
             cls = cfg.classify(v.observed)
+            wp = next((p for p in run.predictions if p.get("name") == res.workload), {})
+            achieved = wp.get("alloc_rate_bytes_per_s")
             trial = {
                 "trial": n,
                 "rate": rate,
                 "rate_effective": leak.rate_bytes_per_s,
+                # what the program really allocated (None: too few chunks to tell)
+                "rate_achieved": achieved,
                 "repeat": repeat,
                 "phase": step.phase,
                 "chunk_bytes": leak.chunk_bytes,
@@ -393,6 +397,12 @@ def run_sweep(
                 + (" (race)" if v.race else "")
                 + (f"  boundary so far: {fit.describe()}" if fit.boundary else "")
             )
+            if achieved is not None and achieved < 0.8 * leak.rate_bytes_per_s:
+                say(
+                    f"harness: warning: trial {n}: the leak allocated {format_rate(achieved)}, not the "
+                    f"{format_rate(rate)} asked: this host cannot fault pages in faster; the verdict "
+                    "used the as-run timeline, but the trial measures a lower rate than its label"
+                )
             if cls == OTHER:
                 say(
                     f"harness: warning: trial {n}: {v.observed} is neither {'/'.join(cfg.class_a)} nor "

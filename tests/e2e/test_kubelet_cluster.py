@@ -117,8 +117,65 @@ def test_kubelet_suite_verdicts_match_the_model(cluster: dict[str, Any], tmp_pat
     # S8 compared real files, not nothing
     cg = pd.read_parquet(run_dir / "cgroups.parquet")
     assert len(cg) >= 20 and cg.match.all()
+    # every workload that ran was judged on its as-run timeline (its real start and pace)
+    pr = pd.read_parquet(run_dir / "predictions.parquet")
+    ran = pr[pr.name.isin(o[o.outcome != "rejected"].workload) & pr.scenario.isin(o.scenario)]
+    assert (ran.basis == "as-run").all(), ran[["scenario", "name", "basis"]].to_string()
+    assert (ran.launch_s >= 0).all() and (ran.alloc_rate_bytes_per_s.dropna() > 0).all()
     # the kubelet's own containers and the cluster survive the suite
     assert _cluster_json()["node"]["conditions"]["Ready"] == "True"
+
+
+PRESSURE_SUITE = """\
+apiVersion: harness/v1
+kind: Suite
+name: pressure-then-besteffort
+profile: {profile}
+sampleHz: 5
+scenarios:
+  - name: hog-evicted
+    timeout: 60s
+    backends: [kubernetes]
+    workloads:
+      - name: hog
+        resources: {{}}
+        leak: {{chunk: 64Mi, interval: 500ms, max: 2400Mi}}
+  - name: besteffort-right-after
+    timeout: 10s
+    backends: [kubernetes]
+    workloads:
+      - name: small
+        resources: {{}}
+        leak: {{chunk: 16Mi, interval: 100ms, max: 32Mi, hold: 1s}}
+"""
+
+
+@pytest.mark.timeout(900)
+def test_a_scenario_right_after_an_eviction_waits_for_the_kubelet_to_admit_besteffort(
+    cluster: dict[str, Any], tmp_path: Path
+) -> None:
+    """The kubelet evicts the hog (its working set crosses the 1Gi allocatable threshold, below the
+    kubepods limit), and the run ends the moment it exits. The node object may still say
+    MemoryPressure=False then (it is posted every nodeStatusUpdateFrequency), while the eviction
+    manager already refuses BestEffort pods: the next scenario must wait for the kubelet itself
+    (an admission probe) instead of having its BestEffort pod rejected."""
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(PRESSURE_SUITE.format(profile=PROFILE))
+    results = tmp_path / "results"
+    r = harness("run", str(suite), "--backend", "kubernetes", "--results", str(results), timeout=800)
+    run_dir = next(results.iterdir())
+    v = pd.read_parquet(run_dir / "verdicts.parquet")
+    assert r.returncode == 0, (
+        v[["scenario", "workload", "observed", "reasons"]].to_string() + r.stderr[-2000:]
+    )
+    assert dict(zip(v.workload, v.observed, strict=True)) == {"hog": "evicted", "small": "completed"}
+    e = pd.read_parquet(run_dir / "events.parquet")
+    start = e[(e.kind == "scenario_start") & (e.scenario == "besteffort-right-after")].t_mono.min()
+    waited = e[(e.kind == "waiting_for_memory_pressure_to_clear") & (e.t_mono >= start)]
+    cleared = e[(e.kind == "memory_pressure_cleared") & (e.t_mono >= start)]
+    assert len(waited) == 1 and len(cleared) == 1, "the second scenario did not wait for the kubelet"
+    probes = e[(e.kind == "pod_phase") & e.pod.fillna("").str.startswith("probe-besteffort-right-after")]
+    assert len(probes) >= 1  # the kubelet itself was asked
 
 
 @pytest.mark.timeout(3600)
