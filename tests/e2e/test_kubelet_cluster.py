@@ -119,7 +119,12 @@ def test_kubelet_suite_verdicts_match_the_model(cluster: dict[str, Any], tmp_pat
     assert len(cg) >= 20 and cg.match.all()
     # every workload that ran was judged on its as-run timeline (its real start and pace)
     pr = pd.read_parquet(run_dir / "predictions.parquet")
-    ran = pr[pr.name.isin(o[o.outcome != "rejected"].workload) & pr.scenario.isin(o.scenario)]
+    ran = pr.merge(
+        o[o.outcome != "rejected"][["scenario", "workload"]],
+        left_on=["scenario", "name"],
+        right_on=["scenario", "workload"],
+    )
+    assert len(ran) >= 15
     assert (ran.basis == "as-run").all(), ran[["scenario", "name", "basis"]].to_string()
     assert (ran.launch_s >= 0).all() and (ran.alloc_rate_bytes_per_s.dropna() > 0).all()
     # the kubelet's own containers and the cluster survive the suite
@@ -168,7 +173,9 @@ def test_a_scenario_right_after_an_eviction_waits_for_the_kubelet_to_admit_beste
     assert r.returncode == 0, (
         v[["scenario", "workload", "observed", "reasons"]].to_string() + r.stderr[-2000:]
     )
-    assert dict(zip(v.workload, v.observed, strict=True)) == {"hog": "evicted", "small": "completed"}
+    observed = dict(zip(v.workload, v.observed, strict=True))
+    observed.pop("kubelet-start", None)  # the kubelet restarts when the previous test left another profile
+    assert observed == {"hog": "evicted", "small": "completed"}
     e = pd.read_parquet(run_dir / "events.parquet")
     start = e[(e.kind == "scenario_start") & (e.scenario == "besteffort-right-after")].t_mono.min()
     waited = e[(e.kind == "waiting_for_memory_pressure_to_clear") & (e.t_mono >= start)]
