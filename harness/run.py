@@ -197,7 +197,7 @@ def run_suite(
     watcher = OomWatcher(on_change=on_counter)
     sampler = Sampler(store.progress, rate_hz=sample_hz or suite.sample_hz)
     prev_handlers = install_signal_handlers()
-    all_predictions: list[dict[str, Any]] = []
+    all_predictions = result.predictions
     all_outcomes: list[dict[str, Any]] = []
     t_run = time.monotonic()
     status = "failed"
@@ -222,7 +222,6 @@ def run_suite(
                 store,
             )
             all_predictions += [{"scenario": sc.name, **w.to_dict()} for w in pred.workloads]
-            result.predictions = all_predictions
             all_outcomes += [{"scenario": sc.name, **o.to_dict()} for o in outs]
             result.verdicts += verdicts
         status = "complete"
@@ -548,10 +547,11 @@ def _as_run(
     pod's sandbox and container) and a host whose page faults cannot keep the pace are facts of
     the host, not of the memory protection under test. Verdicts are judged against this as-run
     prediction; the planned one is kept beside it (``planned_*`` columns)."""
-    from harness.model.schedule import schedule_from_lines
+    from harness.model.schedule import SLOW_FRACTION, schedule_from_lines
 
+    workloads = {w.name: w for w in sc.workloads}
     schedules = {}
-    for w in sc.workloads:
+    for w in workloads.values():
         h = handles.get(w.name)
         if h is None:
             continue
@@ -569,9 +569,7 @@ def _as_run(
     pred = predict_scenario(sc, kubelet=kubelet, baseline=baseline, schedules=schedules)
     for wp in pred.workloads:
         before = planned.workload(wp.name)
-        wp.planned_outcome = (
-            "|".join(a.outcome for a in before.alternatives) if before.race else before.outcome
-        )
+        wp.planned_outcome = before.label
         wp.planned_earliest_s, wp.planned_latest_s = before.earliest_s, before.latest_s
         sched = schedules.get(wp.name)
         if sched is None:
@@ -580,13 +578,13 @@ def _as_run(
         wp.launch_s = round(sched.launch_s, 4)
         wp.max_chunk_s = round(sched.max_chunk_s(), 4)
         wp.alloc_rate_bytes_per_s = sched.rate_bytes_per_s()
-        w = next(x for x in sc.workloads if x.name == wp.name)
+        w = workloads[wp.name]
         asked = w.leak.rate_bytes_per_s
         got = wp.alloc_rate_bytes_per_s
         events.add(
             "harness", "as_run", workload=wp.name, scenario=sc.name, detail=json.dumps(sched.to_dict())
         )
-        if got is not None and asked != float("inf") and got < 0.8 * asked:
+        if got is not None and asked != float("inf") and got < SLOW_FRACTION * asked:
             dev = (
                 f"the leak allocated {got / 2**20:.0f} MiB/s of the {asked / 2**20:.0f} MiB/s asked "
                 f"(a chunk took up to {sched.max_chunk_s():.2f} s, interval {w.leak.interval_s:g} s): "
@@ -596,7 +594,7 @@ def _as_run(
             handles[wp.name].deviations.append(dev)
             events.add("harness", "host_deviation", workload=wp.name, detail=dev)
             progress.say(f"  note: {wp.name}: {dev}")
-        if wp.planned_outcome != ("|".join(a.outcome for a in wp.alternatives) if wp.race else wp.outcome):
+        if wp.planned_outcome != wp.label:
             progress.say(
                 f"  note: {wp.name}: as run (started at t={sched.start_s:.2f}s) the model predicts "
                 f"{wp.outcome}{' (race)' if wp.race else ''}, planned {wp.planned_outcome}"

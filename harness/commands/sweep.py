@@ -13,7 +13,6 @@ import yaml
 from harness.commands.run import BACKENDS
 from harness.errors import HarnessError, InputError
 
-SWEEP_BACKENDS = list(dict.fromkeys([*BACKENDS, "kubernetes"]))  # kubernetes: --model-only at least
 # sweep.json input keys -> the option that sets them (for error messages)
 _OPTION = {
     "low": "--rate-range",
@@ -95,7 +94,7 @@ def _sweep_dir(results: str, resume: str | None, output: str | None) -> Path | N
 )
 @click.option(
     "--backend",
-    type=click.Choice(SWEEP_BACKENDS),
+    type=click.Choice(BACKENDS),
     default="process",
     show_default=True,
     help="How workloads are launched.",

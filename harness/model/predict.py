@@ -93,6 +93,11 @@ class WorkloadPrediction:
     planned_earliest_s: float | None = None
     planned_latest_s: float | None = None
 
+    @property
+    def label(self) -> str:
+        """The outcome as verdicts show it: every alternative of a race, joined by "|"."""
+        return "|".join(a.outcome for a in self.alternatives) if self.race else self.outcome
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

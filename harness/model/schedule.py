@@ -28,6 +28,8 @@ from typing import Any
 
 # Chunks of recent history that set the pace for chunks the program never reported.
 PACE_WINDOW = 5
+# A program that allocated below this fraction of its asked rate is reported as a host deviation.
+SLOW_FRACTION = 0.8
 
 
 @dataclass

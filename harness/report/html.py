@@ -27,6 +27,11 @@ def _fmt_t(t: Any) -> str:
     return "" if t is None else f"{float(t):.2f}"
 
 
+def _fmt_window(lo: Any, hi: Any) -> str:
+    """``lo``, or ``lo..hi`` when the window has a width; empty without a start."""
+    return "" if lo is None else (_fmt_t(lo) if hi in (None, lo) else f"{_fmt_t(lo)}..{_fmt_t(hi)}")
+
+
 def _fmt_bytes(b: Any) -> str:
     if b is None:
         return ""
@@ -59,14 +64,9 @@ def _verdict_rows(sc: ScenarioData) -> list[dict[str, Any]]:
             v.get("predicted_earliest_s", p.get("earliest_s")),
             v.get("predicted_latest_s", p.get("latest_s")),
         )
-        window = "" if lo is None else (_fmt_t(lo) if hi in (None, lo) else f"{_fmt_t(lo)}..{_fmt_t(hi)}")
+        window = _fmt_window(lo, hi)
         if p.get("basis") == "as-run" and window:
-            plo, phi = p.get("planned_earliest_s"), p.get("planned_latest_s")
-            planned = (
-                ""
-                if plo is None
-                else (_fmt_t(plo) if phi in (None, plo) else f"{_fmt_t(plo)}..{_fmt_t(phi)}")
-            )
+            planned = _fmt_window(p.get("planned_earliest_s"), p.get("planned_latest_s"))
             rate = p.get("alloc_rate_bytes_per_s")
             window += (
                 f" (as run: started +{_fmt_t(p.get('launch_s'))} s"

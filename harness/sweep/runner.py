@@ -29,6 +29,7 @@ from typing import Any
 from harness import __version__
 from harness.config.suite import Scenario, Suite, load_suite
 from harness.errors import HarnessError, InputError
+from harness.model.schedule import SLOW_FRACTION
 from harness.run import Interrupted, install_signal_handlers, restore_signal_handlers
 from harness.sweep.design import OTHER, A, B, Design, Step, Trial, next_step
 from harness.sweep.fit import Fit, fit_boundary
@@ -397,7 +398,7 @@ def run_sweep(
                 + (" (race)" if v.race else "")
                 + (f"  boundary so far: {fit.describe()}" if fit.boundary else "")
             )
-            if achieved is not None and achieved < 0.8 * leak.rate_bytes_per_s:
+            if achieved is not None and achieved < SLOW_FRACTION * leak.rate_bytes_per_s:
                 say(
                     f"harness: warning: trial {n}: the leak allocated {format_rate(achieved)}, not the "
                     f"{format_rate(rate)} asked: this host cannot fault pages in faster; the verdict "

@@ -122,7 +122,7 @@ def judge(
     return Verdict(
         scenario=scenario,
         workload=pred.name,
-        predicted=pred.outcome if not pred.race else "|".join(candidates),
+        predicted=pred.label,
         observed=obs.outcome,
         match=match,
         time_ok=time_ok,
