@@ -19,6 +19,8 @@ REPO = Path(__file__).resolve().parents[2]
 LABEL = "io.harness.managed"
 LABEL_RUN = "io.harness.run"
 LABEL_WORKLOAD = "io.harness.workload"
+# The leak program's lines that become run events (every line stays in Handle.lines).
+LEAK_MILESTONES = ("start", "max", "heap_cap", "exit", "error")
 
 
 def leak_binary() -> Path:
@@ -76,6 +78,30 @@ class Handle:
             if "allocated" in ev:
                 return int(ev["allocated"])
         return 0
+
+    def take_line(self, line: str) -> dict[str, Any] | None:
+        """One line of the leak program's output: parsed, stamped with its receive time and kept
+        in ``lines``; None when it is not one of the program's JSON events."""
+        ev = parse_leak_line(line)
+        if ev is not None:
+            ev["t_mono_recv"] = time.monotonic()
+            self.lines.append(ev)
+        return ev
+
+    def add_milestone(self, events: EventSink, ev: dict[str, Any], **fields: Any) -> None:
+        """A leak program milestone (``LEAK_MILESTONES``) as a run event; ``fields`` override the
+        event's own pid, allocated, resident and detail (its message)."""
+        if ev.get("event") not in LEAK_MILESTONES:
+            return
+        row = {
+            "workload": self.workload,
+            "pid": ev.get("pid"),
+            "allocated": ev.get("allocated"),
+            "resident": ev.get("resident"),
+            "detail": ev.get("message"),
+        }
+        row.update(fields)
+        events.add("workload", str(ev["event"]), **row)
 
 
 class EventSink:

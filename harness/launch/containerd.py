@@ -64,7 +64,6 @@ from harness.launch.base import (
     Handle,
     ScenarioContext,
     applied_oom_score_adj,
-    parse_leak_line,
 )
 from harness.launch.cgrouptree import iter_pids, memory_root, remove_leftovers
 from harness.model.predict import WorkloadLayout
@@ -599,29 +598,18 @@ class ContainerdBackend(Backend):
 
     @staticmethod
     def _line(ctx: ScenarioContext, h: Handle, raw: bytes) -> None:
-        ev = parse_leak_line(raw.decode(errors="replace"))
+        ev = h.take_line(raw.decode(errors="replace"))
         if ev is None:
             return
-        ev["t_mono_recv"] = time.monotonic()
-        h.lines.append(ev)
-        if ev.get("event") in ("start", "max", "heap_cap", "exit", "error"):
-            detail = ev.get("message")
-            set_at = h.extra.get("oom_score_adj_set_mono")
-            if ev.get("event") == "start" and set_at is not None and "mono_ns" in ev:
-                # CLOCK_MONOTONIC in both: how long the program ran before its oom_score_adj was set
-                # (negative: set before the program's first line)
-                lag = set_at - int(ev["mono_ns"]) / 1e9
-                h.extra["oom_score_adj_set_after_program_start_s"] = lag
-                detail = json.dumps({"oom_score_adj_set_after_program_start_s": round(lag, 6)})
-            ctx.events.add(
-                "workload",
-                str(ev["event"]),
-                workload=h.workload,
-                pid=h.pids[0] if h.pids else None,
-                allocated=ev.get("allocated"),
-                resident=ev.get("resident"),
-                detail=detail,
-            )
+        detail = ev.get("message")
+        set_at = h.extra.get("oom_score_adj_set_mono")
+        if ev.get("event") == "start" and set_at is not None and "mono_ns" in ev:
+            # CLOCK_MONOTONIC in both: how long the program ran before its oom_score_adj was set
+            # (negative: set before the program's first line)
+            lag = set_at - int(ev["mono_ns"]) / 1e9
+            h.extra["oom_score_adj_set_after_program_start_s"] = lag
+            detail = json.dumps({"oom_score_adj_set_after_program_start_s": round(lag, 6)})
+        h.add_milestone(ctx.events, ev, pid=h.pids[0] if h.pids else None, detail=detail)
 
     def _exit_info(self, task: _Task) -> ExitInfo | None:
         ev = task.exit_event

@@ -31,7 +31,6 @@ from harness.launch.base import (
     Handle,
     ScenarioContext,
     applied_oom_score_adj,
-    parse_leak_line,
 )
 from harness.launch.cgrouptree import remove_leftovers
 from harness.model.predict import WorkloadLayout
@@ -227,10 +226,7 @@ class DockerBackend(Backend):
                 buf += chunk
                 while b"\n" in buf:
                     line, buf = buf.split(b"\n", 1)
-                    ev = parse_leak_line(line.decode(errors="replace"))
-                    if ev is not None:
-                        ev["t_mono_recv"] = time.monotonic()
-                        h.lines.append(ev)
+                    h.take_line(line.decode(errors="replace"))
 
     def poll(self, ctx: ScenarioContext, handle: Handle) -> ExitInfo | None:
         if handle.exit:

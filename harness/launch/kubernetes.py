@@ -13,7 +13,7 @@ leak image, QoS from the workload's resources, priority through PriorityClasses,
 * the container's real cgroup (``kubepods/<qos>/pod<uid>/<container id>``), sampled like any other.
 
 The leak program's JSON lines are read from the container's CRI log file under ``/var/log/pods``.
-Pods run with ``hostNetwork: true`` (the cluster has no pod network; see :meth:`pod_manifest`).
+Pods run with ``hostNetwork: true`` (the cluster has no pod network; see :meth:`_on_this_node`).
 Workloads with ``placement: host`` run as containerd tasks of the cluster's own containerd in the
 ``harness`` namespace (never ``k8s.io``, so the kubelet neither sees nor collects them), in a harness
 cgroup capped at their ``leak.max``: the node-wide memory the kubelet sees includes them.
@@ -40,7 +40,6 @@ from harness.launch.base import (
     ExitInfo,
     Handle,
     ScenarioContext,
-    parse_leak_line,
 )
 from harness.launch.cgrouptree import CGROUP_ROOT, memory_root
 from harness.model.predict import WorkloadLayout
@@ -513,13 +512,24 @@ class KubernetesBackend(Backend):
             "scenario: something outside the harness uses the node's memory"
         )
 
+    def _on_this_node(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """A bare pod's spec bound to the node, without a pod network or API credentials."""
+        spec["nodeName"] = self.cluster.node_name
+        spec.setdefault("restartPolicy", "Never")
+        # No pod network here: the runtime's only CNI network is "loopback" (the node reports
+        # NetworkReady), which gives a sandbox no eth0, so containerd cannot set it up. Pods share the
+        # host's network namespace instead; the leak program does no networking.
+        spec["hostNetwork"] = True
+        spec["dnsPolicy"] = "Default"
+        spec["automountServiceAccountToken"] = False
+        spec["enableServiceLinks"] = False
+        return spec
+
     def _probe_admission(self, ctx: ScenarioContext, timeout: float = 30.0) -> str | None:
         """Whether the kubelet admits a BestEffort pod now: its eviction manager's Admit refuses them
         while its own MemoryPressure condition is set (pkg/kubelet/eviction/eviction_manager.go
         ``Admit``). Returns the rejection message, None when admitted. The probe (the pause image)
         is deleted before returning."""
-        from kubernetes.client.rest import ApiException
-
         from harness.images import PAUSE_IMAGE
 
         name = _dns("probe", ctx.scenario.name[:24], ctx.run_id[-8:], f"{self._probes}")
@@ -536,15 +546,12 @@ class KubernetesBackend(Backend):
                     "io.harness.probe": "admission",
                 },
             },
-            "spec": {
-                "nodeName": self.cluster.node_name,
-                "restartPolicy": "Never",
-                "hostNetwork": True,
-                "automountServiceAccountToken": False,
-                "enableServiceLinks": False,
-                "terminationGracePeriodSeconds": 0,
-                "containers": [{"name": "probe", "image": PAUSE_IMAGE, "imagePullPolicy": "Never"}],
-            },
+            "spec": self._on_this_node(
+                {
+                    "terminationGracePeriodSeconds": 0,
+                    "containers": [{"name": "probe", "image": PAUSE_IMAGE, "imagePullPolicy": "Never"}],
+                }
+            ),
         }
         self.core.create_namespaced_pod(NAMESPACE, manifest)
         verdict: str | None = None
@@ -564,16 +571,7 @@ class KubernetesBackend(Backend):
                     f"probe pod {NAMESPACE}/{name}: no answer from the kubelet in {timeout:.0f} s"
                 )
         finally:
-            with contextlib.suppress(Exception):
-                self.core.delete_namespaced_pod(name, NAMESPACE, grace_period_seconds=0)
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                try:
-                    self.core.read_namespaced_pod(name, NAMESPACE)
-                except ApiException as exc:
-                    if exc.status == 404:
-                        break
-                time.sleep(0.2)
+            self._delete_pods([name], timeout=60)
         return verdict
 
     def launch(self, ctx: ScenarioContext, workload: Workload, layout: WorkloadLayout) -> Handle:
@@ -647,16 +645,7 @@ class KubernetesBackend(Backend):
                 LABEL_SCENARIO: _label_value(ctx.scenario.name),
             }
         )
-        spec = manifest.setdefault("spec", {})
-        spec["nodeName"] = self.cluster.node_name
-        spec.setdefault("restartPolicy", "Never")
-        # No pod network here: the runtime's only CNI network is "loopback" (the node reports
-        # NetworkReady), which gives a sandbox no eth0, so containerd cannot set it up. Pods share the
-        # host's network namespace instead; the leak program does no networking.
-        spec["hostNetwork"] = True
-        spec["dnsPolicy"] = "Default"
-        spec["automountServiceAccountToken"] = False
-        spec["enableServiceLinks"] = False
+        spec = self._on_this_node(manifest.setdefault("spec", {}))
         if workload.priority is not None and not workload.priority_class_name:
             spec["priorityClassName"] = self._priority_class(workload.priority)
         elif workload.priority_class_name:
@@ -779,20 +768,9 @@ class KubernetesBackend(Backend):
                 parts = raw.decode(errors="replace").split(" ", 3)
                 if len(parts) < 4:
                     continue
-                ev = parse_leak_line(parts[3])
-                if ev is None:
-                    continue
-                ev["t_mono_recv"] = time.monotonic()
-                h.lines.append(ev)
-                if ev.get("event") in ("start", "max", "heap_cap", "exit", "error") and self._ctx:
-                    self._ctx.events.add(
-                        "workload",
-                        str(ev["event"]),
-                        workload=h.workload,
-                        pid=ev.get("pid"),
-                        allocated=ev.get("allocated"),
-                        detail=ev.get("message"),
-                    )
+                ev = h.take_line(parts[3])
+                if ev is not None and self._ctx:
+                    h.add_milestone(self._ctx.events, ev)
 
     def poll(self, ctx: ScenarioContext, handle: Handle) -> ExitInfo | None:
         if handle.extra.get("host"):
@@ -943,16 +921,16 @@ class KubernetesBackend(Backend):
         if handle.exit is None:
             handle.exit = ExitInfo(time.monotonic(), time.time(), 143, 15, None, stopped_by_harness=True)
 
-    def teardown(self, ctx: ScenarioContext) -> list[str]:
-        failed: list[str] = []
-        names = list(self._pod_of.values())
+    def _delete_pods(self, names: list[str], timeout: float) -> set[str]:
+        """Delete these pods at once (grace 0) and wait until the API has none of them; returns
+        those still there after ``timeout`` seconds."""
+        from kubernetes.client.rest import ApiException
+
         for n in names:
             with contextlib.suppress(Exception):
                 self.core.delete_namespaced_pod(n, NAMESPACE, grace_period_seconds=0)
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + timeout
         remaining = set(names)
-        from kubernetes.client.rest import ApiException
-
         while remaining and time.monotonic() < deadline:
             for n in list(remaining):
                 try:
@@ -960,7 +938,13 @@ class KubernetesBackend(Backend):
                 except ApiException as exc:
                     if exc.status == 404:
                         remaining.discard(n)
-            time.sleep(0.3)
+            if remaining:
+                time.sleep(0.3)
+        return remaining
+
+    def teardown(self, ctx: ScenarioContext) -> list[str]:
+        failed: list[str] = []
+        remaining = self._delete_pods(list(self._pod_of.values()), timeout=90)
         failed += [f"pod {NAMESPACE}/{n} still exists" for n in sorted(remaining)]
         if self._host is not None:
             failed += self._host.teardown(ctx)

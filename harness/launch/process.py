@@ -23,7 +23,6 @@ from harness.launch.base import (
     ScenarioContext,
     applied_oom_score_adj,
     leak_binary,
-    parse_leak_line,
 )
 from harness.launch.cgrouptree import CgroupTree, cgroup_version, memory_root, remove_leftovers
 from harness.model.predict import WorkloadLayout
@@ -137,23 +136,12 @@ class ProcessBackend(Backend):
     def _reader(ctx: ScenarioContext, h: Handle, p: subprocess.Popen[bytes]) -> None:
         assert p.stdout is not None
         for raw in p.stdout:
-            ev = parse_leak_line(raw.decode(errors="replace"))
+            ev = h.take_line(raw.decode(errors="replace"))
             if ev is None:
                 continue
-            ev["t_mono_recv"] = time.monotonic()
-            h.lines.append(ev)
             if ev.get("pid") and ev["pid"] not in h.pids:
                 h.pids.append(int(ev["pid"]))
-            if ev.get("event") in ("start", "max", "heap_cap", "exit", "error"):
-                ctx.events.add(
-                    "workload",
-                    str(ev["event"]),
-                    workload=h.workload,
-                    pid=ev.get("pid"),
-                    allocated=ev.get("allocated"),
-                    resident=ev.get("resident"),
-                    detail=ev.get("message"),
-                )
+            h.add_milestone(ctx.events, ev)
 
     def poll(self, ctx: ScenarioContext, handle: Handle) -> ExitInfo | None:
         if handle.exit:
