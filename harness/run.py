@@ -564,6 +564,12 @@ def _as_run(
         )
         if sched is not None:
             schedules[w.name] = sched
+        elif h.pids or h.container_id:
+            # its program ran but its lines are missing: the others' timeline alone would be judged
+            # with the as-run slack while this one's memory still follows the plan
+            progress.say(f"  note: {w.name}: no lines from its program; judged on the planned timeline")
+            events.add("harness", "as_run_incomplete", workload=w.name, scenario=sc.name)
+            return planned
     if not schedules:
         return planned
     pred = predict_scenario(sc, kubelet=kubelet, baseline=baseline, schedules=schedules)

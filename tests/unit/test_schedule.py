@@ -113,3 +113,31 @@ def test_as_run_pace_can_turn_a_race_into_an_eviction() -> None:
     assert sched is not None
     as_run = predict_scenario(sc, kubelet=True, schedules={"fast": sched}).workload("fast")
     assert as_run.outcome == "evicted" and not as_run.race
+
+
+def test_a_program_that_ran_without_lines_keeps_the_whole_scenario_on_the_plan() -> None:
+    """One workload's schedule alone must not move the scenario to the as-run slack while another
+    program that ran (it has a pid) left no lines: its memory would still follow the plan."""
+    from pathlib import Path
+
+    from harness.launch.base import EventSink, Handle
+    from harness.run import Progress, _as_run
+
+    sc = scenario(
+        [
+            {"name": "a", "resources": {}, "leak": {"chunk": "8Mi", "interval": "100ms", "max": "64Mi"}},
+            {"name": "b", "resources": {}, "leak": {"chunk": "8Mi", "interval": "100ms", "max": "64Mi"}},
+        ],
+        SMALL,
+    )
+    planned = predict_scenario(sc, kubelet=False)
+    handles = {
+        n: Handle(workload=n, backend="process", cgroup=n, cgroup_abs=Path("/nonexistent")) for n in "ab"
+    }
+    handles["a"].lines = lines(10.0, 0.5, [0.6, 0.7], 0.1)
+    events = EventSink(None)
+    args = (sc, planned, handles, 10.0, False, None, Progress(quiet=True), events)
+    assert _as_run(*args).workload("a").basis == "as-run"  # b never started: nothing to miss
+    handles["b"].pids = [4242]
+    assert _as_run(*args) is planned
+    assert [e["workload"] for e in events.events if e["kind"] == "as_run_incomplete"] == ["b"]
