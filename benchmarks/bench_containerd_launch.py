@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.engines.containerd import ContainerdInstance, ctr, ensure_containerd
 from harness.images import LEAK_IMAGE, build_image, import_into_containerd, workload_binary
-from harness.launch.cgrouptree import memory_root, remove_tree
+from harness.host.cgroups import memory_root, remove_tree
 from harness.launch.containerd import (
     NAMESPACE,
     ctr_run_args,

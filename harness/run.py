@@ -22,9 +22,10 @@ from harness import __version__
 from harness.classify import OomRecord, Outcome, WorkloadEvidence, classify
 from harness.config.suite import Scenario, Suite
 from harness.errors import HarnessError
+from harness.host.cgroups import CgroupTree, cgroup_version
 from harness.launch.base import REPO, Backend, EventSink, Handle, ScenarioContext
-from harness.launch.cgrouptree import CgroupTree, cgroup_version
-from harness.model.predict import Prediction, node_layout, predict_scenario
+from harness.model.layout import node_layout
+from harness.model.predict import Prediction, predict_scenario
 from harness.quantity import format_mib
 from harness.results import RunStore, git_revision, new_run_id
 from harness.verdict import LAUNCH_SLACK_S, OBSERVATION_SLACK_S, Verdict, judge
@@ -89,7 +90,7 @@ class Progress:
 
 def host_facts(backend: Backend | None = None) -> dict[str, Any]:
     from harness.config.node import detect_local_facts
-    from harness.launch.process import probe_negative_oom_score_adj
+    from harness.host.probes import probe_negative_oom_score_adj
 
     facts = detect_local_facts()
     facts["negativeOomScoreAdj"] = probe_negative_oom_score_adj()
@@ -238,7 +239,7 @@ def run_suite(
         with contextlib.suppress(Exception):
             sampler.close()
         events.close()
-        from harness.launch.cgrouptree import remove_tree
+        from harness.host.cgroups import remove_tree
 
         leftover = remove_tree(f"harness/{run_id}")
         if leftover:
@@ -715,7 +716,7 @@ def _short_cgroup(path: str, run_id: str) -> str:
 
 
 def _rel_of(abs_path: Path, version: int) -> str:
-    from harness.launch.cgrouptree import memory_root
+    from harness.host.cgroups import memory_root
 
     return str(abs_path.relative_to(memory_root(version)))
 

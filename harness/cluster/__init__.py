@@ -523,7 +523,7 @@ class Cluster:
 
     def _remove_pod_cgroups(self) -> None:
         """The kubelet leaves ``kubepods`` behind; remove it from every hierarchy once nothing runs there."""
-        from harness.launch.cgrouptree import hierarchies, rmdir_tree
+        from harness.host.cgroups import hierarchies, rmdir_tree
 
         for mount in hierarchies():
             top = mount / "kubepods"

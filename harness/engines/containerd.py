@@ -224,7 +224,7 @@ def write_config(inst: ContainerdInstance) -> Path:
         raise HostError("runc not found: install the Debian package runc (scripts/setup.sh)")
     restrict = inst.restrict_oom_score_adj
     if restrict is None:
-        from harness.launch.process import probe_negative_oom_score_adj
+        from harness.host.probes import probe_negative_oom_score_adj
 
         restrict = not probe_negative_oom_score_adj()
     text = render_config(inst, restrict_oom_score_adj=restrict, runc=runc)

@@ -104,7 +104,7 @@ def cleanup_cgroup_parent(parent: str, timeout: float = 10.0) -> list[Path]:
     (and of the empty unified one). Call this after the containers below it are removed.
     Returns the directories removed; raises ``OSError`` if one stays busy past ``timeout``.
     """
-    from harness.launch.cgrouptree import rmdir_tree
+    from harness.host.cgroups import rmdir_tree
 
     dirs = cgroup_parent_dirs(parent)
     rel = parent.strip("/")

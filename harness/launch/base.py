@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from harness.config.suite import Scenario, Workload
-from harness.launch.cgrouptree import CgroupTree
-from harness.model.predict import NodeLayout, WorkloadLayout
+from harness.host.cgroups import CgroupTree
+from harness.model.layout import NodeLayout, WorkloadLayout
 
 REPO = Path(__file__).resolve().parents[2]
 LABEL = "io.harness.managed"

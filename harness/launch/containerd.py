@@ -53,6 +53,7 @@ from typing import Any
 from harness import __version__
 from harness.config.suite import Workload
 from harness.errors import HarnessError, HostError
+from harness.host.cgroups import iter_pids, memory_root, remove_leftovers
 from harness.launch.base import (
     LABEL,
     LABEL_RUN,
@@ -65,8 +66,7 @@ from harness.launch.base import (
     ScenarioContext,
     applied_oom_score_adj,
 )
-from harness.launch.cgrouptree import iter_pids, memory_root, remove_leftovers
-from harness.model.predict import WorkloadLayout
+from harness.model.layout import WorkloadLayout
 
 NAMESPACE = "harness"
 REFUSED_NAMESPACES = ("k8s.io",)  # the kubelet's (CRI) namespace: never put or remove anything there
@@ -387,7 +387,7 @@ class ContainerdBackend(Backend):
                 )
             )
             checks.append(Check("namespace", True, f"{self.namespace} (k8s.io is refused)"))
-            from harness.launch.process import probe_negative_oom_score_adj
+            from harness.host.probes import probe_negative_oom_score_adj
 
             checks.append(
                 Check(

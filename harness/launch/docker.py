@@ -21,6 +21,7 @@ from typing import Any
 from harness import __version__
 from harness.config.suite import Workload
 from harness.errors import HostError
+from harness.host.cgroups import remove_leftovers
 from harness.launch.base import (
     LABEL,
     LABEL_RUN,
@@ -32,8 +33,7 @@ from harness.launch.base import (
     ScenarioContext,
     applied_oom_score_adj,
 )
-from harness.launch.cgrouptree import remove_leftovers
-from harness.model.predict import WorkloadLayout
+from harness.model.layout import WorkloadLayout
 
 IMAGE_CACHE = Path(os.environ.get("HARNESS_IMAGE_CACHE", "/var/lib/harness/images"))
 
@@ -208,7 +208,7 @@ class DockerBackend(Backend):
         h.container_id = c.id
         pid = int(c.attrs["State"].get("Pid") or 0)
         h.pids = [pid] if pid else []
-        from harness.launch.cgrouptree import memory_root
+        from harness.host.cgroups import memory_root
 
         h.cgroup_abs = memory_root(ctx.tree.version) / parent.lstrip("/") / c.id
         self._containers[workload.name] = c

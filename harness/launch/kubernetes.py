@@ -31,6 +31,7 @@ from typing import Any
 
 from harness.config.suite import Workload
 from harness.errors import HarnessError
+from harness.host.cgroups import CGROUP_ROOT, memory_root
 from harness.launch.base import (
     LABEL,
     LABEL_RUN,
@@ -41,8 +42,7 @@ from harness.launch.base import (
     Handle,
     ScenarioContext,
 )
-from harness.launch.cgrouptree import CGROUP_ROOT, memory_root
-from harness.model.predict import WorkloadLayout
+from harness.model.layout import WorkloadLayout
 
 NAMESPACE = "harness"
 LABEL_SCENARIO = "io.harness.scenario"
@@ -843,8 +843,8 @@ class KubernetesBackend(Backend):
         The model admits the running pods in launch order with their real uids
         (harness.model.topology.admit_pod: topology merge, then staticPolicy.Allocate).
         """
+        from harness.model.admit import admit_pod
         from harness.model.memorymanager import compare_states, parse_state_file
-        from harness.model.topology import admit_pod
 
         sc = ctx.scenario
         assert sc.profile is not None and sc.node is not None

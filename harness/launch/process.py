@@ -15,6 +15,8 @@ import threading
 import time
 
 from harness.config.suite import Workload
+from harness.host.cgroups import cgroup_version, memory_root, remove_leftovers
+from harness.host.probes import probe_negative_oom_score_adj
 from harness.launch.base import (
     Backend,
     Check,
@@ -24,25 +26,7 @@ from harness.launch.base import (
     applied_oom_score_adj,
     leak_binary,
 )
-from harness.launch.cgrouptree import CgroupTree, cgroup_version, memory_root, remove_leftovers
-from harness.model.predict import WorkloadLayout
-
-
-def probe_negative_oom_score_adj() -> bool:
-    """Can this host give a child a negative oom_score_adj? (needs CAP_SYS_RESOURCE)
-
-    Tries to write -1 to a short-lived child's ``/proc/<pid>/oom_score_adj``.
-    """
-    child = subprocess.Popen(["sleep", "5"], stdin=subprocess.DEVNULL)
-    try:
-        with open(f"/proc/{child.pid}/oom_score_adj", "w") as f:
-            f.write("-1")
-        return True
-    except PermissionError:
-        return False
-    finally:
-        child.kill()
-        child.wait()
+from harness.model.layout import WorkloadLayout
 
 
 class ProcessBackend(Backend):
@@ -201,4 +185,4 @@ class ProcessBackend(Backend):
         return remove_leftovers()
 
 
-__all__ = ["CgroupTree", "ProcessBackend", "probe_negative_oom_score_adj"]
+__all__ = ["ProcessBackend"]

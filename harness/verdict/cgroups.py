@@ -16,7 +16,7 @@ from typing import Any
 from harness.config.kubelet import KubeletConfiguration
 from harness.config.node import NodeFacts
 from harness.config.pod import Pod
-from harness.launch.cgrouptree import CGROUP_ROOT, hierarchies
+from harness.host.cgroups import CGROUP_ROOT, hierarchies
 from harness.model.cgroups import cgroup_tree, expected_files
 
 

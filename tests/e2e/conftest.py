@@ -31,7 +31,7 @@ def require_docker() -> None:
 @pytest.fixture(autouse=True)
 def _no_leftovers_after() -> object:
     yield
-    from harness.launch.cgrouptree import leftover_trees
+    from harness.host.cgroups import leftover_trees
 
     left = leftover_trees()
     if left:

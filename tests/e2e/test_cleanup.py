@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.launch.cgrouptree import iter_pids, leftover_trees
+from harness.host.cgroups import iter_pids, leftover_trees
 from harness.procs import alive
 
 from .conftest import REPO, harness, require_docker

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from harness.engines.containerd import ctr, default_instance, ensure_containerd
-from harness.launch.cgrouptree import hierarchies
+from harness.host.cgroups import hierarchies
 from harness.launch.containerd import NAMESPACE, active_snapshots, run_prefix
 
 from .conftest import harness
@@ -154,7 +154,7 @@ def test_sigkill_leaves_tasks_that_the_containerd_cleanup_removes(tmp_path: Path
     import time
 
     from harness.engines.containerd import answers, instance_shims, stop
-    from harness.launch.cgrouptree import remove_tree
+    from harness.host.cgroups import remove_tree
     from harness.launch.containerd import cleanup_namespace
 
     from .conftest import REPO

@@ -153,7 +153,7 @@ class MemCgroup:
 
 def remove_cgroup_tree(path: Path, timeout: float = 10.0) -> None:
     """rmdir a cgroup and its descendants, deepest first; retries while the kernel lets go."""
-    from harness.launch.cgrouptree import rmdir_tree
+    from harness.host.cgroups import rmdir_tree
 
     if not path.exists():
         return

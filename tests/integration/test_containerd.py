@@ -38,8 +38,9 @@ from harness.engines.containerd import (
     stop,
 )
 from harness.errors import HarnessError
+from harness.host.cgroups import CgroupTree, hierarchies, remove_tree
+from harness.host.probes import probe_negative_oom_score_adj
 from harness.images import LEAK_IMAGE, build_image, import_into_containerd, workload_binary
-from harness.launch.cgrouptree import CgroupTree, hierarchies, remove_tree
 from harness.launch.containerd import (
     NAMESPACE,
     ContainerdBackend,
@@ -50,7 +51,6 @@ from harness.launch.containerd import (
     ctr_run_args,
     wall_to_mono,
 )
-from harness.launch.process import probe_negative_oom_score_adj
 
 from .conftest import Kmsg, MiB
 
@@ -246,7 +246,7 @@ def test_task_oom_kill_agrees_across_containerd_kmsg_and_counter(
 def test_backend_places_limits_labels_stops_and_tears_down_s4(containerd_engine: Any, tmp_path: Path) -> None:
     from harness.config.suite import load_suite
     from harness.launch.base import EventSink, ScenarioContext
-    from harness.model.predict import node_layout
+    from harness.model.layout import node_layout
 
     suite = load_suite(Path(__file__).resolve().parents[2] / "suites" / "local.yaml")
     sc = suite.scenario("S4")
@@ -345,7 +345,7 @@ def test_host_workload_for_another_backend_without_prepare(containerd_engine: An
     tree; ``launch`` alone brings up the engine, the image and the event follower."""
     from harness.config.suite import load_suite
     from harness.launch.base import EventSink, ScenarioContext
-    from harness.model.predict import node_layout
+    from harness.model.layout import node_layout
 
     sc = load_suite(Path(__file__).resolve().parents[2] / "suites" / "local.yaml").scenario("S3")
     layout = node_layout(sc)

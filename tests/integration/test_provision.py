@@ -164,7 +164,7 @@ def test_site_provisions_both_hosts_and_reports_the_refusing_one(env: Env, first
 
 def test_facts_go_into_run_json(first_run: Any) -> None:
     from harness.config.node import detect_local_facts
-    from harness.launch.process import probe_negative_oom_score_adj
+    from harness.host.probes import probe_negative_oom_score_adj
 
     run = json.loads((first_run.run_dir / "run.json").read_text())
     assert run["kind"] == "provision" and run["status"] == "partial"

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from harness.launch.cgrouptree import leftover_trees
+from harness.host.cgroups import leftover_trees
 from harness.sweep.design import Design, Trial, next_step
 from harness.sweep.runner import Say, SweepConfig, run_sweep
 from harness.sweep.store import SweepStore

@@ -11,6 +11,7 @@ import pytest
 from harness.config.kubelet import KubeletConfiguration
 from harness.config.node import NodeFacts
 from harness.config.pod import Pod, parse_pod
+from harness.model import admit
 from harness.model import memorymanager as mm
 from harness.model import topology as tm
 from harness.model.topology import TopologyHint as H
@@ -123,7 +124,7 @@ def test_guaranteed_larger_than_any_numa_rejected_by_single_numa_node() -> None:
     """150Gi > each node's allocatable: the only memory hint is {0,1}; single-numa-node drops it
     -> TopologyAffinityError with the exact message; the state is unchanged."""
     prof, facts = _seed("single-numa-node")
-    res, st = tm.admit_pod(_guaranteed("guaranteed", "150Gi", SEED_UID), prof, facts, None)
+    res, st = admit.admit_pod(_guaranteed("guaranteed", "150Gi", SEED_UID), prof, facts, None)
     assert (res.admitted, res.reason, res.message) == (
         False,
         "TopologyAffinityError",
@@ -137,7 +138,7 @@ def test_guaranteed_larger_than_any_numa_admitted_otherwise(policy: str) -> None
     """none (no merge, default hint), best-effort and restricted ({0,1} is preferred) admit it and
     the resulting state equals the seeds/000 dump."""
     prof, facts = _seed(policy)
-    res, st = tm.admit_pod(_guaranteed("guaranteed", "150Gi", SEED_UID), prof, facts, None)
+    res, st = admit.admit_pod(_guaranteed("guaranteed", "150Gi", SEED_UID), prof, facts, None)
     assert res.admitted and res.numa_affinity == [0, 1]
     seed = mm.parse_state_file((FIX / "seed000_website.json").read_text())
     assert st is not None and mm.compare_states(seed, st) == []
@@ -151,7 +152,7 @@ def test_small_pod_after_group_exists(policy: str, admitted: bool) -> None:
     (node 1 alone could hold it by allocatable) -> restricted/single-numa-node reject."""
     prof, facts = _seed(policy)
     state = mm.parse_state_file((FIX / "seed000_website.json").read_text())
-    res, st = tm.admit_pod(_guaranteed("small", "10Gi"), prof, facts, state)
+    res, st = admit.admit_pod(_guaranteed("small", "10Gi"), prof, facts, state)
     assert res.admitted is admitted
     if admitted:
         assert st is not None and res.numa_affinity == [0, 1]
@@ -169,7 +170,7 @@ def test_burstable_pod_not_pinned() -> None:
             "spec": {"containers": [{"name": "b", "resources": {"requests": {"memory": "200Gi"}}}]},
         }
     )
-    res, st = tm.admit_pod(pod, prof, facts, None)
+    res, st = admit.admit_pod(pod, prof, facts, None)
     assert res.admitted and res.numa_affinity is None and st is not None and st.entries == {}
 
 
@@ -177,7 +178,7 @@ def test_unexpected_admission_error_when_nothing_fits() -> None:
     """Nothing fits anywhere: the memory manager returns no hints ('no preference'), the topology
     manager admits, and Allocate fails -> UnexpectedAdmissionError with the wrapped message."""
     prof, facts = _seed("single-numa-node")
-    res, _ = tm.admit_pod(_guaranteed("huge", "300Gi"), prof, facts, None)
+    res, _ = admit.admit_pod(_guaranteed("huge", "300Gi"), prof, facts, None)
     assert res.reason == "UnexpectedAdmissionError"
     assert res.message.startswith(
         "Allocate failed due to [memorymanager] failed to get the default NUMA affinity"
@@ -198,7 +199,7 @@ def test_pod_scope_one_alignment_for_all_containers() -> None:
             },
         }
     )
-    res, st = tm.admit_pod(pod, prof, facts, None)
+    res, st = admit.admit_pod(pod, prof, facts, None)
     assert res.admitted and res.hints["pod"] == H(f(0), True) and res.numa_affinity == [0]
     assert st is not None and st.machine_state[0].number_of_assignments == 2
     # 2 x 80Gi = 160Gi does not fit on one node: pod scope rejects under single-numa-node
@@ -209,9 +210,9 @@ def test_pod_scope_one_alignment_for_all_containers() -> None:
             "spec": {"containers": [{"name": "a", "resources": big}, {"name": "b", "resources": big}]},
         }
     )
-    assert tm.admit_pod(pod2, prof, facts, None)[0].reason == "TopologyAffinityError"
+    assert admit.admit_pod(pod2, prof, facts, None)[0].reason == "TopologyAffinityError"
     prof_c, _ = _seed("single-numa-node", scope="container")
-    res_c, _ = tm.admit_pod(pod2, prof_c, facts, None)
+    res_c, _ = admit.admit_pod(pod2, prof_c, facts, None)
     assert res_c.admitted and res_c.hints == {"a": H(f(0), True), "b": H(f(1), True)}
 
 
@@ -230,7 +231,7 @@ def test_init_container_memory_is_reused() -> None:
             },
         }
     )
-    res, st = tm.admit_pod(pod, prof, facts, None)
+    res, st = admit.admit_pod(pod, prof, facts, None)
     assert res.admitted and st is not None
     assert st.machine_state[0].memory_map["memory"].reserved == 60 * Gi
     assert st.entries["u-init"]["i"][0].size == 0

@@ -13,7 +13,8 @@ import pytest
 from harness.config.kubelet import parse_profile
 from harness.config.node import NodeFacts
 from harness.config.suite import Scenario
-from harness.model.predict import Baseline, node_layout, predict_scenario
+from harness.model.layout import node_layout
+from harness.model.predict import Baseline, predict_scenario
 
 MI = 1 << 20
 GI = 1 << 30

@@ -1,0 +1,154 @@
+"""Where each workload of a scenario lives on the modelled node: cgroup paths, memory limits and
+oom_score_adj, as the kubelet (or the suite, for host and container workloads) sets them.
+
+Backends build this tree (``node_layout``); the simulator (``model.predict``) starts every timeline
+from it (``place_workloads``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from harness.config.kubelet import KubeletConfiguration
+from harness.config.node import NodeFacts
+from harness.config.pod import Pod
+from harness.config.suite import Scenario, Workload
+from harness.model import cgroups as cg
+from harness.model import node as nodemodel
+from harness.model import oom, qos
+
+
+@dataclass
+class PlacedWorkload:
+    """A workload's static place on the node (the same on every simulated timeline)."""
+
+    spec: Workload
+    pod: Pod | None
+    cgroups: list[str]  # path from node root down to the workload's own cgroup
+    oom_score_adj: int  # what the kernel uses on this host
+    asked_oom_score_adj: int  # what the kubelet (or the suite) asks for
+    qos: str | None
+    heap_cap_bytes: int | None = None
+    oom_group: bool = False
+
+
+def _workload_cgroups(w: Workload, pod: Pod | None, qos: str | None) -> list[str]:
+    if w.placement == "pod" and pod is not None:
+        tier = {"Guaranteed": None, "Burstable": "burstable", "BestEffort": "besteffort"}[qos or "BestEffort"]
+        parts = ["kubepods"] + ([f"kubepods/{tier}"] if tier else [])
+        podcg = f"{parts[-1]}/pod{pod.uid}"
+        return ["", *parts, podcg, f"{podcg}/{pod.spec.containers[0].name}"]
+    if w.placement == "container":
+        return ["", f"containers/{w.name}"]
+    return ["", f"system/{w.name}"]
+
+
+def place_workloads(
+    scenario: Scenario, profile: KubeletConfiguration, facts: NodeFacts, kubelet: bool
+) -> tuple[dict[str, PlacedWorkload], dict[str, int | None], list[str], dict[str, Any]]:
+    minor = facts.kubelet_minor
+    alloc = nodemodel.node_allocatable(profile, facts)
+    notes: list[str] = []
+    limits: dict[str, int | None] = {"": facts.memory_capacity_bytes}
+    kubepods_limit = alloc.kubepods_memory_limit if profile.cgroups_per_qos else None
+    limits["kubepods"] = kubepods_limit
+    pods: list[Pod] = []
+    ws: dict[str, PlacedWorkload] = {}
+    for w in scenario.workloads:
+        pod = w.to_pod() if w.placement == "pod" else None
+        q = qos.pod_qos(pod, profile, minor) if pod else None
+        if pod:
+            pods.append(pod)
+            adj = oom.container_oom_score_adj(
+                pod, pod.spec.containers[0].name, facts.memory_capacity_bytes, profile, minor
+            )
+        else:
+            adj = w.oom_score_adj
+        eff_adj = adj
+        if adj < 0 and not facts.negative_oom_score_adj:
+            eff_adj = 0
+            notes.append(
+                f"{w.name}: oom_score_adj {adj} cannot be written on this host (no CAP_SYS_RESOURCE); "
+                "the kernel will use 0"
+            )
+        ws[w.name] = PlacedWorkload(
+            spec=w,
+            pod=pod,
+            cgroups=_workload_cgroups(w, pod, q),
+            oom_score_adj=eff_adj,
+            asked_oom_score_adj=adj,
+            qos=q,
+        )
+    if pods:
+        for v in cg.qos_cgroups(profile, facts, pods):
+            limits[v.path] = v.memory_limit_bytes
+        for pod in pods:
+            pv = cg.pod_cgroup(pod, profile, facts)
+            limits[pv.path] = pv.memory_limit_bytes
+            for cv in cg.container_cgroups(pod, profile, facts):
+                limits[cv.path] = cv.memory_limit_bytes
+    group = oom.container_oom_group(profile, facts)
+    for s in ws.values():
+        own = s.cgroups[-1]
+        if s.spec.placement == "container":
+            limits[own] = s.spec.memory_limit_bytes or None
+        elif s.spec.placement == "host":
+            limits[own] = None
+        s.oom_group = group and s.spec.placement == "pod"
+        if s.spec.leak.heap_cap_percent is not None:
+            lim = limits.get(own)
+            if lim:
+                s.heap_cap_bytes = lim * s.spec.leak.heap_cap_percent // 100
+            else:
+                notes.append(f"{s.spec.name}: heap cap set but its cgroup has no memory limit; cap inactive")
+    node_info = {
+        "capacity_bytes": alloc.memory_capacity,
+        "allocatable_bytes": alloc.allocatable_memory,
+        "kubepods_limit_bytes": kubepods_limit,
+        "kubelet": kubelet,
+    }
+    return ws, limits, notes, node_info
+
+
+@dataclass
+class WorkloadLayout:
+    name: str
+    placement: str
+    cgroup: str  # relative to the node root, e.g. "kubepods/burstable/pod<uid>/leaker"
+    pod_cgroup: str | None
+    qos: str | None
+    oom_score_adj: int  # what the kubelet/runtime (or the suite, for host workloads) asks for
+    effective_oom_score_adj: int  # what the kernel will use on this host
+    memory_limit_bytes: int | None
+    oom_group: bool
+
+
+@dataclass
+class NodeLayout:
+    """The cgroup tree the harness builds for a scenario and the model's values in it."""
+
+    limits: dict[str, int | None]  # cgroup path relative to the node root ("" = node) -> memory limit
+    workloads: dict[str, WorkloadLayout]
+    notes: list[str]
+    node: dict[str, Any]
+
+
+def node_layout(scenario: Scenario, *, kubelet: bool = False) -> NodeLayout:
+    """Cgroup paths, memory limits and oom_score_adj of every workload of a scenario."""
+    assert scenario.profile is not None and scenario.node is not None, "load the suite with load_suite()"
+    ws, limits, notes, node_info = place_workloads(scenario, scenario.profile, scenario.node, kubelet)
+    out: dict[str, WorkloadLayout] = {}
+    for name, s in ws.items():
+        out[name] = WorkloadLayout(
+            name=name,
+            placement=s.spec.placement,
+            cgroup=s.cgroups[-1],
+            pod_cgroup=s.cgroups[-2] if s.spec.placement == "pod" else None,
+            qos=s.qos,
+            oom_score_adj=s.asked_oom_score_adj,
+            effective_oom_score_adj=s.oom_score_adj,
+            memory_limit_bytes=limits.get(s.cgroups[-1]),
+            oom_group=s.oom_group,
+        )
+    return NodeLayout(limits=limits, workloads=out, notes=notes, node=node_info)
