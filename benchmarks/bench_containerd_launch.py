@@ -39,8 +39,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.engines.containerd import ContainerdInstance, ctr, ensure_containerd
-from harness.images import LEAK_IMAGE, build_image, import_into_containerd, workload_binary
 from harness.host.cgroups import memory_root, remove_tree
+from harness.images import LEAK_IMAGE, build_image, import_into_containerd, workload_binary
 from harness.launch.containerd import (
     NAMESPACE,
     ctr_run_args,

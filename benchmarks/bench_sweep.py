@@ -24,7 +24,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from harness.run import Progress, run_suite  # noqa: E402
+from harness.progress import Progress  # noqa: E402
+from harness.run import run_suite  # noqa: E402
 from harness.sweep.rates import format_rate, scenario_for_rate  # noqa: E402
 from harness.sweep.runner import SweepConfig, predict, resolve  # noqa: E402
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from harness.backends import NAMES
 from harness.config.kubelet import KubeletConfiguration, load_profile
 from harness.config.node import NodeFacts, detect_local_facts, load_facts, parse_numa_memory
 from harness.config.pod import load_pods
@@ -262,7 +263,7 @@ def _pod_text(out: dict[str, Any]) -> str:
 @click.option("--scenario", "only", help="Only this scenario of a suite (name or id).")
 @click.option(
     "--backend",
-    type=click.Choice(["kubernetes", "process", "docker", "containerd"]),
+    type=click.Choice(NAMES),
     default="kubernetes",
     show_default=True,
     help="kubernetes: a real kubelet acts; the others: only the kernel acts.",

@@ -7,16 +7,15 @@ from pathlib import Path
 
 import click
 
+from harness.backends import NAMES, backend_class, get_backend
 from harness.errors import HarnessError
-
-BACKENDS = ["process", "docker", "containerd", "kubernetes"]
 
 
 @click.command("run")
 @click.argument("suite_file", metavar="SUITE", type=click.Path(dir_okay=False))
 @click.option(
     "--backend",
-    type=click.Choice(BACKENDS),
+    type=click.Choice(NAMES),
     default="process",
     show_default=True,
     help="How workloads are launched.",
@@ -93,7 +92,8 @@ def run_cmd(
         )
     from harness.catalog import parse_labels
     from harness.config.suite import load_suite
-    from harness.run import Progress, run_suite
+    from harness.progress import Progress
+    from harness.run import run_suite
 
     run_labels = parse_labels(labels)
     suite = load_suite(suite_file)
@@ -118,7 +118,7 @@ def run_cmd(
 @click.option(
     "--backend",
     "backends",
-    type=click.Choice(BACKENDS),
+    type=click.Choice(NAMES),
     multiple=True,
     help="Only this backend (default: all).",
 )
@@ -129,7 +129,7 @@ def cleanup_cmd(backends: tuple[str, ...], force: bool) -> None:
     Works after the harness itself was killed with SIGKILL: leftovers are found by the
     'harness' cgroup prefix and by container labels, and processes are stopped by pid.
     """
-    from harness.run import active_runs, get_backend
+    from harness.run import active_runs
 
     running = active_runs()
     if running and not force:
@@ -139,9 +139,9 @@ def cleanup_cmd(backends: tuple[str, ...], force: bool) -> None:
             "Stop them first, or pass --force"
         )
     failed: list[str] = []
-    for name in backends or BACKENDS:
+    for name in backends or NAMES:
         try:
-            b = type(get_backend(name))
+            b = backend_class(name)
         except (HarnessError, ImportError):
             continue
         try:
@@ -158,10 +158,8 @@ def cleanup_cmd(backends: tuple[str, ...], force: bool) -> None:
 @click.command("doctor")
 def doctor_cmd() -> None:
     """Check what each backend needs on this host, and say how to get what is missing."""
-    from harness.run import get_backend
-
     worst = 0
-    for name in BACKENDS:
+    for name in NAMES:
         try:
             b = get_backend(name)
             checks = b.sanity_checks()

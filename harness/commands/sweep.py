@@ -10,7 +10,7 @@ from typing import Any
 import click
 import yaml
 
-from harness.commands.run import BACKENDS
+from harness.backends import NAMES
 from harness.errors import HarnessError, InputError
 
 # sweep.json input keys -> the option that sets them (for error messages)
@@ -94,7 +94,7 @@ def _sweep_dir(results: str, resume: str | None, output: str | None) -> Path | N
 )
 @click.option(
     "--backend",
-    type=click.Choice(BACKENDS),
+    type=click.Choice(NAMES),
     default="process",
     show_default=True,
     help="How workloads are launched.",
@@ -224,11 +224,12 @@ def sweep_cmd(
     cannot be compared), 2 on bad input or a harness error, 130 when interrupted (resumable).
     """
     from harness.config.durations import parse_duration
+    from harness.progress import Progress
     from harness.sweep.rates import format_rate, parse_rate_range
-    from harness.sweep.runner import RESUMABLE_CHANGES, Say, SweepConfig, predict, resolve, run_sweep
+    from harness.sweep.runner import RESUMABLE_CHANGES, SweepConfig, predict, resolve, run_sweep
     from harness.sweep.store import SweepStore, new_sweep_id
 
-    say = Say(quiet=quiet)
+    say = Progress(quiet=quiet)
     sweep_dir = _sweep_dir(results_dir, resume, output)
     stored: dict[str, Any] | None = None
     if sweep_dir is not None and (sweep_dir / "sweep.json").exists():
@@ -333,11 +334,6 @@ def sweep_cmd(
             click.echo(f"harness: no predicted boundary: {pb.reason}")
         return
 
-    if cfg.backend not in _available_backends():
-        raise HarnessError(
-            f"backend {cfg.backend} cannot run trials yet (available: {', '.join(_available_backends())}); "
-            "--model-only works with every backend"
-        )
     if sweep_dir is None:
         sweep_dir = Path(results_dir) / new_sweep_id(cfg.scenario, cfg.backend)
     result = run_sweep(cfg, SweepStore(sweep_dir), say=say, verbose=verbose)
@@ -359,7 +355,3 @@ def sweep_cmd(
     if result.status == "interrupted":
         sys.exit(130)
     sys.exit(0 if result.agree else 1)
-
-
-def _available_backends() -> list[str]:
-    return list(BACKENDS)

@@ -30,6 +30,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness import quantity
+from harness.backends import NAMES, BackendName
 from harness.config.durations import parse_duration
 from harness.config.errors import first_error, load_yaml_mapping
 from harness.config.kubelet import KubeletConfiguration, load_profile
@@ -40,8 +41,6 @@ from harness.errors import InputError
 API_VERSION = "harness/v1"
 
 Placement = Literal["pod", "container", "host"]
-Backend = Literal["process", "docker", "containerd", "kubernetes"]
-_ALL_BACKENDS: tuple[Backend, ...] = ("process", "docker", "containerd", "kubernetes")
 
 # Exit code of the leak program when its heap cap is reached (workloads/leak.c).
 HEAP_CAP_EXIT_CODE = 3
@@ -190,7 +189,7 @@ class Scenario(BaseModel):
     profile_file: str | None = Field(None, alias="profile")
     node_overrides: dict[str, Any] = Field(default_factory=dict, alias="node")
     timeout_s: float = Field(60.0, alias="timeout", gt=0)
-    backends: list[Backend] = Field(default_factory=lambda: list(_ALL_BACKENDS))
+    backends: list[BackendName] = Field(default_factory=lambda: list(NAMES))  # type: ignore[arg-type]
     # S8: compare every cgroup file the kubelet and the runtime wrote with the model (kubernetes backend)
     check_cgroups: bool = Field(False, alias="checkCgroups")
     # Real kubelet only: set evictionHard memory.available to the node's memory.available at the

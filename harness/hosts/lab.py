@@ -41,6 +41,7 @@ from harness.config.errors import load_yaml_mapping
 from harness.errors import HarnessError
 from harness.hosts.remote import RemoteJob, RemoteSampler, follow, push_agent, read_samples, sequence_gaps
 from harness.hosts.ssh import SSHError, SSHHost
+from harness.progress import Progress
 from harness.provision.inventory import Inventory, LabHost
 
 TABLES = ("samples", "events", "predictions", "outcomes", "verdicts")
@@ -129,21 +130,6 @@ class LabRunResult:
         return int((~self.verdicts["passed"].astype(bool)).sum())
 
 
-class _Say:
-    """Progress lines from several threads, one line at a time."""
-
-    def __init__(self, stream: Any = None, quiet: bool = False) -> None:
-        self.stream = stream or sys.stderr
-        self.quiet = quiet
-        self.lock = threading.Lock()
-
-    def __call__(self, msg: str) -> None:
-        if self.quiet:
-            return
-        with self.lock:
-            print(msg, file=self.stream, flush=True)
-
-
 def run_on_inventory(
     suite_file: str | Path,
     inventory: Inventory,
@@ -163,7 +149,7 @@ def run_on_inventory(
     from harness.provision import run_on_hosts
     from harness.results import RunStore, git_revision, new_run_id
 
-    say = _Say(stream, quiet)
+    say = Progress(stream, quiet)
     suite_path = Path(suite_file)
     suite = load_suite(suite_path)  # validated here: a bad suite fails before any host is touched
     if only:
@@ -276,7 +262,7 @@ def _run_host(
     run_args: list[str],
     sample_hz: float | None,
     remote_hz: float,
-    say: _Say,
+    say: Progress,
     stop: threading.Event,
 ) -> None:
     t0 = time.monotonic()

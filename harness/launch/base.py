@@ -1,4 +1,7 @@
-"""What every backend provides: start, watch, stop and remove workloads."""
+"""What every backend provides: start, watch, stop and remove workloads; and, as typed optional hooks
+with defaults, what only some backends can tell (a real node's view, a kubelet's start, what the
+kubelet created). The pipeline (``harness.scenario``) calls every hook on every backend; a backend
+that has nothing to say returns the default."""
 
 from __future__ import annotations
 
@@ -7,13 +10,15 @@ import os
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 from harness.config.suite import Scenario, Workload
 from harness.host.cgroups import CgroupTree
 from harness.model.layout import NodeLayout, WorkloadLayout
+from harness.model.predict import Baseline
 
 REPO = Path(__file__).resolve().parents[2]
 LABEL = "io.harness.managed"
@@ -49,6 +54,78 @@ class ExitInfo:
 
 
 @dataclass
+class PodRef:
+    """The pod a workload runs in on a real kubelet (known once its container runs)."""
+
+    name: str
+    uid: str
+    qos: str  # guaranteed, burstable, besteffort
+    cgroup_abs: Path  # the kubelet's pod cgroup in the memory hierarchy
+
+
+@dataclass
+class KubeletView:
+    """What the kubelet said about a workload's pod: its status and its events."""
+
+    phase: str | None = None
+    reason: str | None = None  # pod status reason or event reason: Evicted, OOMKilled, ...
+    message: str | None = None
+    admission_reason: str | None = None  # "<reason>: <message>" when refused at admission
+    t_mono: float | None = None  # when the harness first saw the kubelet's word
+
+
+@dataclass
+class OomScoreAdjTiming:
+    """When a runtime without an oom_score_adj option had the value written (containerd via ctr)."""
+
+    set_mono: float
+    after_start_s: float  # since the harness asked for the task
+    after_run_s: float  # since the task was running
+    after_program_start_s: float | None = None  # since the program's own start line (once seen)
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """How the node a backend runs on differs from the suite's modelled node (a real kubelet: this
+    host's memory, each NUMA node as the kubelet saw it at its start, the kubelet's version)."""
+
+    memory_capacity_bytes: int | None = None
+    numa_memory_bytes: Mapping[str, int] = field(default_factory=dict)
+    kubelet_version: str | None = None  # "1.33"
+
+
+@dataclass(frozen=True)
+class KubeletStart:
+    """A kubelet (re)started for a scenario's profile: it runs, or it refused (scenario S9)."""
+
+    started: bool
+    seconds: float
+    error: str = ""  # the kubelet's own error line when it refused
+    log_tail: str = ""
+
+
+@dataclass(frozen=True)
+class ObservedPod:
+    """A pod the kubelet admitted, as the verdicts need it: the workload's spec with these ids."""
+
+    workload: str
+    namespace: str
+    uid: str
+    container_id: str | None  # the runtime's directory name of its container (None: never ran)
+    admitted: bool = True
+
+
+@dataclass
+class NodeObservations:
+    """What the kubelet created for a scenario's pods, for the verdicts to judge (S8, S9)."""
+
+    pods: list[ObservedPod] = field(default_factory=list)
+    memory_manager_state: str | None = None  # the checkpoint file's text, None when unreadable
+    memory_manager_state_path: str = ""
+    memory_manager_error: str = ""
+
+
+@dataclass
 class Handle:
     workload: str
     backend: str
@@ -64,7 +141,9 @@ class Handle:
     lines: list[dict[str, Any]] = field(default_factory=list)  # the leak program's JSON events
     exit: ExitInfo | None = None
     stop_requested: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    pod: PodRef | None = None  # a real kubelet's pod (kubernetes backend)
+    kubelet: KubeletView = field(default_factory=KubeletView)
+    oom_score_adj_timing: OomScoreAdjTiming | None = None
 
     def last_event(self, kind: str) -> dict[str, Any] | None:
         for ev in reversed(self.lines):
@@ -139,14 +218,41 @@ class ScenarioContext:
 
 
 class Backend(ABC):
-    name: str = "?"
+    name: ClassVar[str] = "?"
+    # A real kubelet decides admission and evictions (the model predicts with its eviction manager).
+    kubelet: ClassVar[bool] = False
+    # Seconds added on both sides of a predicted window. Planned timeline: how late workloads start
+    # after the scenario's t = 0 plus one leak interval of quantisation. As-run timeline (each
+    # program's real start and pace are known, ``model.schedule``): only how late the backend
+    # reports what happened.
+    launch_slack_s: ClassVar[float] = 1.0
+    observation_slack_s: ClassVar[float] = 1.0
 
     @abstractmethod
     def sanity_checks(self) -> list[Check]: ...
 
-    def prepare(self, ctx: ScenarioContext) -> None:
-        """Build the node's cgroup tree with the model's limits."""
+    def versions(self) -> dict[str, Any]:
+        """Versions of the engine, runtime or kubelet, for run.json."""
+        return {}
+
+    def node_view(self, host: Mapping[str, Any]) -> NodeView | None:
+        """The real node where it differs from the suite's (None: the suite's node is the node);
+        ``host`` is this host's facts as the run recorded them at its start."""
+        return None
+
+    def baseline(self) -> Baseline | None:
+        """Memory the node already uses before a scenario (None: an empty, harness-made node)."""
+        return None
+
+    def prepare(self, ctx: ScenarioContext) -> KubeletStart | None:
+        """Make the node ready for the scenario: by default build its cgroup tree with the model's
+        limits. A backend that (re)starts a kubelet returns how that went (a refusal is an outcome)."""
         ctx.tree.create(ctx.layout.limits)
+        return None
+
+    def observe_node(self, ctx: ScenarioContext, handles: Mapping[str, Handle]) -> NodeObservations | None:
+        """What the kubelet created for the running workloads (None: no kubelet here)."""
+        return None
 
     @abstractmethod
     def launch(self, ctx: ScenarioContext, workload: Workload, layout: WorkloadLayout) -> Handle: ...

@@ -63,6 +63,8 @@ from harness.launch.base import (
     EventSink,
     ExitInfo,
     Handle,
+    KubeletStart,
+    OomScoreAdjTiming,
     ScenarioContext,
     applied_oom_score_adj,
 )
@@ -296,6 +298,8 @@ class _Task:
 
 class ContainerdBackend(Backend):
     name = "containerd"
+    launch_slack_s = 2.0  # ctr run: container, snapshot, shim, task start
+    observation_slack_s = 1.0  # /tasks/oom and /tasks/exit through ctr events
 
     def __init__(self, instance: Any = None, namespace: str = NAMESPACE) -> None:
         from harness.engines.containerd import default_instance
@@ -457,9 +461,9 @@ class ContainerdBackend(Backend):
         )
 
     # -- scenario
-    def prepare(self, ctx: ScenarioContext) -> None:
+    def prepare(self, ctx: ScenarioContext) -> KubeletStart | None:
         self._ready(ctx)
-        super().prepare(ctx)
+        return super().prepare(ctx)
 
     def _ready(self, ctx: ScenarioContext) -> None:
         """Engine, image and event follower; :meth:`launch` works without :meth:`prepare` (e.g. for the
@@ -545,9 +549,9 @@ class ContainerdBackend(Backend):
         done, errors = write_oom_score_adj(pids, value)
         t_set = time.monotonic()
         got = read_oom_score_adj(h.pids[0])
-        h.extra["oom_score_adj_set_after_start_s"] = t_set - h.t_start_mono
-        h.extra["oom_score_adj_set_after_run_s"] = t_set - t_ran
-        h.extra["oom_score_adj_set_mono"] = t_set
+        h.oom_score_adj_timing = OomScoreAdjTiming(
+            set_mono=t_set, after_start_s=t_set - h.t_start_mono, after_run_s=t_set - t_ran
+        )
         ctx.events.add(
             "harness",
             "oom_score_adj_set",
@@ -602,12 +606,12 @@ class ContainerdBackend(Backend):
         if ev is None:
             return
         detail = ev.get("message")
-        set_at = h.extra.get("oom_score_adj_set_mono")
-        if ev.get("event") == "start" and set_at is not None and "mono_ns" in ev:
+        timing = h.oom_score_adj_timing
+        if ev.get("event") == "start" and timing is not None and "mono_ns" in ev:
             # CLOCK_MONOTONIC in both: how long the program ran before its oom_score_adj was set
             # (negative: set before the program's first line)
-            lag = set_at - int(ev["mono_ns"]) / 1e9
-            h.extra["oom_score_adj_set_after_program_start_s"] = lag
+            lag = timing.set_mono - int(ev["mono_ns"]) / 1e9
+            timing.after_program_start_s = lag
             detail = json.dumps({"oom_score_adj_set_after_program_start_s": round(lag, 6)})
         h.add_milestone(ctx.events, ev, pid=h.pids[0] if h.pids else None, detail=detail)
 

@@ -30,6 +30,7 @@ from harness.launch.base import (
     Check,
     ExitInfo,
     Handle,
+    KubeletStart,
     ScenarioContext,
     applied_oom_score_adj,
 )
@@ -40,6 +41,8 @@ IMAGE_CACHE = Path(os.environ.get("HARNESS_IMAGE_CACHE", "/var/lib/harness/image
 
 class DockerBackend(Backend):
     name = "docker"
+    launch_slack_s = 2.0  # container create + start through the engine
+    observation_slack_s = 1.0  # oom/die events and State.OOMKilled arrive within ~1 s
 
     def __init__(self) -> None:
         self.engine: Any = None
@@ -125,11 +128,12 @@ class DockerBackend(Backend):
         return checks
 
     # -- scenario
-    def prepare(self, ctx: ScenarioContext) -> None:
+    def prepare(self, ctx: ScenarioContext) -> KubeletStart | None:
         self._connect()
         self._image = self.image()
         super().prepare(ctx)
         self._start_events(ctx)
+        return None
 
     def _start_events(self, ctx: ScenarioContext) -> None:
         stream = self.client.events(

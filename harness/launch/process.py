@@ -31,6 +31,8 @@ from harness.model.layout import WorkloadLayout
 
 class ProcessBackend(Backend):
     name = "process"
+    launch_slack_s = 0.5  # fork + exec into the cgroup
+    observation_slack_s = 0.5
 
     def __init__(self) -> None:
         self._procs: dict[str, subprocess.Popen[bytes]] = {}

@@ -30,7 +30,8 @@ from harness import __version__
 from harness.config.suite import Scenario, Suite, load_suite
 from harness.errors import HarnessError, InputError
 from harness.model.schedule import SLOW_FRACTION
-from harness.run import Interrupted, install_signal_handlers, restore_signal_handlers
+from harness.progress import Progress
+from harness.run import Interrupted, install_signal_handlers, restore_signal_handlers, run_suite
 from harness.sweep.design import OTHER, A, B, Design, Step, Trial, next_step
 from harness.sweep.fit import Fit, fit_boundary
 from harness.sweep.predicted import ModelSettings, PredictedBoundary, predicted_boundary
@@ -234,27 +235,15 @@ def agreement(fit: Fit, predicted: PredictedBoundary | None, tolerance: float) -
     return lo_ok and hi_ok
 
 
-class Say:
-    def __init__(self, quiet: bool = False, stream: Any = None) -> None:
-        self.quiet = quiet
-        self.stream = stream or sys.stderr
-
-    def __call__(self, msg: str) -> None:
-        if not self.quiet:
-            print(msg, file=self.stream, flush=True)
-
-
 def run_sweep(
     cfg: SweepConfig,
     store: SweepStore,
     *,
-    say: Say | None = None,
+    say: Progress | None = None,
     verbose: bool = False,
 ) -> SweepResult:
     """Run (or resume) the sweep in ``store``; returns when the design stops or on a signal."""
-    from harness.run import Progress, run_suite
-
-    say = say or Say()
+    say = say or Progress()
     res = resolve(cfg)
     design = cfg.design()
     store.dir.mkdir(parents=True, exist_ok=True)

@@ -8,15 +8,6 @@ from typing import Any
 from harness.classify import Outcome
 from harness.model.predict import WorkloadPrediction
 
-# Time added on both sides of a predicted window: launch latency of the backend (the
-# model's t=0 is the scenario start, the workloads start a little later) plus one leak
-# interval of quantisation.
-LAUNCH_SLACK_S = {"process": 0.5, "docker": 2.0, "containerd": 2.0, "kubernetes": 5.0}
-# The same for an as-run prediction (``model.schedule``: the workload's real start and pace are
-# known): only how late the backend reports what happened. Kubernetes: the eviction's pod status
-# reaches the watch up to ~1 s after the kubelet's decision, and the model's kill latency is 1 s.
-OBSERVATION_SLACK_S = {"process": 0.5, "docker": 1.0, "containerd": 1.0, "kubernetes": 2.0}
-
 
 @dataclass
 class Verdict:

@@ -16,8 +16,11 @@ from typing import Any
 from harness.config.kubelet import KubeletConfiguration
 from harness.config.node import NodeFacts
 from harness.config.pod import Pod
+from harness.config.suite import Scenario
 from harness.host.cgroups import CGROUP_ROOT, hierarchies
+from harness.launch.base import NodeObservations
 from harness.model.cgroups import cgroup_tree, expected_files
+from harness.verdict import Verdict
 
 
 @dataclass
@@ -97,3 +100,37 @@ def check_cgroups(
                 )
             )
     return out
+
+
+def scenario_conformance(sc: Scenario, obs: NodeObservations, cgroup_version: int) -> list[CgroupCheck]:
+    """Every cgroup value of kubepods, the QoS tiers and the scenario's running pods vs the model (S8)."""
+    assert sc.profile is not None and sc.node is not None
+    workloads = {w.name: w for w in sc.workloads}
+    pods = []
+    dirs: dict[tuple[str, str], str] = {}
+    names: dict[str, str] = {}
+    for p in obs.pods:
+        if not p.container_id:
+            continue
+        pod = workloads[p.workload].to_pod(p.namespace).model_copy(deep=True)
+        pod.metadata.uid = p.uid
+        pods.append(pod)
+        dirs[(p.uid, pod.spec.containers[0].name)] = p.container_id
+        names[p.uid] = p.workload
+    return check_cgroups(sc.profile, sc.node, pods, dirs, cgroup_version=cgroup_version, workloads=names)
+
+
+def cgroup_verdict(scenario: str, checks: list[CgroupCheck]) -> Verdict:
+    """One verdict for the whole cgroup tree of a scenario (S8)."""
+    bad = [c for c in checks if not c.match]
+    reasons = [f"{c.real_path}/{c.file}: model {c.expected}, observed {c.observed}" for c in bad]
+    if not checks:
+        reasons.append("no cgroup file could be compared")
+    return Verdict.check(
+        scenario,
+        "cgroups",
+        f"{len(checks)} files as modelled",
+        f"{len(checks) - len(bad)} as modelled, {len(bad)} differ",
+        bool(checks) and not bad,
+        reasons,
+    )

@@ -121,7 +121,8 @@ def test_a_program_that_ran_without_lines_keeps_the_whole_scenario_on_the_plan()
     from pathlib import Path
 
     from harness.launch.base import EventSink, Handle
-    from harness.run import Progress, _as_run
+    from harness.progress import Progress
+    from harness.scenario.asrun import predict_as_run as _as_run
 
     sc = scenario(
         [

@@ -1,0 +1,426 @@
+"""The Kubernetes backend: pods on the local cluster's real kubelet (see the package's docstring)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client as k8s
+
+from harness.cluster import Cluster
+from harness.cluster.client import api_client
+from harness.cluster.runtime import instance
+from harness.config.suite import Workload
+from harness.engines.containerd import answers
+from harness.errors import HarnessError
+from harness.host.cgroups import cgroup_version, memory_root
+from harness.launch.base import (
+    Backend,
+    Check,
+    ExitInfo,
+    Handle,
+    KubeletStart,
+    NodeObservations,
+    NodeView,
+    ObservedPod,
+    PodRef,
+    ScenarioContext,
+)
+from harness.launch.containerd import ContainerdBackend, cleanup_namespace
+from harness.launch.kubernetes import node as kube_node
+from harness.launch.kubernetes.admission import AdmissionGate
+from harness.launch.kubernetes.logs import LogReader
+from harness.launch.kubernetes.pods import (
+    NAMESPACE,
+    PriorityClasses,
+    delete_all_harness_objects,
+    delete_pods,
+    ensure_namespace,
+    workload_manifest,
+)
+from harness.launch.kubernetes.profiles import use_profile
+from harness.launch.kubernetes.watch import ADMISSION_EVENT_REASONS, ClusterWatch
+from harness.model.layout import WorkloadLayout
+from harness.model.predict import Baseline
+
+
+class KubernetesBackend(Backend):
+    name = "kubernetes"
+    kubelet = True
+    launch_slack_s = 5.0  # sandbox + container start through the kubelet and containerd
+    # the eviction's pod status reaches the watch up to ~1 s after the kubelet's decision, and the
+    # model's kill latency is 1 s
+    observation_slack_s = 2.0
+
+    def __init__(self, cluster: Cluster | None = None) -> None:
+        self.cluster = cluster or Cluster()
+        self._api: Any = None
+        self._watch: ClusterWatch | None = None
+        self._gate: AdmissionGate | None = None
+        self._classes: PriorityClasses | None = None
+        self._logs = LogReader()
+        self._ctx: ScenarioContext | None = None
+        self._host: ContainerdBackend | None = None  # the cluster's containerd, for placement host
+        self._host_workloads: set[str] = set()
+        self._pod_of: dict[str, str] = {}  # workload -> pod name
+
+    # ---- plumbing --------------------------------------------------------------------------
+    @property
+    def api(self) -> Any:
+        if self._api is None:
+            self._api = api_client(self.cluster)
+        return self._api
+
+    @property
+    def core(self) -> Any:
+        return k8s.CoreV1Api(self.api)
+
+    @property
+    def watch(self) -> ClusterWatch:
+        if self._watch is None:
+            self._watch = ClusterWatch(self.api, self.cluster)
+        return self._watch
+
+    def sanity_checks(self) -> list[Check]:
+        try:
+            self.cluster.require_up()
+        except HarnessError as exc:
+            return [Check("cluster", False, str(exc), "harness cluster up")]
+        try:
+            node = self.core.read_node(self.cluster.node_name)
+        except Exception as exc:
+            return [
+                Check(
+                    "cluster",
+                    False,
+                    f"cannot read node {self.cluster.node_name}: {exc}",
+                    "harness cluster status",
+                )
+            ]
+        ready = {c.type: c.status for c in node.status.conditions or []}.get("Ready")
+        return [
+            Check(
+                "cluster", True, f"node {node.metadata.name} kubelet {node.status.node_info.kubelet_version}"
+            ),
+            Check("node Ready", ready == "True", f"Ready={ready}", "harness cluster status"),
+        ]
+
+    # ---- typed hooks -----------------------------------------------------------------------
+    def versions(self) -> dict[str, Any]:
+        rec = self.cluster.record()
+        out: dict[str, Any] = {
+            "kubernetes": rec.get("version"),
+            "kubelet_profile": rec.get("kubelet_profile"),
+        }
+        with contextlib.suppress(Exception):
+            info = self.core.read_node(self.cluster.node_name).status.node_info
+            out.update(
+                kubelet=info.kubelet_version,
+                runtime=info.container_runtime_version,
+                kernel=info.kernel_version,
+            )
+        return out
+
+    def node_view(self, host: Mapping[str, Any]) -> NodeView:
+        """The node is this host, at the cluster's kubelet version, with NUMA nodes as it saw them."""
+        v = self.cluster.record().get("version")
+        return NodeView(
+            memory_capacity_bytes=int(host["memoryCapacity"]) if host.get("memoryCapacity") else None,
+            numa_memory_bytes=kube_node.numa_memory(self.cluster),
+            kubelet_version=".".join(str(v).lstrip("v").split(".")[:2]) if v else None,
+        )
+
+    def baseline(self) -> Baseline:
+        return kube_node.baseline()
+
+    def node_cgroups(self, ctx: ScenarioContext) -> list[tuple[str, str]]:
+        """The kubelet's real tree: the root (node-wide usage) and ``kubepods``."""
+        return [("node", ""), ("kubepods", "kubepods")]
+
+    def prepare(self, ctx: ScenarioContext) -> KubeletStart | None:
+        self._ctx = ctx
+        ensure_namespace(self.core)
+        self.watch.ctx = ctx
+        self.watch.start()
+        start = use_profile(self.cluster, ctx)
+        if start is not None and not start.started:
+            return start
+        if self._gate is None:
+            self._gate = AdmissionGate(self.core, self.api, self.cluster)
+        self._gate.wait_no_memory_pressure(ctx)
+        hosts = {w.name: ctx.layout.workloads[w.name] for w in ctx.scenario.workloads if w.placement != "pod"}
+        if hosts:
+            # only the harness part of the tree: host workloads, each capped at its leak.max
+            limits: dict[str, int | None] = {}
+            for w in ctx.scenario.workloads:
+                if w.name in hosts:
+                    if w.leak.max_bytes <= 0:
+                        raise HarnessError(
+                            f"scenario {ctx.scenario.name}: host workload {w.name} needs leak.max on the "
+                            "kubernetes backend (it drains the real node; the cap keeps the host safe)"
+                        )
+                    cg = hosts[w.name].cgroup
+                    parts = cg.split("/")
+                    for i in range(1, len(parts)):
+                        limits.setdefault("/".join(parts[:i]), None)
+                    limits[cg] = w.leak.max_bytes + (64 << 20)
+            limits.setdefault("", None)
+            ctx.tree.create(limits)
+        return start
+
+    def observe_node(self, ctx: ScenarioContext, handles: Mapping[str, Handle]) -> NodeObservations:
+        """The scenario's pods with their real uids and container ids, and the memory manager's
+        checkpoint (``<kubelet root>/memory_manager_state``), for the verdicts (S8, S9)."""
+        pods = [
+            ObservedPod(
+                workload=w.name,
+                namespace=NAMESPACE,
+                uid=h.pod.uid,
+                container_id=h.container_id,
+                admitted=h.kubelet.admission_reason is None,
+            )
+            for w in ctx.scenario.workloads
+            if (h := handles.get(w.name)) is not None and h.pod is not None and w.placement == "pod"
+        ]
+        path = self.cluster.kubelet_root / "memory_manager_state"
+        try:
+            text: str | None = path.read_text()
+            error = ""
+        except OSError as exc:
+            text, error = None, f"cannot read {path}: {exc}"
+        return NodeObservations(
+            pods=pods,
+            memory_manager_state=text,
+            memory_manager_state_path=str(path),
+            memory_manager_error=error,
+        )
+
+    # ---- workloads -------------------------------------------------------------------------
+    def launch(self, ctx: ScenarioContext, workload: Workload, layout: WorkloadLayout) -> Handle:
+        if workload.placement != "pod":
+            if self._host is None:
+                # a non-Kubernetes workload goes through the node's own runtime, outside k8s.io
+                # (issue 9): the cluster's containerd, namespace "harness", cgroup in the harness tree
+                self._host = ContainerdBackend(instance(self.cluster))
+            self._host_workloads.add(workload.name)
+            return self._host.launch(ctx, workload, layout)
+        manifest = workload_manifest(ctx, workload, self.cluster.node_name)
+        spec = manifest["spec"]
+        if workload.priority_class_name:
+            spec["priorityClassName"] = workload.priority_class_name
+        elif workload.priority is not None:
+            if self._classes is None:
+                self._classes = PriorityClasses(self.api)
+            spec["priorityClassName"] = self._classes.name_for(workload.priority)
+        name = manifest["metadata"]["name"]
+        h = Handle(
+            workload=workload.name,
+            backend=self.name,
+            cgroup=layout.cgroup,
+            # the model's path until the container runs (a pod rejected at admission keeps it)
+            cgroup_abs=memory_root(cgroup_version()) / layout.cgroup,
+        )
+        h.asked_oom_score_adj = layout.oom_score_adj
+        h.t_start_mono = time.monotonic()
+        h.t_start_wall = time.time()
+        self._pod_of[workload.name] = name
+        self.core.create_namespaced_pod(NAMESPACE, manifest)
+        ctx.events.add("harness", "pod_created", workload=workload.name, pod=name)
+        self._wait_started(h, name, timeout=60.0)
+        return h
+
+    def _wait_started(self, h: Handle, name: str, timeout: float) -> None:
+        """Until the container runs (its cgroup is known), or the pod ended / was rejected."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pod = self.watch.pod(name)
+            if pod is None:
+                with contextlib.suppress(Exception):
+                    pod = self.api.sanitize_for_serialization(self.core.read_namespaced_pod(name, NAMESPACE))
+            if pod:
+                st = pod.get("status", {})
+                if st.get("phase") in ("Failed", "Succeeded") and not st.get("containerStatuses"):
+                    return  # rejected at admission; poll() reports it
+                for cs in st.get("containerStatuses") or []:
+                    cid = cs.get("containerID") or ""
+                    if cid and (
+                        (cs.get("state") or {}).get("running") or (cs.get("state") or {}).get("terminated")
+                    ):
+                        self._bind_cgroup(h, pod, cid.split("://", 1)[-1])
+                        return
+            time.sleep(0.05)
+        raise HarnessError(f"pod {NAMESPACE}/{name} did not start within {timeout:.0f} s")
+
+    def _bind_cgroup(self, h: Handle, pod: dict[str, Any], cid: str) -> None:
+        uid = pod["metadata"]["uid"]
+        qos = (pod.get("status", {}).get("qosClass") or "").lower()
+        mem = memory_root(cgroup_version())
+        # kubelet cgroupfs naming (pkg/kubelet/cm/qos_container_manager_linux.go, pod_container_manager_linux.go)
+        pod_rel = f"kubepods/pod{uid}" if qos == "guaranteed" else f"kubepods/{qos}/pod{uid}"
+        h.cgroup = f"{pod_rel}/{cid}"
+        h.cgroup_abs = mem / h.cgroup
+        h.container_id = cid
+        h.pod = PodRef(name=pod["metadata"]["name"], uid=uid, qos=qos, cgroup_abs=mem / pod_rel)
+        with contextlib.suppress(OSError):
+            h.pids = [int(p) for p in (h.cgroup_abs / "cgroup.procs").read_text().split()]
+        with contextlib.suppress(OSError, IndexError):
+            h.applied_oom_score_adj = int(Path(f"/proc/{h.pids[0]}/oom_score_adj").read_text())
+        if (
+            h.asked_oom_score_adj is not None
+            and h.applied_oom_score_adj is not None
+            and h.applied_oom_score_adj != h.asked_oom_score_adj
+        ):
+            dev = (
+                f"oom_score_adj {h.asked_oom_score_adj} asked by the kubelet, {h.applied_oom_score_adj} applied "
+                "(containerd restrict_oom_score_adj: this host cannot set negative values)"
+            )
+            h.deviations.append(dev)
+            if self._ctx:
+                self._ctx.events.add("harness", "host_deviation", workload=h.workload, detail=dev)
+
+    def poll(self, ctx: ScenarioContext, handle: Handle) -> ExitInfo | None:
+        if handle.workload in self._host_workloads:
+            assert self._host is not None
+            return self._host.poll(ctx, handle)
+        name = self._pod_of.get(handle.workload)
+        if handle.exit:
+            self._refresh_kubelet_view(handle, name)
+            return handle.exit
+        self._logs.read(handle, ctx.events)
+        pod = self.watch.pod(name) if name else None
+        if pod is None:
+            return None
+        st = pod.get("status", {})
+        phase = st.get("phase")
+        self._refresh_kubelet_view(handle, name)
+        term = None
+        for cs in st.get("containerStatuses") or []:
+            term = (cs.get("state") or {}).get("terminated") or term
+            if not handle.container_id and cs.get("containerID"):
+                self._bind_cgroup(handle, pod, cs["containerID"].split("://", 1)[-1])
+        if term is None and phase not in ("Failed", "Succeeded"):
+            return None
+        if term is None and phase == "Failed" and st.get("containerStatuses"):
+            return None  # eviction: wait for the container's own termination record
+        self._logs.read(handle, ctx.events)
+        code = term.get("exitCode") if term else None
+        handle.exit = ExitInfo(
+            t_mono=self.watch.last_seen(name or ""),
+            t_wall=time.time(),
+            exit_code=code,
+            signal=(code - 128) if isinstance(code, int) and code > 128 else None,
+            runtime_oom_killed=(term.get("reason") == "OOMKilled") if term else None,
+            stopped_by_harness=handle.stop_requested,
+        )
+        ctx.events.add(
+            "runtime",
+            "exit",
+            workload=handle.workload,
+            exit_code=code,
+            reason=(term or {}).get("reason"),
+            pod_reason=st.get("reason"),
+        )
+        return handle.exit
+
+    def _refresh_kubelet_view(self, handle: Handle, name: str | None) -> None:
+        """Pod phase/reason and the kubelet's pod events into the handle (also after the exit)."""
+        pod = self.watch.pod(name) if name else None
+        view = handle.kubelet
+        st = (pod or {}).get("status", {})
+        reason = st.get("reason")
+        if pod is not None:
+            view.phase = st.get("phase")
+            if st.get("phase") == "Failed" and reason and not st.get("containerStatuses"):
+                view.admission_reason = f"{reason}: {st.get('message', '')}".strip()
+            if reason:
+                view.reason = reason
+                if view.t_mono is None:
+                    view.t_mono = self.watch.last_seen(name or "")
+        for ev_reason, msg, t_ev in self.watch.pod_events(name or ""):
+            view.t_mono = t_ev if view.t_mono is None else min(t_ev, view.t_mono)
+            if ev_reason in ADMISSION_EVENT_REASONS:
+                if view.admission_reason is None:
+                    view.admission_reason = f"{ev_reason}: {msg}"
+                continue
+            # Since 1.27 (kubernetes/kubernetes PR #115331, issue #118310) the phase of a pod killed by
+            # the eviction manager follows its containers' exit codes: a container that exits 0 on the
+            # SIGTERM leaves the pod Succeeded with no reason, and only the Evicted event says what happened.
+            view.reason = ev_reason
+            view.message = msg
+
+    def stop(self, ctx: ScenarioContext, handle: Handle, timeout: float = 5.0) -> None:
+        if handle.workload in self._host_workloads:
+            assert self._host is not None
+            self._host.stop(ctx, handle, timeout)
+            return
+        name = self._pod_of.get(handle.workload)
+        if not name or handle.exit:
+            return
+        handle.stop_requested = True
+        with contextlib.suppress(Exception):
+            self.core.delete_namespaced_pod(name, NAMESPACE, grace_period_seconds=int(timeout))
+        deadline = time.monotonic() + timeout + 30
+        while time.monotonic() < deadline and self.poll(ctx, handle) is None:
+            pod = self.watch.pod(name)
+            if (
+                pod is not None
+                and pod.get("metadata", {}).get("deletionTimestamp")
+                and not any(
+                    (cs.get("state") or {}).get("running")
+                    for cs in pod.get("status", {}).get("containerStatuses") or []
+                )
+            ):
+                break
+            time.sleep(0.1)
+        if handle.exit is None:
+            handle.exit = ExitInfo(time.monotonic(), time.time(), 143, 15, None, stopped_by_harness=True)
+
+    def teardown(self, ctx: ScenarioContext) -> list[str]:
+        failed: list[str] = []
+        remaining = delete_pods(self.core, list(self._pod_of.values()), timeout=90)
+        failed += [f"pod {NAMESPACE}/{n} still exists" for n in sorted(remaining)]
+        if self._host is not None:
+            failed += self._host.teardown(ctx)
+        else:
+            failed += ctx.tree.remove()
+        self._pod_of.clear()
+        self._host_workloads.clear()
+        self._logs.clear()
+        self._ctx = None
+        if self._watch is not None:
+            self._watch.ctx = None
+        return failed
+
+    def close(self) -> None:
+        if self._host is not None:
+            with contextlib.suppress(Exception):
+                self._host.close()
+            self._host = None
+        if self._watch is not None:
+            self._watch.stop()
+            self._watch = None
+        if self._api is not None:
+            with contextlib.suppress(Exception):
+                self._api.close()
+            self._api = None
+
+    @classmethod
+    def cleanup_all(cls) -> list[str]:
+        """Delete every harness pod and PriorityClass if the cluster is up (the cluster itself stays),
+        and the host workloads' tasks of the cluster's containerd; returns what could not be removed."""
+        c = Cluster()
+        if not c.daemon("kube-apiserver").running():
+            return []
+        api = api_client(c)
+        try:
+            out = delete_all_harness_objects(api)
+        finally:
+            with contextlib.suppress(Exception):
+                api.close()
+        inst = instance(c)
+        if answers(inst):
+            out += cleanup_namespace(inst)  # host workloads; the kubelet's k8s.io is never touched
+        return out

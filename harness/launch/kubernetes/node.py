@@ -1,0 +1,49 @@
+"""The node as the kubelet sees it: what it already uses, and each NUMA node's size at its start."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any
+
+from harness.host.cgroups import cgroup_version, memory_root
+from harness.model.predict import Baseline
+from harness.sample.cgroupfs import parse_memory_stat
+
+
+def baseline() -> Baseline:
+    """What the node already uses before a scenario, as cAdvisor computes it for the kubelet:
+    working set = usage - total_inactive_file (cadvisor container/libcontainer/handler.go
+    setMemoryStats; the eviction manager's memory.available = capacity - root working set)."""
+    mem = memory_root(cgroup_version())
+    out = {}
+    for name, d in (("root", mem), ("kubepods", mem / "kubepods")):
+        try:
+            if (d / "memory.usage_in_bytes").exists():
+                usage = int((d / "memory.usage_in_bytes").read_text())
+                stat = parse_memory_stat((d / "memory.stat").read_text())
+                inactive = stat.get("total_inactive_file", 0)
+            else:
+                usage = int((d / "memory.current").read_text())
+                inactive = parse_memory_stat((d / "memory.stat").read_text()).get("inactive_file", 0)
+        except (OSError, ValueError):
+            usage, inactive = 0, 0
+        out[name] = (usage, max(0, usage - inactive))
+    return Baseline(
+        root_working_set=out["root"][1],
+        kubepods_working_set=out["kubepods"][1],
+        root_usage=out["root"][0],
+        kubepods_usage=out["kubepods"][0],
+    )
+
+
+def numa_memory(cluster: Any) -> dict[str, int]:
+    """Each NUMA node's memory as the running kubelet saw it at its start: from its memory
+    manager's checkpoint when there is one (machineState.<node>.memoryMap.memory.total, exactly
+    what cAdvisor reported to it), else from the harness's read just before the kubelet started
+    (on this VM memory is onlined over time, so later reads differ)."""
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        state = json.loads((cluster.kubelet_root / "memory_manager_state").read_text())
+        if state.get("policyName") == "Static" and state.get("machineState"):
+            return {str(n): int(v["memoryMap"]["memory"]["total"]) for n, v in state["machineState"].items()}
+    return {str(k): int(v) for k, v in (cluster.record().get("numa_memory_at_kubelet_start") or {}).items()}

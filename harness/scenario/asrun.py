@@ -1,0 +1,87 @@
+"""The prediction again, as the workloads really ran (``model.schedule``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from harness.config.suite import Scenario
+from harness.launch.base import EventSink, Handle
+from harness.model.predict import Prediction, predict_scenario
+from harness.model.schedule import SLOW_FRACTION, schedule_from_lines
+from harness.progress import Progress
+
+
+def predict_as_run(
+    sc: Scenario,
+    planned: Prediction,
+    handles: dict[str, Handle],
+    t0_mono: float,
+    kubelet: bool,
+    baseline: Any,
+    progress: Progress,
+    events: EventSink,
+) -> Prediction:
+    """The prediction again, with each workload's real start and allocation pace (``model.schedule``).
+
+    The plan assumes every program starts at t = 0 and allocates on schedule; launch latency (a
+    pod's sandbox and container) and a host whose page faults cannot keep the pace are facts of
+    the host, not of the memory protection under test. Verdicts are judged against this as-run
+    prediction; the planned one is kept beside it (``planned_*`` columns)."""
+    workloads = {w.name: w for w in sc.workloads}
+    schedules = {}
+    for w in workloads.values():
+        h = handles.get(w.name)
+        if h is None:
+            continue
+        sched = schedule_from_lines(
+            list(h.lines),
+            t0_mono,
+            interval_s=w.leak.interval_s,
+            chunk_bytes=w.leak.chunk_bytes,
+            planned_start_s=w.leak.start_delay_s,
+        )
+        if sched is not None:
+            schedules[w.name] = sched
+        elif h.pids or h.container_id:
+            # its program ran but its lines are missing: the others' timeline alone would be judged
+            # with the as-run slack while this one's memory still follows the plan
+            progress.say(f"  note: {w.name}: no lines from its program; judged on the planned timeline")
+            events.add("harness", "as_run_incomplete", workload=w.name, scenario=sc.name)
+            return planned
+    if not schedules:
+        return planned
+    pred = predict_scenario(sc, kubelet=kubelet, baseline=baseline, schedules=schedules)
+    for wp in pred.workloads:
+        before = planned.workload(wp.name)
+        wp.planned_outcome = before.label
+        wp.planned_earliest_s, wp.planned_latest_s = before.earliest_s, before.latest_s
+        sched = schedules.get(wp.name)
+        if sched is None:
+            continue
+        wp.basis = "as-run"
+        wp.launch_s = round(sched.launch_s, 4)
+        wp.max_chunk_s = round(sched.max_chunk_s(), 4)
+        wp.alloc_rate_bytes_per_s = sched.rate_bytes_per_s()
+        w = workloads[wp.name]
+        asked = w.leak.rate_bytes_per_s
+        got = wp.alloc_rate_bytes_per_s
+        events.add(
+            "harness", "as_run", workload=wp.name, scenario=sc.name, detail=json.dumps(sched.to_dict())
+        )
+        if got is not None and asked != float("inf") and got < SLOW_FRACTION * asked:
+            dev = (
+                f"the leak allocated {got / 2**20:.0f} MiB/s of the {asked / 2**20:.0f} MiB/s asked "
+                f"(a chunk took up to {sched.max_chunk_s():.2f} s, interval {w.leak.interval_s:g} s): "
+                + ("this host's file writes" if w.leak.mode == "pagecache" else "this host's page faults")
+                + " are slower than the schedule; judged on the as-run timeline"
+            )
+            handles[wp.name].deviations.append(dev)
+            events.add("harness", "host_deviation", workload=wp.name, detail=dev)
+            progress.say(f"  note: {wp.name}: {dev}")
+        if wp.planned_outcome != wp.label:
+            progress.say(
+                f"  note: {wp.name}: as run (started at t={sched.start_s:.2f}s) the model predicts "
+                f"{wp.outcome}{' (race)' if wp.race else ''}, planned {wp.planned_outcome}"
+            )
+    return pred

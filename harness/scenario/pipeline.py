@@ -1,0 +1,104 @@
+"""One scenario, top to bottom."""
+
+from __future__ import annotations
+
+from harness.classify import Outcome
+from harness.config.suite import Scenario
+from harness.model.predict import Prediction, predict_scenario
+from harness.scenario.asrun import predict_as_run
+from harness.scenario.context import LiveScenario, ResolvedScenario, RunContext, ScenarioResult
+from harness.scenario.resolve import after_kubelet_start, resolve
+from harness.scenario.steps import (
+    classify_workloads,
+    launch_workloads,
+    new_live,
+    observe_node,
+    prepare_node,
+    teardown,
+    wait_for_workloads,
+)
+from harness.verdict import Verdict, judge
+
+
+def run_scenario(spec: Scenario, run: RunContext) -> ScenarioResult:
+    """Resolve, predict, launch, sample, classify, judge; tear-down always runs."""
+    res = resolve(spec, run)
+    plan = predict(res, run)
+    announce(res, plan, run)
+    live = new_live(res, run)
+    result = ScenarioResult(spec.name, plan)
+    run.events.add("harness", "scenario_start", scenario=spec.name)
+    started = True
+    try:
+        start, result.verdicts = prepare_node(live, run)
+        started = start is None or start.started
+        if start is not None and start.started:  # predict again with the node the new kubelet saw
+            live.resolved = after_kubelet_start(live.resolved, run)
+            live.ctx.scenario = live.resolved.scenario
+            plan = result.prediction = predict(live.resolved, run)
+        if started:
+            launch_workloads(live, run)
+            result.verdicts += observe_node(live, run)
+            wait_for_workloads(live, run)
+    finally:
+        teardown(live, run)
+        run.events.add("harness", "scenario_end", scenario=spec.name)
+    if not started:
+        return result  # no workload could run on a kubelet that did not start
+    result.prediction = predict_as_run(
+        live.resolved.scenario,
+        plan,
+        live.handles,
+        live.ctx.t0_mono,
+        run.backend.kubelet,
+        live.resolved.baseline,
+        run.progress,
+        run.events,
+    )
+    result.outcomes = classify_workloads(live, run)
+    result.verdicts += judge_workloads(live, run, result.prediction, result.outcomes)
+    return result
+
+
+def predict(res: ResolvedScenario, run: RunContext) -> Prediction:
+    """The model's outcome per workload on the planned timeline."""
+    return predict_scenario(res.scenario, kubelet=run.backend.kubelet, baseline=res.baseline)
+
+
+def announce(res: ResolvedScenario, pred: Prediction, run: RunContext) -> None:
+    """The node's baseline as an event, and the prediction on the console."""
+    if res.baseline is not None:
+        run.events.add("harness", "baseline", scenario=res.scenario.name, **vars(res.baseline))
+    run.progress.say(
+        f"scenario {res.scenario.id or ''} {res.scenario.name}: "
+        + "; ".join(f"{w.name} -> {w.outcome}" + (" (race)" if w.race else "") for w in pred.workloads)
+    )
+
+
+def judge_workloads(
+    live: LiveScenario, run: RunContext, pred: Prediction, outcomes: list[Outcome]
+) -> list[Verdict]:
+    """Each outcome against its prediction; the window's slack is the backend's reporting latency
+    (as-run) or its launch latency (planned), plus the longest chunk."""
+    sc = live.resolved.scenario
+    out = []
+    for w, o in zip(sc.workloads, outcomes, strict=True):
+        wp = pred.workload(w.name)
+        t_obs = (o.t_mono - live.ctx.t0_mono) if o.t_mono is not None else None
+        slack = run.backend.observation_slack_s if wp.basis == "as-run" else run.backend.launch_slack_s
+        v = judge(
+            sc.name,
+            wp,
+            o,
+            t_obs,
+            slack_s=slack,
+            interval_s=max(w.leak.interval_s, wp.max_chunk_s or 0.0),
+            deviations=live.handles[w.name].deviations,
+        )
+        run.progress.say(
+            f"  {'ok  ' if v.passed else 'FAIL'} {w.name:<14} predicted {v.predicted:<16} observed {o.outcome:<16}"
+            + (f" t={t_obs:.2f}s" if t_obs is not None else "")
+            + (f"  ({'; '.join(v.reasons)})" if v.reasons else "")
+        )
+        out.append(v)
+    return out

@@ -1,0 +1,236 @@
+"""The steps of one scenario between resolve and judge: the node, the workloads, the wait, the
+tear-down, and the evidence each workload leaves for the classifier."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from pathlib import Path
+
+from harness.classify import OomRecord, Outcome, WorkloadEvidence, classify
+from harness.host.cgroups import CgroupTree, memory_root
+from harness.launch.base import KubeletStart, ScenarioContext
+from harness.quantity import format_mib
+from harness.sample.cgroupfs import CgroupPaths, parse_memory_events, parse_oom_control
+from harness.scenario.context import LiveScenario, ResolvedScenario, RunContext
+from harness.verdict import Verdict
+from harness.verdict.cgroups import cgroup_verdict, scenario_conformance
+from harness.verdict.kubelet import kubelet_start_verdict
+from harness.verdict.memorymanager import memory_manager_verdict
+
+# Scratch space of the workloads (page-cache files), per run and scenario; removed at tear-down.
+WORKDIR = Path(os.environ.get("HARNESS_WORKDIR", "/var/tmp/harness"))
+
+
+def new_live(res: ResolvedScenario, run: RunContext) -> LiveScenario:
+    sc = res.scenario
+    workdir = WORKDIR / run.run_id / sc.name
+    workdir.mkdir(parents=True, exist_ok=True)
+    ctx = ScenarioContext(
+        run_id=run.run_id,
+        scenario=sc,
+        layout=res.layout,
+        tree=CgroupTree(f"harness/{run.run_id}/{sc.name}", run.cgroup_version),
+        events=run.events,
+        workdir=workdir,
+        negative_oom_score_adj=bool(run.host.get("negativeOomScoreAdj", True)),
+    )
+    return LiveScenario(resolved=res, ctx=ctx, workdir=workdir)
+
+
+def prepare_node(live: LiveScenario, run: RunContext) -> tuple[KubeletStart | None, list[Verdict]]:
+    """The backend makes the node ready; a kubelet (re)started for the profile is judged at once."""
+    start = run.backend.prepare(live.ctx)
+    if start is None:
+        return None, []
+    sc = live.resolved.scenario
+    assert sc.profile is not None and sc.node is not None
+    v = kubelet_start_verdict(sc.name, sc.profile, sc.node, start)
+    run.progress.say(
+        f"  {'ok  ' if v.passed else 'FAIL'} kubelet start: predicted {v.predicted}, observed {v.observed}"
+    )
+    return start, [v]
+
+
+def launch_workloads(live: LiveScenario, run: RunContext) -> None:
+    """Sample the node's cgroups, then start every workload and sample its own cgroup too."""
+    sc, ctx = live.resolved.scenario, live.ctx
+    for name, rel in run.backend.node_cgroups(ctx):
+        key = f"{sc.name}/{name}"
+        run.sampler.register(key, CgroupPaths(rel, _vstr(run)))
+        live.sampled.append(key)
+    ctx.t0_mono = time.monotonic()
+    for w in sc.workloads:
+        h = run.backend.launch(ctx, w, live.resolved.layout.workloads[w.name])
+        live.handles[w.name] = h
+        key = f"{sc.name}/{w.name}"
+        paths = CgroupPaths(_rel(h.cgroup_abs, run), _vstr(run))
+        try:
+            run.sampler.register(key, paths)
+            run.watcher.add(key, paths)
+            live.sampled.append(key)
+            live.oom_kills_before[w.name] = oom_kill_count(h.cgroup_abs, run.cgroup_version) or 0
+        except OSError as exc:
+            run.events.add("harness", "sample_error", workload=w.name, detail=str(exc))
+
+
+def observe_node(live: LiveScenario, run: RunContext) -> list[Verdict]:
+    """What the kubelet created, judged against the model: every cgroup file (S8) and the
+    memory manager's checkpoint (S9, S10), where the scenario asks for them."""
+    sc = live.resolved.scenario
+    wants_cgroups = sc.check_cgroups
+    wants_mm = sc.profile is not None and sc.profile.memory_manager_static
+    if not (wants_cgroups or wants_mm):
+        return []
+    obs = run.backend.observe_node(live.ctx, live.handles)
+    if obs is None:
+        return []
+    out = []
+    if wants_cgroups:
+        checks = scenario_conformance(sc, obs, run.cgroup_version)
+        run.store.add_rows("cgroups", [{"scenario": sc.name, **c.to_dict()} for c in checks])
+        v = cgroup_verdict(sc.name, checks)
+        run.progress.say(
+            f"  cgroups: {sum(c.match for c in checks)}/{len(checks)} files as the model says"
+            + ("" if v.passed else ": " + "; ".join(v.reasons[:5]))
+        )
+        out.append(v)
+    if wants_mm:
+        v = memory_manager_verdict(sc, obs)
+        run.progress.say(f"  {'ok  ' if v.passed else 'FAIL'} memory manager state: {v.observed}")
+        out.append(v)
+    return out
+
+
+def wait_for_workloads(live: LiveScenario, run: RunContext) -> None:
+    """Poll until every workload ended or the scenario's timeout; stop what still runs."""
+    ctx, handles = live.ctx, live.handles
+    deadline = ctx.t0_mono + live.resolved.scenario.timeout_s
+    while time.monotonic() < deadline:
+        for h in handles.values():
+            run.backend.poll(ctx, h)
+        if all(h.exit is not None for h in handles.values()):
+            break
+        _tick(live, run)
+        time.sleep(0.05)
+    for h in handles.values():
+        if h.exit is None:
+            run.backend.stop(ctx, h)
+            run.backend.poll(ctx, h)
+    time.sleep(0.3)  # give the kernel log and counters a moment to arrive
+    _tick(live, run, force=True)
+    live.oom_kills_after = {n: oom_kill_count(h.cgroup_abs, run.cgroup_version) for n, h in handles.items()}
+
+
+def teardown(live: LiveScenario, run: RunContext) -> None:
+    """Always: stop sampling, remove everything of the scenario, say what could not be removed."""
+    for key in live.sampled:
+        run.sampler.unregister(key)
+        with contextlib.suppress(Exception):
+            run.watcher.remove(key)
+    failed = run.backend.teardown(live.ctx)
+    if failed:
+        run.events.add(
+            "harness", "cleanup_failed", scenario=live.resolved.scenario.name, detail="; ".join(failed)
+        )
+    shutil.rmtree(live.workdir, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        live.workdir.parent.rmdir()
+
+
+def classify_workloads(live: LiveScenario, run: RunContext) -> list[Outcome]:
+    """Each workload's outcome from independent evidence (``harness.classify``)."""
+    return [classify(evidence(live, run, w.name)) for w in live.resolved.scenario.workloads]
+
+
+def evidence(live: LiveScenario, run: RunContext, name: str) -> WorkloadEvidence:
+    """What the kernel log, the cgroup's OOM counter, the program, the runtime and the kubelet say."""
+    sc = live.resolved.scenario
+    h = live.handles[name]
+    wl = live.resolved.layout.workloads[name]
+    own_cg = _kernel_path(h.cgroup_abs, run)
+    own_scope = [own_cg]
+    if h.pod is not None:  # the kubelet's real pod cgroup
+        own_scope.append(_kernel_path(h.pod.cgroup_abs, run))
+    elif wl.pod_cgroup is not None:
+        own_scope.append(_kernel_path(live.ctx.tree.abs(wl.pod_cgroup), run))
+    key = f"{sc.name}/{name}"
+    delta_events = sum(
+        e["new"] - e["old"]
+        for e in run.events.events
+        if e["source"] == "memcg" and e["cgroup"] == key and e["counter"] == "oom_kill"
+    )
+    after = live.oom_kills_after.get(name)
+    delta_file = (after - live.oom_kills_before.get(name, 0)) if after is not None else None
+    delta = max(delta_events, delta_file or 0) if (delta_file is not None or delta_events) else None
+    reached_max = h.last_event("max") is not None
+    return WorkloadEvidence(
+        name=name,
+        cgroup_abs=str(h.cgroup_abs),
+        cgroup_rel=own_cg,
+        own_scope=own_scope,
+        pids=list(h.pids),
+        leaking=not reached_max,
+        exit_code=h.exit.exit_code if h.exit else None,
+        signal=h.exit.signal if h.exit else None,
+        stopped_by_harness=bool(h.exit and h.exit.stopped_by_harness),
+        runtime_oom_killed=h.exit.runtime_oom_killed if h.exit else None,
+        runtime_name=run.backend.name if h.exit and h.exit.runtime_oom_killed is not None else None,
+        heap_cap_event=h.last_event("heap_cap") is not None,
+        reached_max=reached_max,
+        oom_counter_delta=delta,
+        kmsg_kills=[
+            OomRecord(
+                t_mono=k.t_mono if k.t_mono is not None else (k.t_mono_received or 0.0),
+                pid=k.pid,
+                comm=k.comm,
+                oom_memcg=k.oom_memcg,
+                task_memcg=k.task_memcg,
+                oom_score_adj=k.oom_score_adj,
+                anon_rss_bytes=k.anon_rss,
+                invoker_pid=k.invoker_pid,
+                invoker_comm=k.invoker_comm,
+                constraint=k.constraint,
+            )
+            for k in run.kmsg.kills
+            if k.pid in h.pids or (k.task_memcg and k.task_memcg.rstrip("/") == own_cg)
+        ],
+        t_exit_mono=h.exit.t_mono if h.exit else None,
+        kubelet_reason=h.kubelet.reason,
+        kubelet_phase=h.kubelet.phase,
+        t_kubelet_mono=h.kubelet.t_mono,
+        admission_reason=h.kubelet.admission_reason,
+    )
+
+
+def oom_kill_count(cg: Path, version: int) -> int | None:
+    """The cgroup's oom_kill counter (v1 memory.oom_control, v2 memory.events), None if gone."""
+    try:
+        if version == 1:
+            return parse_oom_control((cg / "memory.oom_control").read_text()).oom_kill
+        return parse_memory_events((cg / "memory.events").read_text()).oom_kill
+    except OSError:
+        return None
+
+
+def _tick(live: LiveScenario, run: RunContext, force: bool = False) -> None:
+    states = {
+        n: format_mib(h.allocated) + ("" if h.exit is None else f" exit {h.exit.exit_code}")
+        for n, h in live.handles.items()
+    }
+    run.progress.tick(live.resolved.scenario.name, time.monotonic() - live.ctx.t0_mono, states, force=force)
+
+
+def _vstr(run: RunContext) -> str:
+    return "v1" if run.cgroup_version == 1 else "v2"
+
+
+def _rel(abs_path: Path, run: RunContext) -> str:
+    return str(abs_path.relative_to(memory_root(run.cgroup_version)))
+
+
+def _kernel_path(abs_path: Path, run: RunContext) -> str:
+    """A cgroup as the kernel prints it in oom-kill lines: "/" + path below the hierarchy root."""
+    return "/" + _rel(abs_path, run)
