@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import InputError
+from harness.results import atomic_write
 
 INDEX_NAME = ".catalog.json"
 INDEX_VERSION = 1
@@ -249,7 +250,6 @@ class Catalog:
         return runs
 
     def _write_index(self, entries: dict[str, Any]) -> None:
-        from harness.results import atomic_write
 
         # a read-only results folder: the cache is an optimisation only
         with contextlib.suppress(OSError):

@@ -318,6 +318,7 @@ def import_into_docker(client_or_socket: Any, tar: Path) -> str:
 
     ``client_or_socket`` is a ``docker.DockerClient`` or a socket path / ``unix://`` URL.
     """
+    # lazy: the Docker SDK loads only when the Docker engine is used
     import docker
 
     client = client_or_socket

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import ssl
 import subprocess
@@ -37,9 +38,18 @@ from typing import Any
 import yaml
 
 from harness.cluster.build import BuildResult, binary_version, build_for, ensure_built, normalize_version
+from harness.cluster.client import api_client
 from harness.cluster.daemon import Daemon
 from harness.cluster.pki import Pki, ensure_pki, kubeconfig
+from harness.cluster.runtime import (
+    cluster_containerd_status,
+    ensure_cluster_containerd,
+    stop_cluster_containerd,
+)
+from harness.config.kubelet import load_profile
 from harness.errors import HarnessError, HostError
+from harness.host.cgroups import hierarchies, rmdir_tree
+from harness.images import PAUSE_IMAGE
 
 DEFAULT_STATE = Path(os.environ.get("HARNESS_CLUSTER_DIR", "/var/lib/harness/cluster"))
 RUN_DIR = Path("/run/harness/cluster")
@@ -50,7 +60,6 @@ ETCD_PEER_PORT = 23800
 APISERVER_PORT = 6443
 KUBELET_PORT = 10250
 KUBELET_HEALTHZ_PORT = 10248
-CONTAINERD_NAMESPACE_K8S = "k8s.io"  # the CRI plugin's namespace (containerd pkg/cri/constants)
 COMPONENTS = ("etcd", "containerd", "kube-apiserver", "kubelet")
 
 Progress = Callable[[str], None]
@@ -233,7 +242,6 @@ class Cluster:
         self._wait(lambda: _http_ok(f"{client}/health"), 60, d, "etcd /health")
 
     def _start_containerd(self) -> None:
-        from harness.cluster.runtime import ensure_cluster_containerd
 
         ensure_cluster_containerd(self, progress=self.progress)
 
@@ -305,7 +313,6 @@ class Cluster:
     # ---- kubelet ---------------------------------------------------------------------------
     def kubelet_config(self, profile: Path, version: str) -> dict[str, Any]:
         """The profile's KubeletConfiguration verbatim, plus only what a local node needs."""
-        from harness.config.kubelet import load_profile
 
         load_profile(profile)  # validates (file + field in errors)
         with open(profile) as f:
@@ -410,7 +417,6 @@ class Cluster:
         minor = int(built.build.version.split(".")[1])
         if minor < 35:
             # keeps the imported pause image out of image GC (flag removed in 1.35)
-            from harness.images import PAUSE_IMAGE
 
             argv.append(f"--pod-infra-container-image={PAUSE_IMAGE}")
         self.progress(f"starting kubelet v{built.build.version} (config {self.kubelet_config_path})")
@@ -480,7 +486,6 @@ class Cluster:
         for name in ("kubelet", "kube-apiserver"):
             if self.daemon(name).stop(timeout=30):
                 stopped.append(name)
-        from harness.cluster.runtime import stop_cluster_containerd
 
         if stop_cluster_containerd(self):
             stopped.append("containerd")
@@ -503,9 +508,8 @@ class Cluster:
             return
         if not pods.get("items"):
             return
+        # lazy: the Kubernetes client loads only when a cluster is used
         from kubernetes import client as k8s
-
-        from harness.cluster.client import api_client
 
         core = k8s.CoreV1Api(api_client(self))
         for p in pods["items"]:
@@ -523,7 +527,6 @@ class Cluster:
 
     def _remove_pod_cgroups(self) -> None:
         """The kubelet leaves ``kubepods`` behind; remove it from every hierarchy once nothing runs there."""
-        from harness.host.cgroups import hierarchies, rmdir_tree
 
         for mount in hierarchies():
             top = mount / "kubepods"
@@ -537,7 +540,6 @@ class Cluster:
         for name in ("etcd", "kube-apiserver", "kubelet"):
             d = self.daemon(name)
             comps[name] = {"running": d.running(), "pid": d.pid(), "log": str(d.log)}
-        from harness.cluster.runtime import cluster_containerd_status
 
         comps["containerd"] = cluster_containerd_status(self)
         out: dict[str, Any] = {
@@ -582,7 +584,6 @@ class Cluster:
 
 def numa_memory(root: Path = Path("/sys/devices/system/node")) -> dict[str, int]:
     """NUMA node id -> MemTotal bytes from /sys/devices/system/node/node*/meminfo."""
-    import re
 
     out: dict[str, int] = {}
     for d in sorted(root.glob("node[0-9]*")):

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 def api_client(cluster: Cluster | None = None, kubeconfig: Path | None = None) -> Any:
     """A ``kubernetes.client.ApiClient`` for the local cluster (or any kubeconfig)."""
+    # lazy: the Kubernetes client loads only when a cluster is used
     from kubernetes import config as k8s_config
 
     path = kubeconfig or (cluster.admin_kubeconfig if cluster else None)

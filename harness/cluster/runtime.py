@@ -26,18 +26,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.engines.containerd import ContainerdInstance, ensure_containerd, status, stop
 from harness.errors import HarnessError, HostError
+from harness.images import LEAK_IMAGE, PAUSE_IMAGE, build_all, import_into_containerd
+from harness.procs import alive, read_pid
 
 if TYPE_CHECKING:
     from harness.cluster import Cluster
 
+CONTAINERD_NAMESPACE_K8S = "k8s.io"  # the CRI plugin's namespace (containerd pkg/cri/constants)
 LOOPBACK_CONFLIST = '{"cniVersion": "0.4.0", "name": "harness-loopback", "plugins": [{"type": "loopback"}]}\n'
 
 
 def instance(cluster: Cluster) -> Any:
     """The cluster's containerd (harness.engines.containerd): root under the cluster state, socket
     ``/run/harness/cluster/containerd/containerd.sock``, CRI plugin on."""
-    from harness.engines.containerd import ContainerdInstance
 
     return ContainerdInstance.under(cluster.state / "containerd", cluster.containerd_socket.parent, cri=True)
 
@@ -52,7 +55,6 @@ def _ctr(cluster: Cluster, *args: str, timeout: float = 60) -> subprocess.Comple
 
 
 def ensure_cluster_containerd(cluster: Cluster, progress: Callable[[str], None] | None = None) -> None:
-    from harness.engines.containerd import ensure_containerd
 
     say = progress or (lambda _m: None)
     inst = instance(cluster)
@@ -70,8 +72,6 @@ def ensure_cluster_containerd(cluster: Cluster, progress: Callable[[str], None] 
 
 def import_images(cluster: Cluster, say: Callable[[str], None]) -> None:
     """Import the pause and leak images into ``k8s.io`` unless they are there with the same digest."""
-    from harness.cluster import CONTAINERD_NAMESPACE_K8S
-    from harness.images import LEAK_IMAGE, PAUSE_IMAGE, build_all, import_into_containerd
 
     have = _ctr(cluster, "-n", CONTAINERD_NAMESPACE_K8S, "images", "ls", "-q").stdout.split()
     if PAUSE_IMAGE in have and LEAK_IMAGE in have:
@@ -85,8 +85,6 @@ def import_images(cluster: Cluster, say: Callable[[str], None]) -> None:
 
 def stop_cluster_containerd(cluster: Cluster) -> bool:
     """Stop the cluster's containerd, its shims and their containers, by pid."""
-    from harness.engines.containerd import stop
-    from harness.procs import alive, read_pid
 
     inst = instance(cluster)
     pid = read_pid(inst.pidfile_path)
@@ -98,7 +96,6 @@ def stop_cluster_containerd(cluster: Cluster) -> bool:
 
 
 def cluster_containerd_status(cluster: Cluster) -> dict[str, Any]:
-    from harness.engines.containerd import status
 
     st: dict[str, Any] = dict(status(instance(cluster)))
     st["running"] = bool(st.get("answering"))

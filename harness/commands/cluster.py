@@ -33,6 +33,7 @@ def cluster_group() -> None:
 )
 def build_cmd(versions: tuple[str, ...]) -> None:
     """Build kubelet and kube-apiserver for VERSION(s) from the k8s.io/kubernetes module (cached)."""
+    # lazy: commands load their libraries only when they run
     from harness.cluster.build import ensure_built
 
     for v in versions:
@@ -58,6 +59,7 @@ def build_cmd(versions: tuple[str, ...]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print timings as JSON.")
 def up_cmd(version: str | None, profile: Path | None, detach: bool, as_json: bool) -> None:
     """Build (if needed) and start the cluster; restart the kubelet if its profile changed."""
+    # lazy: commands load their libraries only when they run
     from harness.cluster import DEFAULT_VERSION, Cluster
 
     cluster = Cluster(progress=_say)
@@ -108,6 +110,7 @@ def up_cmd(version: str | None, profile: Path | None, detach: bool, as_json: boo
 )
 def down_cmd(purge: bool) -> None:
     """Stop exactly what `up` started, by pid (kubelet, apiserver, containerd, etcd)."""
+    # lazy: commands load their libraries only when they run
     from harness.cluster import Cluster
 
     stopped = Cluster(progress=_say).down(purge=purge)
@@ -118,6 +121,7 @@ def down_cmd(purge: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def status_cmd(as_json: bool) -> None:
     """Each component, versions, node conditions and allocatable."""
+    # lazy: commands load their libraries only when they run
     from harness.cluster import Cluster
 
     st = Cluster().status()

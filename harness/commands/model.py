@@ -69,6 +69,7 @@ def build_facts(
         data["cgroupVersion"] = int(cgroup_version)
     if kubelet_version:
         data["kubeletVersion"] = kubelet_version
+    # lazy: commands load their libraries only when they run
     from harness.config.node import parse_facts
 
     return parse_facts(data, facts_file or "<node flags>")
@@ -83,6 +84,7 @@ def _emit(obj: Any, as_json: bool, text: Callable[[], str]) -> None:
 
 def node_summary(profile: KubeletConfiguration, facts: NodeFacts) -> dict[str, Any]:
     """The node-level numbers of the model, as ``harness model node --json`` prints them."""
+    # lazy: commands load their libraries only when they run
     from harness.model import memorymanager, node, thresholds
 
     minor = facts.kubelet_minor
@@ -202,6 +204,7 @@ def model_pod(profile: str, pod_file: str, as_json: bool, **node_flags: Any) -> 
 
 
 def pod_summary(profile: KubeletConfiguration, facts: NodeFacts, pod: Any) -> dict[str, Any]:
+    # lazy: commands load their libraries only when they run
     from harness.model import cgroups, oom, qos, resources
 
     minor = facts.kubelet_minor
@@ -276,7 +279,10 @@ def model_predict(scenario_file: str, only: str | None, backend: str, as_json: b
     Example:
       harness model predict suites/local.yaml --backend process
     """
+    # lazy: commands load their libraries only when they run
     from harness.config.suite import load_suite
+
+    # lazy: commands load their libraries only when they run
     from harness.model.predict import predict_scenario
 
     suite = load_suite(scenario_file)

@@ -49,6 +49,7 @@ def provision_cmd(
       harness provision lab.yaml --playbook teardown.yml
     Exit 0 when every host succeeded, 2 when a host failed (one line per host) or on bad input.
     """
+    # lazy: commands load their libraries only when they run
     from harness.provision import load_inventory, provision
 
     inv = load_inventory(inventory_file)
@@ -81,7 +82,10 @@ def run_on_inventory_cmd(
     labels: list[str] | None = None,
 ) -> None:
     """What ``harness run SUITE --inventory FILE`` does; exits like ``harness run``."""
+    # lazy: commands load their libraries only when they run
     from harness.hosts.lab import run_on_inventory
+
+    # lazy: commands load their libraries only when they run
     from harness.provision import load_inventory
 
     inv = load_inventory(inventory_file)

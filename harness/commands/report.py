@@ -53,7 +53,10 @@ def report_cmd(run: str, output: str | None, results_dir: str) -> None:
     RUN is a run folder, a run id (or unique prefix) in --results, or a selector naming
     exactly one run. The plots are also written as PNG files beside the HTML file.
     """
+    # lazy: commands load their libraries only when they run
     from harness.catalog import select_runs
+
+    # lazy: commands load their libraries only when they run
     from harness.report import write_run_report
 
     runs = select_runs(run, results_dir)
@@ -135,8 +138,13 @@ def compare_cmd(
     Only complete runs are selected by filters (add status=... to choose otherwise).
     Exit 0 no change, 1 a change beyond tolerance, 2 bad input.
     """
+    # lazy: commands load their libraries only when they run
     from harness.catalog import Catalog
+
+    # lazy: commands load their libraries only when they run
     from harness.compare import CompareOptions, compare_groups, load_selection
+
+    # lazy: commands load their libraries only when they run
     from harness.compare.output import to_json, to_junit, to_markdown, to_text
 
     opts = CompareOptions(
@@ -185,6 +193,7 @@ def runs_list_cmd(filters: tuple[str, ...], results_dir: str, as_json: bool, no_
       harness runs list --results /srv/nightly kubelet=1.34.* --json
     Several FILTER arguments are combined like one comma-separated selector.
     """
+    # lazy: commands load their libraries only when they run
     from harness.catalog import Catalog, select_runs
 
     cat = Catalog(results_dir, use_index=not no_index)

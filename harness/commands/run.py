@@ -76,6 +76,7 @@ def run_cmd(
     130 when interrupted (results are kept and marked interrupted).
     """
     if inventory_file:
+        # lazy: commands load their libraries only when they run
         from harness.commands.provision import run_on_inventory_cmd
 
         return run_on_inventory_cmd(
@@ -90,9 +91,16 @@ def run_cmd(
             limit=list(limit),
             labels=list(labels),
         )
+    # lazy: commands load their libraries only when they run
     from harness.catalog import parse_labels
+
+    # lazy: commands load their libraries only when they run
     from harness.config.suite import load_suite
+
+    # lazy: commands load their libraries only when they run
     from harness.progress import Progress
+
+    # lazy: commands load their libraries only when they run
     from harness.run import run_suite
 
     run_labels = parse_labels(labels)
@@ -129,6 +137,7 @@ def cleanup_cmd(backends: tuple[str, ...], force: bool) -> None:
     Works after the harness itself was killed with SIGKILL: leftovers are found by the
     'harness' cgroup prefix and by container labels, and processes are stopped by pid.
     """
+    # lazy: commands load their libraries only when they run
     from harness.run import active_runs
 
     running = active_runs()

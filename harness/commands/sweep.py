@@ -39,6 +39,7 @@ def _parse_sets(values: tuple[str, ...], option: str) -> dict[str, Any]:
 
 
 def _parse_outcomes(text: str) -> tuple[list[str], list[str]]:
+    # lazy: commands load their libraries only when they run
     from harness.model.predict import OUTCOMES
 
     parts = text.split(",")
@@ -223,10 +224,19 @@ def sweep_cmd(
     Exit 0 when the predicted boundary agrees with the measured one, 1 when it does not (or
     cannot be compared), 2 on bad input or a harness error, 130 when interrupted (resumable).
     """
+    # lazy: commands load their libraries only when they run
     from harness.config.durations import parse_duration
+
+    # lazy: commands load their libraries only when they run
     from harness.progress import Progress
+
+    # lazy: commands load their libraries only when they run
     from harness.sweep.rates import format_rate, parse_rate_range
+
+    # lazy: commands load their libraries only when they run
     from harness.sweep.runner import RESUMABLE_CHANGES, SweepConfig, predict, resolve, run_sweep
+
+    # lazy: commands load their libraries only when they run
     from harness.sweep.store import SweepStore, new_sweep_id
 
     say = Progress(quiet=quiet)

@@ -32,6 +32,7 @@ from typing import Any
 import pandas as pd
 
 from harness.compare.load import Group
+from harness.errors import InputError
 
 CHECKS = ("coverage", "outcome", "time", "verdict", "cgroup", "host")
 
@@ -45,7 +46,6 @@ class CompareOptions:
     cgroups: bool = True
 
     def validate(self) -> None:
-        from harness.errors import InputError
 
         if self.tolerance_seconds < 0:
             raise InputError("--tolerance-seconds", None, "must be >= 0")
@@ -115,6 +115,7 @@ def fisher_p(a_yes: int, a_n: int, b_yes: int, b_n: int) -> float:
     >>> round(fisher_p(5, 5, 0, 5), 4)
     0.0079
     """
+    # lazy: scipy loads only when a fit or test is computed
     from scipy.stats import fisher_exact
 
     res = fisher_exact([[a_yes, a_n - a_yes], [b_yes, b_n - b_yes]], alternative="two-sided")
@@ -122,6 +123,7 @@ def fisher_p(a_yes: int, a_n: int, b_yes: int, b_n: int) -> float:
 
 
 def mannwhitney_p(a: list[float], b: list[float]) -> float:
+    # lazy: scipy loads only when a fit or test is computed
     from scipy.stats import mannwhitneyu
 
     if len(set(a)) == 1 and set(a) == set(b):

@@ -34,7 +34,7 @@ from harness.backends import NAMES, BackendName
 from harness.config.durations import parse_duration
 from harness.config.errors import first_error, load_yaml_mapping
 from harness.config.kubelet import KubeletConfiguration, load_profile
-from harness.config.node import NodeFacts
+from harness.config.node import NodeFacts, detect_local_facts
 from harness.config.pod import Pod, load_pods, parse_pod
 from harness.errors import InputError
 
@@ -251,7 +251,6 @@ def _resolve(base: Path, rel: str) -> Path:
 
 
 def _node(overrides: dict[str, Any], source: str, field: str, detect: bool) -> NodeFacts:
-    from harness.config.node import detect_local_facts
 
     data: dict[str, Any] = {}
     if detect:

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.engines import docker
+
 __all__ = ["DockerEngine", "cleanup_cgroup_parent", "docker_status", "ensure_docker"]
 
 
 def __getattr__(name: str) -> Any:
     # lazy, so that ``python -m harness.engines.docker`` does not import the module twice
     if name in __all__:
-        from harness.engines import docker
-
         return getattr(docker, name)
     raise AttributeError(name)

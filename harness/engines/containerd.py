@@ -42,6 +42,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError, HostError
+from harness.host.probes import probe_negative_oom_score_adj
+from harness.images import PAUSE_IMAGE
 from harness.procs import alive, cmdline, descendants, exe_name, read_pid, spawn_daemon
 
 DEFAULT_ROOT = Path("/var/lib/harness/containerd")
@@ -99,8 +101,6 @@ class ContainerdInstance:
         self.log = Path(self.log) if self.log else self.root / "containerd.log"
         self.cni_conf_dir = Path(self.cni_conf_dir) if self.cni_conf_dir else self.state / "cni" / "net.d"
         if not self.sandbox_image:
-            from harness.images import PAUSE_IMAGE
-
             self.sandbox_image = PAUSE_IMAGE
 
     @classmethod
@@ -224,8 +224,6 @@ def write_config(inst: ContainerdInstance) -> Path:
         raise HostError("runc not found: install the Debian package runc (scripts/setup.sh)")
     restrict = inst.restrict_oom_score_adj
     if restrict is None:
-        from harness.host.probes import probe_negative_oom_score_adj
-
         restrict = not probe_negative_oom_score_adj()
     text = render_config(inst, restrict_oom_score_adj=restrict, runc=runc)
     path = inst.config_path

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HostError
+from harness.host.cgroups import rmdir_tree
 from harness.procs import alive, descendants, exe_name, read_pid, spawn_daemon
 
 DEFAULT_STATE_DIR = Path("/var/lib/harness/docker")
@@ -45,6 +46,7 @@ SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def _client(socket: Path, timeout: float = 120) -> Any:
+    # lazy: the Docker SDK loads only when the Docker engine is used
     import docker
 
     return docker.DockerClient(base_url=f"unix://{socket}", timeout=int(timeout))
@@ -104,7 +106,6 @@ def cleanup_cgroup_parent(parent: str, timeout: float = 10.0) -> list[Path]:
     (and of the empty unified one). Call this after the containers below it are removed.
     Returns the directories removed; raises ``OSError`` if one stays busy past ``timeout``.
     """
-    from harness.host.cgroups import rmdir_tree
 
     dirs = cgroup_parent_dirs(parent)
     rel = parent.strip("/")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -169,7 +170,6 @@ def rmdir_tree(top: Path, *, timeout: float = 10.0, kill: bool = False) -> list[
     With ``kill``, processes still inside are sent SIGKILL by pid (from cgroup.procs).
     Returns what could not be removed.
     """
-    import signal
 
     def _kill(d: Path) -> None:
         if kill:

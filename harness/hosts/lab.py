@@ -37,12 +37,16 @@ import pandas as pd
 import yaml
 
 from harness import __version__
+from harness.catalog import parse_labels
 from harness.config.errors import load_yaml_mapping
+from harness.config.suite import load_suite
 from harness.errors import HarnessError
 from harness.hosts.remote import RemoteJob, RemoteSampler, follow, push_agent, read_samples, sequence_gaps
 from harness.hosts.ssh import SSHError, SSHHost
 from harness.progress import Progress
+from harness.provision import run_on_hosts
 from harness.provision.inventory import Inventory, LabHost
+from harness.results import RunStore, git_revision, new_run_id
 
 TABLES = ("samples", "events", "predictions", "outcomes", "verdicts")
 _RUN_LINE = re.compile(r"^harness: run (\S+) ")
@@ -145,9 +149,6 @@ def run_on_inventory(
     stream: Any = None,
     labels: list[str] | None = None,
 ) -> LabRunResult:
-    from harness.config.suite import load_suite
-    from harness.provision import run_on_hosts
-    from harness.results import RunStore, git_revision, new_run_id
 
     say = Progress(stream, quiet)
     suite_path = Path(suite_file)
@@ -246,7 +247,6 @@ def run_on_inventory(
 
 
 def _labels(items: list[str]) -> dict[str, str]:
-    from harness.catalog import parse_labels
 
     return parse_labels(items)
 

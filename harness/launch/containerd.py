@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import calendar
 import contextlib
+import ctypes
 import hashlib
 import json
 import os
@@ -52,8 +53,20 @@ from typing import Any
 
 from harness import __version__
 from harness.config.suite import Workload
+from harness.engines.containerd import (
+    answers,
+    ctr,
+    ctr_binary,
+    default_instance,
+    ensure_containerd,
+    server_version,
+    stop,
+    which,
+)
 from harness.errors import HarnessError, HostError
 from harness.host.cgroups import iter_pids, memory_root, remove_leftovers
+from harness.host.probes import probe_negative_oom_score_adj
+from harness.images import LEAK_IMAGE, build_image, import_into_containerd, workload_binary
 from harness.launch.base import (
     LABEL,
     LABEL_RUN,
@@ -164,7 +177,6 @@ def wall_to_mono(t_wall: float) -> float:
 
 def _die_with_parent() -> None:
     """In the child before exec: SIGTERM when the harness dies (even by SIGKILL): prctl(PR_SET_PDEATHSIG)."""
-    import ctypes
 
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
 
@@ -173,7 +185,6 @@ class EventFollower:
     """``ctr events`` for one namespace as a child process; calls ``on_event`` from a thread."""
 
     def __init__(self, address: str, namespace: str, on_event: Any) -> None:
-        from harness.engines.containerd import ctr_binary
 
         self.cmd = [
             ctr_binary(),
@@ -302,7 +313,6 @@ class ContainerdBackend(Backend):
     observation_slack_s = 1.0  # /tasks/oom and /tasks/exit through ctr events
 
     def __init__(self, instance: Any = None, namespace: str = NAMESPACE) -> None:
-        from harness.engines.containerd import default_instance
 
         self.namespace = check_namespace(namespace)
         self.instance = instance or default_instance()
@@ -317,19 +327,15 @@ class ContainerdBackend(Backend):
     # -- engine and image
     def _connect(self) -> Any:
         if self.engine is None:
-            from harness.engines.containerd import ensure_containerd
-
             self.engine = ensure_containerd(self.instance)
         return self.engine
 
     def _ctr(self, *args: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess[str]:
-        from harness.engines.containerd import ctr
 
         return ctr(self.instance, *args, namespace=self.namespace, timeout=timeout, check=check)
 
     def image(self) -> str:
         """The leak image in the namespace, imported (once per engine) if missing."""
-        from harness.images import LEAK_IMAGE, build_image, import_into_containerd, workload_binary
 
         self._connect()
         if self._image_ready:
@@ -348,7 +354,6 @@ class ContainerdBackend(Backend):
         return LEAK_IMAGE
 
     def versions(self) -> dict[str, Any]:
-        from harness.engines.containerd import server_version, which
 
         out: dict[str, Any] = {"namespace": self.namespace, "socket": self.instance.address}
         try:
@@ -362,7 +367,6 @@ class ContainerdBackend(Backend):
         return out
 
     def sanity_checks(self) -> list[Check]:
-        from harness.engines.containerd import which
 
         checks = []
         for exe, pkg in (
@@ -381,7 +385,6 @@ class ContainerdBackend(Backend):
             return checks
         try:
             self._connect()
-            from harness.engines.containerd import server_version
 
             checks.append(
                 Check(
@@ -391,7 +394,6 @@ class ContainerdBackend(Backend):
                 )
             )
             checks.append(Check("namespace", True, f"{self.namespace} (k8s.io is refused)"))
-            from harness.host.probes import probe_negative_oom_score_adj
 
             checks.append(
                 Check(
@@ -750,7 +752,6 @@ class ContainerdBackend(Backend):
         """Remove every task, container and container snapshot in the ``harness`` namespace of the
         project's own containerd (never the cluster's instance, never ``k8s.io``), stop that engine,
         and remove leftover harness cgroups. The imported images stay (a cache, as with Docker)."""
-        from harness.engines.containerd import answers, default_instance, ensure_containerd, stop
 
         inst = default_instance()
         failed: list[str] = []
@@ -769,7 +770,6 @@ class ContainerdBackend(Backend):
 def cleanup_namespace(inst: Any, namespace: str = NAMESPACE, *, images: bool = False) -> list[str]:
     """Delete every task, container and container snapshot in ``namespace`` (and its images and the
     namespace itself with ``images``); returns what stayed."""
-    from harness.engines.containerd import ctr
 
     check_namespace(namespace)
 
@@ -814,7 +814,6 @@ def cleanup_namespace(inst: Any, namespace: str = NAMESPACE, *, images: bool = F
 
 def active_snapshots(inst: Any, namespace: str = NAMESPACE, *, images: bool = False) -> list[str]:
     """Keys of the snapshots left in ``namespace``: containers' (Active) ones, or all with ``images``."""
-    from harness.engines.containerd import ctr
 
     rows = [ln.split() for ln in ctr(inst, "snapshots", "ls", namespace=namespace).stdout.splitlines()[1:]]
     return [r[0] for r in rows if r and (images or r[-1].lower() != "committed")]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -20,8 +21,17 @@ from typing import Any
 
 from harness import __version__
 from harness.config.suite import Workload
+from harness.engines.docker import (
+    DEFAULT_RUN_DIR,
+    DEFAULT_STATE_DIR,
+    SOCKET_NAME,
+    DockerEngine,
+    ensure_docker,
+    ping,
+)
 from harness.errors import HostError
-from harness.host.cgroups import remove_leftovers
+from harness.host.cgroups import memory_root, remove_leftovers
+from harness.images import build_image, image_name, import_into_docker, workload_binary
 from harness.launch.base import (
     LABEL,
     LABEL_RUN,
@@ -53,14 +63,11 @@ class DockerBackend(Backend):
     # -- engine and image
     def _connect(self) -> Any:
         if self.client is None:
-            from harness.engines.docker import ensure_docker
-
             self.engine = ensure_docker()
             self.client = self.engine.client()
         return self.client
 
     def image(self) -> str:
-        from harness.images import build_image, image_name, import_into_docker, workload_binary
 
         client = self._connect()
         name = image_name("leak")
@@ -90,7 +97,6 @@ class DockerBackend(Backend):
             return {"docker": None, "error": str(exc)}
 
     def sanity_checks(self) -> list[Check]:
-        import shutil
 
         checks = [
             Check(
@@ -212,7 +218,6 @@ class DockerBackend(Backend):
         h.container_id = c.id
         pid = int(c.attrs["State"].get("Pid") or 0)
         h.pids = [pid] if pid else []
-        from harness.host.cgroups import memory_root
 
         h.cgroup_abs = memory_root(ctx.tree.version) / parent.lstrip("/") / c.id
         self._containers[workload.name] = c
@@ -295,10 +300,10 @@ class DockerBackend(Backend):
     @classmethod
     def cleanup_all(cls) -> list[str]:
         failed: list[str] = []
-        from harness.engines.docker import DEFAULT_RUN_DIR, SOCKET_NAME, ping
 
         sock = DEFAULT_RUN_DIR / SOCKET_NAME
         if ping(sock):
+            # lazy: the Docker SDK loads only when the Docker engine is used
             import docker
 
             client = docker.DockerClient(base_url=f"unix://{sock}", timeout=60)
@@ -309,7 +314,6 @@ class DockerBackend(Backend):
                     failed.append(f"container {c.name}: {exc}")
             if not failed:
                 # the project's own engine (its pid file), left running by a killed run
-                from harness.engines.docker import DEFAULT_STATE_DIR, DockerEngine
 
                 DockerEngine(socket=sock, state_dir=DEFAULT_STATE_DIR, run_dir=DEFAULT_RUN_DIR).stop(
                     force=True

@@ -15,6 +15,7 @@ import threading
 import time
 
 from harness.config.suite import Workload
+from harness.errors import HostError
 from harness.host.cgroups import cgroup_version, memory_root, remove_leftovers
 from harness.host.probes import probe_negative_oom_score_adj
 from harness.launch.base import (
@@ -70,8 +71,6 @@ class ProcessBackend(Backend):
     def launch(self, ctx: ScenarioContext, workload: Workload, layout: WorkloadLayout) -> Handle:
         binary = leak_binary()
         if not binary.is_file():
-            from harness.errors import HostError
-
             raise HostError(f"leak binary {binary} not found: run 'make -C workloads' (or scripts/setup.sh)")
         asked = layout.oom_score_adj
         applied, deviation = applied_oom_score_adj(asked, ctx.negative_oom_score_adj)

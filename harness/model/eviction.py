@@ -28,6 +28,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from harness import quantity
+from harness.model import (
+    qos,
+    resources,  # lazy: written concurrently by another engineer
+    versions,
+)
 from harness.model.thresholds import (
     ALLOCATABLE_MEMORY_AVAILABLE,
     MEMORY_AVAILABLE,
@@ -172,7 +177,6 @@ class PodUsage:
 
 
 def _pod_memory_request(pod: Pod, profile: KubeletConfiguration, minor: int) -> int:
-    from harness.model import resources  # lazy: written concurrently by another engineer
 
     return int(resources.pod_requests(pod, profile, minor).get("memory", 0))
 
@@ -239,19 +243,19 @@ def eviction_message(
     if victim.working_set_bytes is None and not victim.container_working_set:
         return msg  # stats(pod) not found: message stops after the threshold sentence
     pod = victim.pod
-    if minor >= 34 and pod.spec.resources is not None and "memory" in pod.spec.resources.requests:
-        from harness.model import versions
-
-        if (
-            versions.gate_enabled("PodLevelResources", profile, minor)
-            and victim.working_set_bytes is not None
-        ):
-            msg += POD_MESSAGE_FMT.format(
-                pod.name,
-                quantity.format_binary_si(victim.working_set_bytes),
-                go_quantity_string(pod.spec.resources.requests["memory"]),
-                "memory",
-            )
+    if (
+        minor >= 34
+        and pod.spec.resources is not None
+        and "memory" in pod.spec.resources.requests
+        and versions.gate_enabled("PodLevelResources", profile, minor)
+        and victim.working_set_bytes is not None
+    ):
+        msg += POD_MESSAGE_FMT.format(
+            pod.name,
+            quantity.format_binary_si(victim.working_set_bytes),
+            go_quantity_string(pod.spec.resources.requests["memory"]),
+            "memory",
+        )
     containers = list(pod.spec.containers)
     if minor >= 31:
         containers += list(pod.spec.init_containers)
@@ -287,7 +291,6 @@ def grace_period_override_s(threshold: Threshold, pod: Pod, profile: KubeletConf
     Soft: ``evictionMaxPodGracePeriod``; from 1.32 ``min(max, pod TGPS)`` unless the
     ``AllowOverwriteTerminationGracePeriodSeconds`` gate is on (PR kubernetes#122890).
     """
-    from harness.model import versions
 
     if threshold.hard:
         return int(versions.hard_eviction_grace_override_s(minor))
@@ -347,8 +350,6 @@ def admit(pod: Pod, conditions: set[str], profile: KubeletConfiguration, minor: 
     if not conditions or pod.is_critical:
         return True, "", ""
     if conditions == {MEMORY_PRESSURE}:
-        from harness.model import qos
-
         if qos.pod_qos(pod, profile, minor) != "BestEffort":
             return True, "", ""
         if tolerates_taint(pod.spec.tolerations, TAINT_MEMORY_PRESSURE, "NoSchedule"):

@@ -23,6 +23,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from harness import quantity
+from harness.model import node as node_model  # lazy: written concurrently
 from harness.model.thresholds import format_go_quantity, quantity_format
 from harness.model.topology import TopologyHint, is_narrower_than
 
@@ -132,7 +133,6 @@ def validate_reserved_memory(profile: KubeletConfiguration, facts: NodeFacts) ->
     """
     if not profile.memory_manager_static:
         return []
-    from harness.model import node as node_model  # lazy: written concurrently
 
     numa_ids = {n.id for n in facts.numa_nodes}
     errors: list[str] = []

@@ -20,6 +20,7 @@ instead of guessing.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 from collections import Counter
@@ -30,8 +31,13 @@ from typing import Any
 from harness.config.kubelet import KubeletConfiguration
 from harness.config.node import NodeFacts
 from harness.config.suite import Scenario
+from harness.model.admit import admit_pod
+from harness.model.eviction import EvictionManager, PodUsage, observe
 from harness.model.layout import PlacedWorkload, place_workloads
+from harness.model.oom import OomCandidate, oom_kill_set, select_victim
+from harness.model.resources import MEMORY, pod_requests
 from harness.model.schedule import Schedule
+from harness.model.thresholds import MEMORY_AVAILABLE
 from harness.quantity import format_binary_si
 
 # Number of kubelet loop phases simulated per scenario.
@@ -201,8 +207,6 @@ class _Sim:
         self.manager: Any = None
         self.deadline = scenario.timeout_s
         if kubelet:
-            from harness.model.eviction import EvictionManager
-
             self.manager = EvictionManager(profile, facts)
         self.notify_armed_at = -math.inf
         self.mm_state: Any = None  # memory manager state (Static policy), admission by admission
@@ -241,7 +245,6 @@ class _Sim:
         """Working sets as the kubelet sees them at ``t``: those of ``t - stats_age_s``."""
         if self.stats_age_s <= 0:
             return self.working_sets()
-        import bisect
 
         i = bisect.bisect_right(self.ws_history, t - self.stats_age_s, key=lambda h: h[0])
         seen = self.ws_history[max(i - 1, 0)]
@@ -286,7 +289,6 @@ class _Sim:
                 return False
 
     def oom(self, t: float, domain: str, charger: _W) -> _Proc | None:
-        from harness.model.oom import OomCandidate, oom_kill_set, select_victim
 
         cands: list[OomCandidate] = []
         procs: dict[int, tuple[_W, _Proc]] = {}
@@ -338,7 +340,6 @@ class _Sim:
 
     # -- kubelet
     def sync(self, t: float, periodic: bool = True) -> None:
-        from harness.model.eviction import PodUsage, observe
 
         root_ws, kube_ws = self.observed_working_sets(t)
         cap = self.facts.memory_capacity_bytes
@@ -380,7 +381,6 @@ class _Sim:
         if t - self.notify_armed_at < 10.0:
             # notifiers are refreshed at most every notifierRefreshInterval (10 s)
             return
-        from harness.model.thresholds import MEMORY_AVAILABLE
 
         root_ws, kube_ws = self.working_sets()
         cap = self.facts.memory_capacity_bytes
@@ -443,8 +443,6 @@ class _Sim:
         allocation handler (topology manager + memory manager, pkg/kubelet/cm/topologymanager
         scope.go), then the predicate handler's resource fit (pkg/kubelet/lifecycle/predicate.go:
         reason "OutOf<resource>")."""
-        from harness.model.admit import admit_pod
-        from harness.model.resources import MEMORY, pod_requests
 
         assert s.pod is not None
         ok, reason, message = self.manager.admit(s.pod)

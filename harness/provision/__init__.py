@@ -22,8 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.cluster.build import ensure_built
+from harness.config.kubelet import load_profile
 from harness.errors import HarnessError, InputError
 from harness.hosts.ssh import SSHError, SSHHost
+from harness.provision.bundle import build_bundle, image_archives
+from harness.provision.facts import to_node_facts
 from harness.provision.inventory import Inventory, LabHost, load_inventory
 from harness.provision.runner import (
     HostReport,
@@ -32,6 +36,7 @@ from harness.provision.runner import (
     resolve_playbook,
     run_playbook,
 )
+from harness.results import RunStore, new_run_id
 
 __all__ = [
     "HostReport",
@@ -84,18 +89,12 @@ def role_inputs(
     extravars: dict[str, Any] = {}
     per_host: dict[str, dict[str, Any]] = {}
     if "images" in roles:
-        from harness.provision.bundle import image_archives
-
         extravars["images_archives"] = image_archives()
     if "harness" in roles:
-        from harness.provision.bundle import build_bundle
-
         bundle = build_bundle()
         say(f"harness: bundle {bundle.name}")
         extravars["harness_bundle"] = str(bundle)
     if "kubelet" in roles:
-        from harness.config.kubelet import load_profile
-
         for h in hosts:
             hv: dict[str, Any] = {}
             profile = h.vars.get("kubelet_profile")
@@ -103,8 +102,6 @@ def role_inputs(
                 load_profile(profile)  # a clear error naming the profile file and field
             version = h.vars.get("kubelet_build_version")
             if version and not h.vars.get("kubelet_binary_src"):
-                from harness.cluster.build import ensure_built
-
                 res = ensure_built(str(version), components=("kubelet",), progress=say)
                 hv["kubelet_binary_src"] = str(res.bin_dir / "kubelet")
             per_host[h.name] = hv
@@ -168,7 +165,6 @@ def provision(
     forks: int = 5,
     say: Say | None = None,
 ) -> ProvisionResult:
-    from harness.results import RunStore, new_run_id
 
     say = say or _stderr
     path = resolve_playbook(playbook)
@@ -215,8 +211,6 @@ def _host_record(inventory: Inventory, name: str, rep: HostReport) -> dict[str, 
     h = inventory.hosts[name]
     rec: dict[str, Any] = {"address": h.target.address, "port": h.target.port, **rep.to_dict()}
     if rep.facts is not None:
-        from harness.provision.facts import to_node_facts
-
         rec["facts"] = rep.facts
         try:
             nf, notes = to_node_facts(rep.facts, f"facts of {name}")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
+from harness.images import build_all, image_name, workload_binary
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("HARNESS_LAB_CACHE", str(REPO / ".state" / "lab")))
@@ -24,7 +25,6 @@ MTIME = 1_600_000_000  # a fixed time: make(1) sees sources and binaries as equa
 
 def bundle_files(repo: Path = REPO) -> list[tuple[str, Path]]:
     """(name in the archive, local path) of everything a remote ``python -m harness run`` needs."""
-    from harness.images import workload_binary
 
     for w in ("leak", "pause"):
         workload_binary(w)  # build them if missing: the hosts run these very binaries
@@ -103,7 +103,6 @@ def build_bundle(out_dir: Path = CACHE, repo: Path = REPO) -> Path:
 
 def image_archives(out_dir: Path = CACHE / "images") -> list[dict[str, Any]]:
     """The workload images as OCI archives, for the ``images`` role: ``[{src, names}]``."""
-    from harness.images import build_all, image_name
 
     built = build_all(out_dir, "oci")
     return [

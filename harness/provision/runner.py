@@ -207,6 +207,7 @@ def run_playbook(
     timeout_s: float | None = None,
 ) -> PlaybookResult:
     """Run ``playbook`` on ``hosts`` with ansible-runner; never raises for a host's failure."""
+    # lazy: Ansible loads only when playbooks run
     import ansible_runner
 
     say = say or (lambda _m: None)

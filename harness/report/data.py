@@ -23,7 +23,11 @@ from typing import Any
 
 import pandas as pd
 
+from harness.config.kubelet import load_profile, parse_profile
+from harness.config.node import NodeFacts, parse_facts
 from harness.errors import InputError
+from harness.model.node import node_allocatable
+from harness.model.thresholds import MEMORY_AVAILABLE, parse_thresholds
 
 MiB = 1 << 20
 
@@ -243,10 +247,6 @@ def _t0(
 
 
 def _lines(meta: dict[str, Any], name: str, series: dict[str, Series]) -> Lines:
-    from harness.config.kubelet import parse_profile
-    from harness.config.node import parse_facts
-    from harness.model.node import node_allocatable
-    from harness.model.thresholds import MEMORY_AVAILABLE, parse_thresholds
 
     lines = Lines()
     node = series.get("node")
@@ -289,8 +289,6 @@ def _profile_from_host(meta: dict[str, Any]) -> tuple[Any, Any, str] | None:
     The kubernetes backend records ``host.engine.kubelet_profile`` (a path) and the node's own
     facts in ``host``; the file is read as it is now, which the report says.
     """
-    from harness.config.kubelet import load_profile
-    from harness.config.node import NodeFacts, parse_facts
 
     host = meta.get("host") or {}
     engine = host.get("engine") or {}

@@ -12,7 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
+from harness.catalog import RunInfo
 from harness.report.data import MiB, RunData, ScenarioData, load_run_data
+from harness.report.plots import scenario_png
+from harness.report.template import CSS, RUN_TEMPLATE
+from harness.results import atomic_write
 
 MAX_EVENTS_LISTED = 400
 
@@ -259,10 +263,8 @@ def _scenario_ctx(sc: ScenarioData, png: bytes | None, png_name: str) -> dict[st
 
 
 def render_run(data: RunData, png_names: dict[str, str], pngs: dict[str, bytes]) -> str:
+    # lazy: jinja2 loads only when templates are rendered
     import jinja2
-
-    from harness.catalog import RunInfo
-    from harness.report.template import CSS, RUN_TEMPLATE
 
     meta = data.meta
     info = RunInfo.from_meta(meta, data.dir)
@@ -309,8 +311,6 @@ def write_run_report(run_dir: str | Path, out: str | Path | None = None, progres
 
     >>> files = write_run_report("tests/fixtures/runs/20261123T183957Z-local-process-8ad9", "/tmp/r.html")  # doctest: +SKIP
     """
-    from harness.report.plots import scenario_png
-    from harness.results import atomic_write
 
     data = load_run_data(run_dir)
     html_path = Path(out) if out else Path(run_dir) / "report" / "report.html"

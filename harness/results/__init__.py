@@ -20,6 +20,7 @@ from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 import pandas as pd
+import subprocess
 
 SCHEMA_VERSION = 1
 
@@ -107,7 +108,6 @@ class RunStore:
 
 
 def git_revision(repo: Path) -> str | None:
-    import subprocess
 
     try:
         rev = subprocess.run(

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 from scipy import optimize, stats
 
+from harness.sweep.rates import format_rate
+
 SEARCH_SPAN = 10.0  # profile search extends a factor 10 beyond the tested rates
 
 
@@ -66,7 +68,6 @@ class Fit:
         return _expit(eta - z * se), _expit(eta + z * se)
 
     def describe(self) -> str:
-        from harness.sweep.rates import format_rate
 
         if self.boundary is None:
             return f"no boundary ({self.method}: " + "; ".join(self.notes) + ")"

@@ -25,12 +25,12 @@ import numpy as np
 
 from harness.sweep.fit import Fit
 from harness.sweep.rates import format_rate
+from harness.sweep.store import SweepStore
 
 MiB = float(1 << 20)
 
 
 def _load(sweep_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    from harness.sweep.store import SweepStore
 
     store = SweepStore(sweep_dir)
     meta = store.load()
@@ -39,10 +39,14 @@ def _load(sweep_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 
 
 def render_png(meta: dict[str, Any], trials: list[dict[str, Any]]) -> bytes:
+    # lazy: plotting stack loads only when a plot is drawn
     import matplotlib
 
     matplotlib.use("Agg")
+    # lazy: plotting stack loads only when a plot is drawn
     import matplotlib.pyplot as plt
+
+    # lazy: plotting stack loads only when a plot is drawn
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     inputs = meta["inputs"]

@@ -26,7 +26,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import yaml
+from pydantic import ValidationError
+
 from harness import __version__
+from harness.config.errors import first_error
+from harness.config.kubelet import parse_profile
+from harness.config.node import NodeFacts
 from harness.config.suite import Scenario, Suite, load_suite
 from harness.errors import HarnessError, InputError
 from harness.model.schedule import SLOW_FRACTION
@@ -34,7 +40,8 @@ from harness.progress import Progress
 from harness.run import Interrupted, install_signal_handlers, restore_signal_handlers, run_suite
 from harness.sweep.design import OTHER, A, B, Design, Step, Trial, next_step
 from harness.sweep.fit import Fit, fit_boundary
-from harness.sweep.predicted import ModelSettings, PredictedBoundary, predicted_boundary
+from harness.sweep.plot import write_plot_and_report
+from harness.sweep.predicted import ModelPoint, ModelSettings, PredictedBoundary, predicted_boundary
 from harness.sweep.rates import format_rate, leak_for_rate, leaking_workload, scenario_for_rate
 from harness.sweep.store import SweepStore
 
@@ -139,19 +146,12 @@ def resolve(cfg: SweepConfig) -> Resolved:
             f"not meant for backend {cfg.backend} (backends: {', '.join(sc.backends)})",
         )
     if cfg.profile_set:
-        from harness.config.kubelet import parse_profile
-
         assert sc.profile is not None
         data = {**sc.profile.to_yaml_dict(), **cfg.profile_set}
         prof = parse_profile(data, f"{sc.profile.source} with --set " + ",".join(cfg.profile_set))
         prof.source = sc.profile.source
         sc = sc.model_copy(update={"profile": prof})
     if cfg.node_set:
-        from pydantic import ValidationError
-
-        from harness.config.errors import first_error
-        from harness.config.node import NodeFacts
-
         assert sc.node is not None
         try:
             node = NodeFacts.model_validate({**sc.node.model_dump(by_alias=True), **cfg.node_set})
@@ -251,7 +251,6 @@ def run_sweep(
     if cfg.profile_set:
         # backends that configure a real kubelet read the profile *file* (prof.source): give
         # them the patched one, so that the kubelet runs what the model assumes
-        import yaml
 
         prof = res.scenario.profile
         assert prof is not None
@@ -425,8 +424,6 @@ def run_sweep(
                 store.write_json("fit.json", summary)
                 if trials:
                     with contextlib.suppress(Exception):
-                        from harness.sweep.plot import write_plot_and_report
-
                         write_plot_and_report(store.dir)
                 sess = store.meta.get("sessions") or [{}]
                 sess[-1].update(finished=_now(), status=status, trials_after=len(trials))
@@ -443,7 +440,6 @@ def run_sweep(
 
 
 def _predicted_from_dict(d: dict[str, Any]) -> PredictedBoundary:
-    from harness.sweep.predicted import ModelPoint
 
     return PredictedBoundary(
         rate=d.get("rate"),
