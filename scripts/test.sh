@@ -8,6 +8,7 @@ PY=${PYTHON:-python3}
 echo "== ruff"; "$PY" -m ruff check harness tests || exit 1
 echo "== ruff format"; "$PY" -m ruff format --check harness tests || exit 1
 echo "== mypy"; "$PY" -m mypy || exit 1
+echo "== import layers"; lint-imports --no-cache || exit 1
 echo "== pytest"
 "$PY" -m pytest "$@"
 rc=$?

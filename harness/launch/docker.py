@@ -224,18 +224,22 @@ class DockerBackend(Backend):
         ctx.events.add(
             "harness", "launched", workload=workload.name, pid=pid, cgroup=str(h.cgroup_abs), detail=c.id
         )
-        threading.Thread(target=self._reader, args=(h, c), daemon=True).start()
+        threading.Thread(target=self._reader, args=(ctx, h, c), daemon=True).start()
         return h
 
     @staticmethod
-    def _reader(h: Handle, c: Any) -> None:
+    def _reader(ctx: ScenarioContext, h: Handle, c: Any) -> None:
+        """The container's stdout: the leak program's lines, its milestones as run events (as every
+        backend reports them)."""
         buf = b""
         with contextlib.suppress(Exception):
             for chunk in c.logs(stream=True, follow=True, stdout=True, stderr=False):
                 buf += chunk
                 while b"\n" in buf:
                     line, buf = buf.split(b"\n", 1)
-                    h.take_line(line.decode(errors="replace"))
+                    ev = h.take_line(line.decode(errors="replace"))
+                    if ev is not None:
+                        h.add_milestone(ctx.events, ev, pid=h.pids[0] if h.pids else None)
 
     def poll(self, ctx: ScenarioContext, handle: Handle) -> ExitInfo | None:
         if handle.exit:
