@@ -113,6 +113,12 @@ def report_cmd(run: str, output: str | None, results_dir: str) -> None:
 @click.option(
     "--markdown", "markdown_file", type=click.Path(dir_okay=False), help="Write a Markdown summary here."
 )
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(dir_okay=False),
+    help="Write an HTML report here: the gate's table and both sides' timelines per scenario.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON on stdout.")
 @click.option("-v", "--verbose", is_flag=True, help="Also list the checks that did not change.")
 def compare_cmd(
@@ -127,6 +133,7 @@ def compare_cmd(
     no_cgroups: bool,
     junit_file: str | None,
     markdown_file: str | None,
+    html_file: str | None,
     as_json: bool,
     verbose: bool,
 ) -> None:
@@ -173,6 +180,10 @@ def compare_cmd(
         Path(junit_file).write_text(to_junit(c, elapsed))
     if markdown_file:
         Path(markdown_file).write_text(to_markdown(c))
+    if html_file:
+        from harness.report.compare import write_comparison_report
+
+        write_comparison_report(c, html_file, progress=_say)
     click.echo(to_json(c) if as_json else to_text(c, verbose=verbose))
     _say(f"compared {len(c.base.ids)} with {len(c.new.ids)} run(s) in {elapsed:.2f} s")
     sys.exit(1 if c.changed else 0)

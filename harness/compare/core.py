@@ -367,7 +367,7 @@ def _windowed_time(tb: _Timed, tn: _Timed, sc: str, w: str, label: str, opts: Co
     if ob or on:
         noise = f"outside the window: BASE {ob}/{nb}, NEW {on}/{nn}; {noise}"
     pos_txt = f"position {qb:.2f} -> {qn:.2f} {unit}"
-    p: float | None = None
+    p = None
     if repeated:
         p = mannwhitney_p(pb, pn)
         spread = max(sb, sn)
