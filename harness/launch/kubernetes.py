@@ -835,7 +835,22 @@ class KubernetesBackend(Backend):
             dirs[(pod.metadata.uid, pod.spec.containers[0].name)] = h.container_id
             names[pod.metadata.uid] = w.name
         version = 1 if (CGROUP_ROOT / "memory").is_dir() else 2
-        return check_cgroups(sc.profile, sc.node, pods, dirs, cgroup_version=version, workloads=names)
+        checks = check_cgroups(sc.profile, sc.node, pods, dirs, cgroup_version=version, workloads=names)
+        # every container's oom_score_adj as applied (version-dependent: sidecars from 1.33)
+        from harness.sample.oomscore import container_oom_scores
+
+        for pod in pods:
+            obj = self._pod(self._pod_of.get(names[pod.metadata.uid], "")) or {}
+            if obj.get("metadata"):
+                checks += container_oom_scores(
+                    obj,
+                    pod,
+                    sc.profile,
+                    sc.node,
+                    memory_root=memory_root(version),
+                    workload=names[pod.metadata.uid],
+                )
+        return checks
 
     def memory_manager_diffs(self, ctx: ScenarioContext, handles: dict[str, Handle]) -> list[str]:
         """The kubelet's memory_manager_state vs the model's after admitting the scenario's pods (S9).

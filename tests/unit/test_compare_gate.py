@@ -316,3 +316,41 @@ def test_recorded_kubelet_run_time_outside_its_window_fails(tmp_path: Path) -> N
         "s4-fast-past-kubepods/fastleak: verdict regressed: 1/1 pass -> 0/1 pass",
     ]
     assert not compare_groups(base, base).changed
+
+
+def _with_oom_scores(tmp: Path, as_name: str, uid: str, sidecar: str) -> Path:
+    """The real S8 run plus the rows harness/sample/oomscore.py records for a pod with a sidecar."""
+    d = _copy(tmp, S8_RUN, as_name)
+    cg = pd.read_parquet(d / "cgroups.parquet")
+    rel = f"kubepods/burstable/pod{uid}"
+    rows = [
+        {
+            "scenario": "s8-cgroup-values",
+            "level": "process",
+            "path": f"{rel}/{name}",
+            "real_path": f"/proc/{pid}/oom_score_adj",
+            "file": "oom_score_adj",
+            "expected": value,
+            "observed": value,
+            "match": True,
+            "workload": "app",
+        }
+        for name, pid, value in (("sidecar", 4100, sidecar), ("app", 4101, "979"))
+    ]
+    pd.concat([cg, pd.DataFrame(rows)], ignore_index=True).to_parquet(d / "cgroups.parquet", index=False)
+    return d
+
+
+S8_RUN = "20261123T185048Z-kubelet-kubernetes-e423"
+
+
+def test_sidecar_oom_score_change_is_one_line_and_a_a_passes(tmp_path: Path) -> None:
+    old = _with_oom_scores(tmp_path / "a", "r-1.32.5", "11111111-2222-3333-4444-555555555555", "999")
+    new = _with_oom_scores(tmp_path / "b", "r-1.33.4", "66666666-7777-8888-9999-000000000000", "979")
+    again = _with_oom_scores(tmp_path / "c", "r-1.33.4-again", "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", "979")
+    g_old, g_new, g_again = (load_group(d.name, select_runs(str(d), d.parent)) for d in (old, new, again))
+    c = compare_groups(g_old, g_new)
+    assert _changes(c) == [
+        "s8-cgroup-values/kubepods/burstable/pod<uid>/sidecar [app]: oom_score_adj 999 -> 979"
+    ]
+    assert not compare_groups(g_new, g_again).changed
