@@ -2,8 +2,8 @@
 
 Self-contained like the run report (no script, plots embedded as PNG). Per scenario and side the
 timeline is that of one run (the side's last run with the scenario; its id is in the caption), drawn
-by :func:`harness.report.plots.scenario_png` over that run's own as-run windows, so the two plots
-show where each side's events fell in what the model allowed it.
+by :func:`harness.report.plots.scenario_png` over that run's own as-run windows, on one time axis
+for both sides, so the two plots show where each side's events fell in what the model allowed it.
 """
 
 from __future__ import annotations
@@ -64,19 +64,22 @@ alt="{{ sc.name }} {{ s.side }}">{% else %}<p class="sub">no run of this scenari
 """
 
 
-def _side_ctx(side: str, run: Any | None, scenario: str, cache: dict[str, Any]) -> dict[str, Any]:
+def _scenario_of(run: Any | None, scenario: str, cache: dict[str, Any]) -> Any | None:
     from harness.report.data import load_run_data
-    from harness.report.plots import scenario_png
 
     if run is None:
-        return {"side": side, "png": None, "run": "-", "kubelet": "", "verdicts": []}
+        return None
     if run.id not in cache:
         cache[run.id] = load_run_data(run.dir)
-    data = cache[run.id]
-    sc = next((s for s in data.scenarios if s.name == scenario), None)
-    if sc is None:
-        return {"side": side, "png": None, "run": run.id, "kubelet": "", "verdicts": []}
-    png = scenario_png(sc, f"{scenario} — {side} ({run.labels.get('kubelet') or run.id})")
+    return next((s for s in cache[run.id].scenarios if s.name == scenario), None)
+
+
+def _side_ctx(side: str, run: Any | None, sc: Any | None, scenario: str, duration: float) -> dict[str, Any]:
+    from harness.report.plots import scenario_png
+
+    if run is None or sc is None:
+        return {"side": side, "png": None, "run": run.id if run else "-", "kubelet": "", "verdicts": []}
+    png = scenario_png(sc, f"{scenario} — {side} ({run.labels.get('kubelet') or run.id})", duration)
     w, h = _png_size(png)
     return {
         "side": side,
@@ -110,9 +113,13 @@ def render_comparison(c: Comparison, title: str = "harness compare", progress: A
     for i, name in enumerate(scenarios, 1):
         if progress:
             progress(f"plotting {name} ({i}/{len(scenarios)}), both sides")
+        runs = [_last_with(c.base.runs, name, c.base.verdicts), _last_with(c.new.runs, name, c.new.verdicts)]
+        scs = [_scenario_of(r, name, cache) for r in runs]
+        # one time axis for both sides, so where an event fell reads across
+        duration = max((s.duration for s in scs if s is not None), default=0.0)
         sides = [
-            _side_ctx("BASE", _last_with(c.base.runs, name, c.base.verdicts), name, cache),
-            _side_ctx("NEW", _last_with(c.new.runs, name, c.new.verdicts), name, cache),
+            _side_ctx(side, r, s, name, duration)
+            for side, r, s in zip(("BASE", "NEW"), runs, scs, strict=True)
         ]
         changed = any(f.changed and f.scenario == name for f in c.findings)
         sc_ctx.append({"name": name, "anchor": _anchor(name), "sides": sides, "changed": changed})
