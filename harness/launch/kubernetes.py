@@ -840,7 +840,10 @@ class KubernetesBackend(Backend):
         from harness.sample.oomscore import container_oom_scores
 
         for pod in pods:
-            obj = self._pod(self._pod_of.get(names[pod.metadata.uid], "")) or {}
+            name = self._pod_of.get(names[pod.metadata.uid], "")
+            obj = self._pod(name) or {}
+            with contextlib.suppress(Exception):  # the watch may lag: the API's current pod
+                obj = self.api.sanitize_for_serialization(self.core.read_namespaced_pod(name, NAMESPACE))
             if obj.get("metadata"):
                 checks += container_oom_scores(
                     obj,
