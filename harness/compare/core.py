@@ -236,7 +236,13 @@ def _outcomes(b: pd.DataFrame, n: pd.DataFrame, sc: str, w: str, opts: CompareOp
         if len(b) > 1 or len(n) > 1:
             summary += f" (share moved {move:.0%}"
             summary += f", p={p:.3g})" if p is not None else ")"
-    noise = f"within BASE: {base}; within NEW: {new}" if max(len(b), len(n)) > 1 else ""
+    noise = ""
+    if max(len(b), len(n)) > 1:
+        noise = (
+            "one outcome within each side"
+            if len(cb) == len(cn) == 1
+            else f"within BASE: {base}; within NEW: {new}"
+        )
     return Finding("outcome", sc, w, changed, summary, base=base, new=new, test=test, p_value=p, noise=noise)
 
 

@@ -162,9 +162,17 @@ def test_a_a_with_repeats_passes_and_reports_the_spread() -> None:
         assert not c.changed, to_text(c)
         f = next(f for f in c.findings if f.check == "time")
         assert "Mann-Whitney" in f.test and f.noise.startswith("spread (IQR) of the position: BASE 0.")
-        assert next(f for f in c.findings if f.check == "outcome").noise == (
-            "within BASE: evicted 5/5; within NEW: evicted 5/5"
-        )
+        assert next(f for f in c.findings if f.check == "outcome").noise == "one outcome within each side"
+
+
+def test_mixed_outcomes_report_the_distribution_within_each_side() -> None:
+    rng = random.Random(11)
+    runs = _sample(rng, 5, 9.5, 19.0, (0.0, 1.0))
+    runs[0] = [("burstable", "node_oom_killed", 10.0, 9.5, 19.0, None)]
+    c = compare_groups(_runs("a", runs), _runs("b", _sample(rng, 5, 9.5, 19.0, (0.0, 1.0))))
+    f = next(f for f in c.findings if f.check == "outcome")
+    assert f.noise == "within BASE: evicted 4/5, node_oom_killed 1/5; within NEW: evicted 5/5"
+    assert not f.changed  # Fisher: one run in five is within the noise
 
 
 def test_a_position_shift_beyond_the_noise_is_a_change_with_repeats() -> None:
