@@ -172,17 +172,26 @@ Runner = Callable[[list[str], Path], int]
 
 
 def subprocess_runner(argv: list[str], log: Path) -> int:
-    """Run ``python -m harness ARGV`` with its output appended to ``log``; its exit code."""
+    """Run ``python -m harness ARGV`` with its output appended to ``log``; its exit code.
+
+    Ctrl-C reaches the step too (same process group): the step stops what it started and keeps its
+    results (``harness run`` exits 130), so it is waited for before the interrupt goes on.
+    """
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as f:
         f.write(f"$ harness {' '.join(argv)}\n".encode())
         f.flush()
-        return subprocess.call(
+        p = subprocess.Popen(
             [sys.executable, "-m", "harness", *argv],
             stdout=f,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
+        try:
+            return p.wait()
+        except KeyboardInterrupt:
+            p.wait()
+            raise
 
 
 def _tail(log: Path, n: int = 5) -> str:
@@ -232,9 +241,14 @@ def execute(
         t = time.monotonic()
         say(f"step {step.index + 1}/{len(steps)}: v{step.version} ({step.side}, repeat {step.repeat})")
         up, run = step_commands(step, check)
-        res.up_rc = runner(up, log)
-        if res.up_rc == 0:
-            res.run_rc = runner(run, log)
+        try:
+            res.up_rc = runner(up, log)
+            if res.up_rc == 0:
+                res.run_rc = runner(run, log)
+        except KeyboardInterrupt:
+            check.steps.append({**asdict(step), "up_rc": res.up_rc, "run_rc": INTERRUPTED, "seconds": 0.0})
+            save()
+            raise
         res.seconds = round(time.monotonic() - t, 1)
         results.append(res)
         check.steps.append({**asdict(step), "up_rc": res.up_rc, "run_rc": res.run_rc, "seconds": res.seconds})

@@ -28,6 +28,7 @@ from harness.upgrade import (
     plan,
     selectors,
     step_commands,
+    subprocess_runner,
 )
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "runs"
@@ -248,3 +249,25 @@ def test_a_time_outside_the_window_fails_the_gate(tmp_path: Path) -> None:
         "runs (BASE 0/2; medians t=2.59s -> 6.00s)",
         "CHANGED  verdict  s4-fast-past-kubepods/fastleak: verdict regressed: 2/2 pass -> 0/2 pass",
     ]
+
+
+def test_the_subprocess_runner_logs_each_command_and_returns_its_exit_code(tmp_path: Path) -> None:
+    log = tmp_path / "logs" / "step.log"
+    assert subprocess_runner(["--version"], log) == 0
+    assert subprocess_runner(["upgrade-check", "--from", "x", "--to", "1.34.1"], log) == 2
+    text = log.read_text()
+    assert text.startswith("$ harness --version\nharness, version ")
+    assert "$ harness upgrade-check --from x --to 1.34.1\n" in text and "not a release like 1.33.4" in text
+
+
+def test_an_interrupted_step_is_recorded(tmp_path: Path) -> None:
+    def runner(argv: list[str], log: Path) -> int:
+        if argv[0] == "run":
+            raise KeyboardInterrupt
+        return 0
+
+    check = _check(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        execute(check, tmp_path, runner=runner)
+    state = json.loads((tmp_path / "upgrade.json").read_text())
+    assert [(s["up_rc"], s["run_rc"]) for s in state["steps"]] == [(0, 130)]
