@@ -373,6 +373,7 @@ def _windowed_time(tb: _Timed, tn: _Timed, sc: str, w: str, label: str, opts: Co
     if ob or on:
         noise = f"outside the window: BASE {ob}/{nb}, NEW {on}/{nn}; {noise}"
     pos_txt = f"position {qb:.2f} -> {qn:.2f} {unit}"
+    out_txt = f" (outside it: BASE {ob}/{nb}, NEW {on}/{nn} runs)" if ob or on else ""
     p = None
     if repeated:
         p = mannwhitney_p(pb, pn)
@@ -386,15 +387,16 @@ def _windowed_time(tb: _Timed, tn: _Timed, sc: str, w: str, label: str, opts: Co
         )
         eff_txt = "inf" if effect == float("inf") else f"{effect:.1f}"
         summary = (
-            f"{sc}/{w}: {label} {'moved inside' if changed else 'inside'} the as-run window: {pos_txt} "
+            f"{sc}/{w}: {label} {'moved inside' if changed else 'inside'} the as-run window{out_txt}: {pos_txt} "
             f"(t={mb:.2f}s -> {mn:.2f}s, {shift:+.2f}s, medians of {nb} / {nn} runs, "
             f"shift {eff_txt} x the spread within a side, p={p:.3g})"
         )
         note = "" if changed or abs(shift) <= opts.tolerance_seconds else "moved within the noise"
         return Finding("time", sc, subject, changed, summary, base_txt, new_txt, test, p, note, noise)
+    where = f"against the as-run windows{out_txt}" if out_txt else "inside the as-run window on both sides"
     summary = (
-        f"{sc}/{w}: {label} at t={mb:.2f}s -> {mn:.2f}s ({shift:+.2f}s), inside the as-run window on "
-        f"both sides ({tb.window_text()} / {tn.window_text()}; {pos_txt})"
+        f"{sc}/{w}: {label} at t={mb:.2f}s -> {mn:.2f}s ({shift:+.2f}s), {where} "
+        f"({tb.window_text()} / {tn.window_text()}; {pos_txt})"
     )
     note = "" if abs(shift) <= opts.tolerance_seconds else "moved inside the window"
     test = f"as-run window (position compared from {opts.min_repeats} runs per side)"

@@ -127,6 +127,14 @@ def test_a_time_outside_the_new_window_is_a_change() -> None:
     # the reverse: NEW back inside its window is no time change
     c = compare_groups(new, base)
     assert not _changes(c, "time")
+    # outside on both sides: the model misses on both versions alike, not a change between them
+    also_out = _runs("c", [[("burstable", "evicted", 33.0, 12.0, 21.5, False)]])
+    (f,) = [f for f in compare_groups(new, also_out).findings if f.check == "time"]
+    assert not f.changed
+    assert f.summary == (
+        "s3/burstable: evicted at t=31.00s -> 33.00s (+2.00s), against the as-run windows (outside it: "
+        "BASE 1/1, NEW 1/1 runs) (12.00..21.50s / 12.00..21.50s; position 2.00 -> 2.21 of the window)"
+    )
 
 
 def test_without_time_ok_the_window_is_widened_by_the_tolerance() -> None:
