@@ -61,6 +61,9 @@ def _register() -> None:
     from harness.commands.cluster import cluster_group
 
     cli.add_command(cluster_group)
+    from harness.commands.upgrade import upgrade_cmd
+
+    cli.add_command(upgrade_cmd)
 
 
 _register()

@@ -103,10 +103,24 @@ def report_cmd(run: str, output: str | None, results_dir: str) -> None:
     show_default=True,
     help="Runs per side from which statistical tests are used instead of tolerances alone.",
 )
+@click.option(
+    "--min-effect",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="With repeats: how many times the spread within a side (IQR) an event's position inside its "
+    "as-run window must move to count as a change.",
+)
 @click.option("--no-cgroups", is_flag=True, help="Skip cgroup values (reads no samples at all).")
 @click.option("--junit", "junit_file", type=click.Path(dir_okay=False), help="Write JUnit XML here.")
 @click.option(
     "--markdown", "markdown_file", type=click.Path(dir_okay=False), help="Write a Markdown summary here."
+)
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(dir_okay=False),
+    help="Write an HTML report here: the gate's table and both sides' timelines per scenario.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON on stdout.")
 @click.option("-v", "--verbose", is_flag=True, help="Also list the checks that did not change.")
@@ -118,9 +132,11 @@ def compare_cmd(
     tolerance_share: float,
     alpha: float,
     min_repeats: int,
+    min_effect: float,
     no_cgroups: bool,
     junit_file: str | None,
     markdown_file: str | None,
+    html_file: str | None,
     as_json: bool,
     verbose: bool,
 ) -> None:
@@ -132,9 +148,12 @@ def compare_cmd(
       harness compare kubelet=1.33.4,last:20 kubelet=1.34.0,last:20 --junit compare.xml
       harness compare backend=process,date=2026-11-22 backend=process,date=2026-11-23 --markdown sum.md
     Checks per scenario/workload: observed outcome (a victim kill counts apart), time of the
-    event, verdict pass -> fail; plus cgroup values, host deviations and missing workloads.
-    With at least --min-repeats runs per side, outcome shares use Fisher's exact test and
-    times the Mann-Whitney U test (a change must also exceed the tolerance).
+    event, verdict pass -> fail; plus cgroup values, host deviations (by kind) and missing
+    workloads. A time is judged against each side's as-run predicted window: it is a change
+    when it leaves that window; inside it, only when (with --min-repeats runs per side) its
+    position in the window moved beyond the spread seen within each side (Mann-Whitney U,
+    --min-effect, --tolerance-seconds). Outcome shares use Fisher's exact test from
+    --min-repeats runs per side. Each check reports the noise within each side (-v).
     Only complete runs are selected by filters (add status=... to choose otherwise).
     Exit 0 no change, 1 a change beyond tolerance, 2 bad input.
     """
@@ -152,6 +171,7 @@ def compare_cmd(
         tolerance_share=tolerance_share,
         alpha=alpha,
         min_repeats=min_repeats,
+        min_effect=min_effect,
         cgroups=not no_cgroups,
     )
     opts.validate()
@@ -168,6 +188,10 @@ def compare_cmd(
         Path(junit_file).write_text(to_junit(c, elapsed))
     if markdown_file:
         Path(markdown_file).write_text(to_markdown(c))
+    if html_file:
+        from harness.report.compare import write_comparison_report
+
+        write_comparison_report(c, html_file, progress=_say)
     click.echo(to_json(c) if as_json else to_text(c, verbose=verbose))
     _say(f"compared {len(c.base.ids)} with {len(c.new.ids)} run(s) in {elapsed:.2f} s")
     sys.exit(1 if c.changed else 0)

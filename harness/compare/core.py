@@ -1,6 +1,7 @@
 """Did anything change between BASE and NEW? Checks, tolerances and statistical tests.
 
-Every check yields a :class:`Finding`; ``changed`` findings fail the gate (exit 1).
+Every check yields a :class:`Finding`; ``changed`` findings fail the gate (exit 1). A finding's
+``noise`` says what varied within each side (the A/A noise the change is measured against).
 
 outcome   per scenario/workload, the distribution of observed outcomes (a victim kill is its
           own outcome, ``node_oom_killed (victim)``). Fewer than ``min_repeats`` runs on a side:
@@ -9,16 +10,26 @@ outcome   per scenario/workload, the distribution of observed outcomes (a victim
           (this outcome vs the others, Bonferroni over the outcomes seen): changed when
           p < ``alpha`` and the share moved by more than ``tolerance_share``.
 time      per scenario/workload and outcome seen on both sides, the time of the event (seconds
-          since the scenario's start). Fewer than ``min_repeats`` times on a side: changed when
-          the medians differ by more than ``tolerance_seconds``. Otherwise Mann-Whitney U
-          (two-sided): changed when p < ``alpha`` *and* the medians differ by more than
-          ``tolerance_seconds`` (a significant 20 ms shift is not a behaviour change).
+          since the scenario's start) judged against what the model allows on *each* side: the
+          as-run predicted window the run's verdict used (``time_ok``; older runs without it:
+          the window widened by ``tolerance_seconds``). A time is a change when it leaves that
+          side's window (more NEW runs outside than BASE runs; Fisher's exact test from
+          ``min_repeats`` runs per side). Inside the window, where the event fell (its position:
+          the fraction of the window, 0 = earliest, 1 = latest; for a point window the seconds
+          after it) is noise of the host (where the threshold crossing fell in the kubelet's
+          10 s loop, the leak's own pace) unless, with ``min_repeats`` runs per side, it moved
+          beyond the noise seen within each side: Mann-Whitney U p < ``alpha`` *and* the shift
+          of the median position larger than ``min_effect`` x the larger interquartile range of
+          the two sides *and* the median time moved by more than ``tolerance_seconds``.
+          An outcome without a predicted window: the median time against ``tolerance_seconds``
+          (Mann-Whitney U when repeated), as before.
 verdict   per scenario/workload, the share of passing verdicts: changed when it dropped (same
           rule as outcomes); an improvement is reported, not failed.
 cgroup    per scenario/cgroup/file, the value seen in the runs (sampled memory limits; observed
           cgroup files when the run records them): changed when the most common value differs.
-host      host deviations (e.g. an oom_score_adj the host cannot write): one that NEW has and
-          BASE had not is a change; one that went away is reported.
+host      host deviations compared by kind (:func:`harness.compare.kinds.deviation_kind`: the
+          slow leak's "N MiB/s of the M asked" is one kind whatever N): a kind NEW has and
+          BASE had not is a change; one that went away is reported; the messages are context.
 coverage  a scenario/workload BASE has and NEW lacks is a change (it could hide a regression);
           one only NEW has is reported.
 """
@@ -31,6 +42,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.compare.kinds import deviation_kind
 from harness.compare.load import Group
 from harness.errors import InputError
 
@@ -43,6 +55,7 @@ class CompareOptions:
     tolerance_share: float = 0.0
     alpha: float = 0.05
     min_repeats: int = 5
+    min_effect: float = 1.0  # a position shift must exceed this many times the spread within a side
     cgroups: bool = True
 
     def validate(self) -> None:
@@ -55,6 +68,8 @@ class CompareOptions:
             raise InputError("--alpha", None, "must be in (0, 1)")
         if self.min_repeats < 2:
             raise InputError("--min-repeats", None, "must be at least 2")
+        if self.min_effect < 0:
+            raise InputError("--min-effect", None, "must be >= 0")
 
 
 @dataclass
@@ -69,6 +84,7 @@ class Finding:
     test: str = ""
     p_value: float | None = None
     note: str = ""  # e.g. "improved", "only in NEW"
+    noise: str = ""  # the spread seen within each side (A/A noise), or the messages behind a kind
 
     @property
     def name(self) -> str:
@@ -222,46 +238,196 @@ def _outcomes(b: pd.DataFrame, n: pd.DataFrame, sc: str, w: str, opts: CompareOp
         if len(b) > 1 or len(n) > 1:
             summary += f" (share moved {move:.0%}"
             summary += f", p={p:.3g})" if p is not None else ")"
-    return Finding("outcome", sc, w, changed, summary, base=base, new=new, test=test, p_value=p)
+    noise = ""
+    if max(len(b), len(n)) > 1:
+        noise = (
+            "one outcome within each side"
+            if len(cb) == len(cn) == 1
+            else f"within BASE: {base}; within NEW: {new}"
+        )
+    return Finding("outcome", sc, w, changed, summary, base=base, new=new, test=test, p_value=p, noise=noise)
+
+
+def _spread(xs: list[float]) -> float:
+    """Interquartile range (the noise within one side); 0 for fewer than two values."""
+    if len(xs) < 2:
+        return 0.0
+    import numpy as np
+
+    q1, q3 = np.percentile(xs, [25, 75])
+    return float(q3 - q1)
+
+
+@dataclass
+class _Timed:
+    """One side's times of one outcome, with each run's as-run window and position in it."""
+
+    times: list[float]
+    windows: list[tuple[float, float] | None]
+    inside: list[bool | None]
+
+    @classmethod
+    def of(cls, rows: pd.DataFrame, slack_s: float) -> _Timed:
+        times: list[float] = []
+        windows: list[tuple[float, float] | None] = []
+        inside: list[bool | None] = []
+        for r in rows.to_dict("records"):
+            t = r.get("observed_t_s")
+            if t is None or pd.isna(t):
+                continue
+            lo, hi = r.get("predicted_earliest_s"), r.get("predicted_latest_s")
+            win = None
+            predicted = str(r.get("predicted") or "").split("|")
+            if str(r.get("observed")) not in predicted:
+                lo = None  # the window is that of another outcome: it says nothing about this one
+            if lo is not None and not pd.isna(lo):
+                win = (float(lo), float(hi) if hi is not None and not pd.isna(hi) else float(lo))
+            ok = r.get("time_ok")
+            if ok is None or pd.isna(ok):
+                # no verdict on the time (older runs): the window widened by the tolerance
+                ok = None if win is None else win[0] - slack_s <= float(t) <= win[1] + slack_s
+            times.append(float(t))
+            windows.append(win)
+            inside.append(bool(ok) if ok is not None else None)
+        return cls(times, windows, inside)
+
+    @property
+    def windowed(self) -> bool:
+        return bool(self.times) and all(w is not None for w in self.windows)
+
+    def positions(self, fraction: bool) -> list[float]:
+        """Where each event fell: the fraction of its window (0 = earliest, 1 = latest) or, for
+        point windows (a kernel limit acts at once), seconds after the predicted time."""
+        out = []
+        for t, w in zip(self.times, self.windows, strict=True):
+            assert w is not None
+            out.append((t - w[0]) / (w[1] - w[0]) if fraction else t - w[0])
+        return out
+
+    def outside(self) -> int:
+        return sum(1 for x in self.inside if x is False)
+
+    def window_text(self) -> str:
+        ws = sorted({w for w in self.windows if w is not None})
+        if not ws:
+            return "no window"
+        if len(ws) == 1:
+            lo, hi = ws[0]
+            return f"{lo:.2f}..{hi:.2f}s"
+        return f"{min(w[0] for w in ws):.2f}..{max(w[1] for w in ws):.2f}s ({len(ws)} windows)"
 
 
 def _times(b: pd.DataFrame, n: pd.DataFrame, sc: str, w: str, opts: CompareOptions) -> list[Finding]:
+    """Times judged against each side's as-run window (see the module docstring)."""
     out: list[Finding] = []
     if "observed_t_s" not in b or "observed_t_s" not in n:
         return out
     for label in sorted(set(b["_label"]) & set(n["_label"])):
-        tb = [float(x) for x in b.loc[b["_label"] == label, "observed_t_s"].dropna()]
-        tn = [float(x) for x in n.loc[n["_label"] == label, "observed_t_s"].dropna()]
-        if not tb or not tn:
+        tb = _Timed.of(b.loc[b["_label"] == label], opts.tolerance_seconds)
+        tn = _Timed.of(n.loc[n["_label"] == label], opts.tolerance_seconds)
+        if not tb.times or not tn.times:
             continue
-        mb, mn = _median(tb), _median(tn)
-        shift = mn - mb
-        beyond = abs(shift) > opts.tolerance_seconds + 1e-12
-        p: float | None = None
-        if len(tb) >= opts.min_repeats and len(tn) >= opts.min_repeats:
-            p = mannwhitney_p(tb, tn)
-            changed = beyond and p < opts.alpha
-            test = f"Mann-Whitney U, tolerance {opts.tolerance_seconds:g}s"
+        if tb.windowed and tn.windowed:
+            out.append(_windowed_time(tb, tn, sc, w, label, opts))
         else:
-            changed = beyond
-            test = f"tolerance {opts.tolerance_seconds:g}s"
-        what = f", medians of {len(tb)} / {len(tn)} runs" if max(len(tb), len(tn)) > 1 else ""
-        summary = f"{sc}/{w}: {label} at t={mb:.2f}s -> {mn:.2f}s ({shift:+.2f}s{what}"
-        summary += f", p={p:.3g})" if p is not None else ")"
-        out.append(
-            Finding(
-                "time",
-                sc,
-                f"{w} {label}",
-                changed,
-                summary,
-                base=f"{mb:.3f}",
-                new=f"{mn:.3f}",
-                test=test,
-                p_value=p,
-            )
-        )
+            out.append(_absolute_time(tb.times, tn.times, sc, w, label, opts))
     return out
+
+
+def _windowed_time(tb: _Timed, tn: _Timed, sc: str, w: str, label: str, opts: CompareOptions) -> Finding:
+    nb, nn = len(tb.times), len(tn.times)
+    mb, mn = _median(tb.times), _median(tn.times)
+    shift = mn - mb
+    ob, on = tb.outside(), tn.outside()
+    repeated = nb >= opts.min_repeats and nn >= opts.min_repeats
+    subject = f"{w} {label}"
+    base_txt = f"{mb:.3f} in {tb.window_text()}" + (f", {ob}/{nb} outside" if ob else "")
+    new_txt = f"{mn:.3f} in {tn.window_text()}" + (f", {on}/{nn} outside" if on else "")
+    # 1. leaving the window the model allows on that side
+    if on / nn > ob / nb:
+        moved, _, test, p = share_change(
+            Counter({"outside": ob, "inside": nb - ob}), Counter({"outside": on, "inside": nn - on}), opts
+        )
+        if nb == nn == 1:
+            summary = (
+                f"{sc}/{w}: {label} at t={mn:.2f}s, outside NEW's as-run window {tn.window_text()} "
+                f"(BASE t={mb:.2f}s inside {tb.window_text()})"
+            )
+        else:
+            summary = (
+                f"{sc}/{w}: {label} outside the as-run window in {on}/{nn} NEW runs "
+                f"(BASE {ob}/{nb}; medians t={mb:.2f}s -> {mn:.2f}s)"
+            )
+            if p is not None:
+                summary += f", p={p:.3g}"
+        noise = f"outside the window: BASE {ob}/{nb}, NEW {on}/{nn}"
+        test = "as-run window" + (f", {test}" if test != "exact" else "")
+        if moved:
+            return Finding("time", sc, subject, True, summary, base_txt, new_txt, test, p, noise=noise)
+    # 2. the position inside the window, against the noise within each side
+    fraction = all(w_[1] > w_[0] for w_ in (*tb.windows, *tn.windows) if w_ is not None)
+    pb, pn = tb.positions(fraction), tn.positions(fraction)
+    unit = "of the window" if fraction else "s after the predicted time"
+    qb, qn = _median(pb), _median(pn)
+    sb, sn = _spread(pb), _spread(pn)
+    dpos = qn - qb
+    noise = f"spread (IQR) of the position: BASE {sb:.2f}, NEW {sn:.2f} ({unit})"
+    if ob or on:
+        noise = f"outside the window: BASE {ob}/{nb}, NEW {on}/{nn}; {noise}"
+    pos_txt = f"position {qb:.2f} -> {qn:.2f} {unit}"
+    out_txt = f" (outside it: BASE {ob}/{nb}, NEW {on}/{nn} runs)" if ob or on else ""
+    p = None
+    if repeated:
+        p = mannwhitney_p(pb, pn)
+        spread = max(sb, sn)
+        effect = abs(dpos) / spread if spread > 0 else (float("inf") if abs(dpos) > 1e-9 else 0.0)
+        beyond = abs(shift) > opts.tolerance_seconds + 1e-12
+        changed = p < opts.alpha and effect > opts.min_effect and beyond
+        test = (
+            f"as-run window; Mann-Whitney U on the position, effect > {opts.min_effect:g} x spread, "
+            f"tolerance {opts.tolerance_seconds:g}s"
+        )
+        eff_txt = "inf" if effect == float("inf") else f"{effect:.1f}"
+        summary = (
+            f"{sc}/{w}: {label} {'moved inside' if changed else 'inside'} the as-run window{out_txt}: {pos_txt} "
+            f"(t={mb:.2f}s -> {mn:.2f}s, {shift:+.2f}s, medians of {nb} / {nn} runs, "
+            f"shift {eff_txt} x the spread within a side, p={p:.3g})"
+        )
+        note = "" if changed or abs(shift) <= opts.tolerance_seconds else "moved within the noise"
+        return Finding("time", sc, subject, changed, summary, base_txt, new_txt, test, p, note, noise)
+    where = f"against the as-run windows{out_txt}" if out_txt else "inside the as-run window on both sides"
+    summary = (
+        f"{sc}/{w}: {label} at t={mb:.2f}s -> {mn:.2f}s ({shift:+.2f}s), {where} "
+        f"({tb.window_text()} / {tn.window_text()}; {pos_txt})"
+    )
+    note = "" if abs(shift) <= opts.tolerance_seconds else "moved inside the window"
+    test = f"as-run window (position compared from {opts.min_repeats} runs per side)"
+    return Finding("time", sc, subject, False, summary, base_txt, new_txt, test, None, note, noise)
+
+
+def _absolute_time(
+    tb: list[float], tn: list[float], sc: str, w: str, label: str, opts: CompareOptions
+) -> Finding:
+    """No predicted window on a side (the model predicts no time for this outcome): the median
+    time against ``tolerance_seconds``, with Mann-Whitney U when repeated."""
+    mb, mn = _median(tb), _median(tn)
+    shift = mn - mb
+    beyond = abs(shift) > opts.tolerance_seconds + 1e-12
+    p: float | None = None
+    if len(tb) >= opts.min_repeats and len(tn) >= opts.min_repeats:
+        p = mannwhitney_p(tb, tn)
+        changed = beyond and p < opts.alpha
+        test = f"Mann-Whitney U, tolerance {opts.tolerance_seconds:g}s"
+    else:
+        changed = beyond
+        test = f"tolerance {opts.tolerance_seconds:g}s"
+    what = f", medians of {len(tb)} / {len(tn)} runs" if max(len(tb), len(tn)) > 1 else ""
+    summary = f"{sc}/{w}: {label} at t={mb:.2f}s -> {mn:.2f}s ({shift:+.2f}s{what}"
+    summary += f", p={p:.3g})" if p is not None else ")"
+    noise = f"spread (IQR) of the time: BASE {_spread(tb):.2f}s, NEW {_spread(tn):.2f}s"
+    return Finding(
+        "time", sc, f"{w} {label}", changed, summary, f"{mb:.3f}", f"{mn:.3f}", test, p, noise=noise
+    )
 
 
 def _verdicts(b: pd.DataFrame, n: pd.DataFrame, sc: str, w: str, opts: CompareOptions) -> Finding | None:
@@ -348,40 +514,67 @@ def _fmt_value(v: str) -> str:
     return f"{v} ({n >> 20}Mi)" if 1 << 20 <= n < 1 << 50 and n % (1 << 20) == 0 else v
 
 
+def _kinds(g: Group) -> dict[str, dict[str, set[str]]]:
+    """kind -> run id -> the messages of that kind in the run."""
+    out: dict[str, dict[str, set[str]]] = {}
+    for run, msgs in g.deviations.items():
+        for m in msgs:
+            out.setdefault(deviation_kind(m), {}).setdefault(run, set()).add(m)
+    return out
+
+
+def _examples(by_run: dict[str, set[str]], limit: int = 2) -> str:
+    msgs = sorted({m for ms in by_run.values() for m in ms})
+    more = f" (+{len(msgs) - limit} more)" if len(msgs) > limit else ""
+    return "; ".join(msgs[:limit]) + more
+
+
 def _host(base: Group, new: Group, out: list[Finding]) -> None:
-    db = set().union(*base.deviations.values()) if base.deviations else set()
-    dn = set().union(*new.deviations.values()) if new.deviations else set()
-    for d in sorted(dn - db):
-        k = sum(1 for s in new.deviations.values() if d in s)
+    """Host deviations by kind (:mod:`harness.compare.kinds`); the messages are context."""
+    kb, kn = _kinds(base), _kinds(new)
+    nb, nn = len(base.runs), len(new.runs)
+    for kind in sorted(set(kn) - set(kb)):
+        k = len(kn[kind])
         out.append(
             Finding(
                 "host",
                 "",
-                d,
+                kind,
                 True,
-                f"new host deviation in {k}/{len(new.runs)} NEW runs: {d}",
+                f"new host deviation in {k}/{nn} NEW runs: {kind}",
                 base="absent",
-                new=f"{k} runs",
-                test="presence",
+                new=f"{k}/{nn} runs",
+                test="kind present",
+                note=f"e.g. {_examples(kn[kind])}",
             )
         )
-    for d in sorted(db - dn):
+    for kind in sorted(set(kb) - set(kn)):
         out.append(
             Finding(
                 "host",
                 "",
-                d,
+                kind,
                 False,
-                f"host deviation gone in NEW: {d}",
-                base="present",
+                f"host deviation gone in NEW: {kind}",
+                base=f"{len(kb[kind])}/{nb} runs",
                 new="absent",
-                test="presence",
+                test="kind present",
                 note="resolved",
             )
         )
-    for d in sorted(db & dn):
+    for kind in sorted(set(kb) & set(kn)):
         out.append(
-            Finding("host", "", d, False, f"host deviation in both: {d}", "present", "present", "presence")
+            Finding(
+                "host",
+                "",
+                kind,
+                False,
+                f"host deviation in both: {kind}",
+                f"{len(kb[kind])}/{nb} runs",
+                f"{len(kn[kind])}/{nn} runs",
+                "kind present",
+                noise=f"BASE: {_examples(kb[kind])} | NEW: {_examples(kn[kind])}",
+            )
         )
 
 

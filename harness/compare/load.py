@@ -28,6 +28,9 @@ VERDICT_COLUMNS = (
     "predicted",
     "observed",
     "observed_t_s",
+    "predicted_earliest_s",
+    "predicted_latest_s",
+    "time_ok",
     "victim_observed",
     "passed",
 )

@@ -26,6 +26,8 @@ def to_text(c: Comparison, verbose: bool = False) -> str:
     lines += [f"warning: {w}" for w in c.warnings]
     for f in c.changes:
         lines.append(f"  CHANGED  {f.check:<8} {f.summary}  [{f.test}]")
+        if f.noise or f.note:
+            lines.append(f"           {'':<8} " + "; ".join(x for x in (f.noise, f.note) if x))
     notes = [f for f in c.findings if not f.changed and f.note]
     for f in notes:
         lines.append(
@@ -34,7 +36,7 @@ def to_text(c: Comparison, verbose: bool = False) -> str:
     if verbose:
         for f in c.findings:
             if not f.changed and not f.note:
-                lines.append(f"  same     {f.check:<8} {f.summary}")
+                lines.append(f"  same     {f.check:<8} {f.summary}" + (f"  ({f.noise})" if f.noise else ""))
     n_same = sum(1 for f in c.findings if not f.changed)
     if c.changed:
         lines.append(
@@ -58,20 +60,24 @@ def to_markdown(c: Comparison) -> str:
         "",
         f"- **BASE** `{_md_cell(c.base.label)}`: {len(c.base.ids)} run(s)",
         f"- **NEW** `{_md_cell(c.new.label)}`: {len(c.new.ids)} run(s)",
-        f"- tolerances: time ±{o.tolerance_seconds:g} s, outcome share {o.tolerance_share:g}, "
-        f"alpha {o.alpha:g}, statistical tests from {o.min_repeats} runs per side",
+        f"- times judged against each side's as-run window; tolerances: time ±{o.tolerance_seconds:g} s, "
+        f"outcome share {o.tolerance_share:g}, alpha {o.alpha:g}, statistical tests from {o.min_repeats} "
+        f"runs per side, a position shift must exceed {o.min_effect:g} x the spread within a side",
         "",
     ]
     out += [f"> warning: {_md_cell(w)}" for w in c.warnings]
     if c.warnings:
         out.append("")
     if c.changes:
-        out += ["| check | what | BASE | NEW | test | p |", "|---|---|---|---|---|---|"]
+        out += [
+            "| check | what | BASE | NEW | test | p | noise within a side |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for f in c.changes:
             p = f"{f.p_value:.3g}" if f.p_value is not None else ""
             out.append(
                 f"| {f.check} | {_md_cell(f.name)} | {_md_cell(f.base)} | {_md_cell(f.new)} | "
-                f"{_md_cell(f.test)} | {p} |"
+                f"{_md_cell(f.test)} | {p} | {_md_cell(f.noise)} |"
             )
         out.append("")
     rest = [f for f in c.findings if not f.changed]
@@ -88,6 +94,8 @@ def _case(f: Finding) -> str:
     out = escape(
         f"BASE: {f.base}\nNEW: {f.new}\ntest: {f.test}"
         + (f"\np: {f.p_value:.4g}" if f.p_value is not None else "")
+        + (f"\nnoise: {f.noise}" if f.noise else "")
+        + (f"\nnote: {f.note}" if f.note else "")
     )
     body = ""
     if f.changed:

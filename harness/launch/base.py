@@ -113,6 +113,7 @@ class ObservedPod:
     uid: str
     container_id: str | None  # the runtime's directory name of its container (None: never ran)
     admitted: bool = True
+    api_object: Mapping[str, Any] = field(default_factory=dict)  # the pod as the API server has it now
 
 
 @dataclass

@@ -264,8 +264,10 @@ def _event_marker(ax: Any, e: Event, y: float, seen: set[str]) -> None:
     seen.add(label)
 
 
-def scenario_figure(sc: ScenarioData, title: str | None = None) -> Figure:
-    """The timeline of one scenario: memory (plus a zoom on the pods when needed) over event lanes."""
+def scenario_figure(sc: ScenarioData, title: str | None = None, duration: float | None = None) -> Figure:
+    """The timeline of one scenario: memory (plus a zoom on the pods when needed) over event lanes.
+
+    ``duration``: the time axis' extent (e.g. the longer of two runs drawn side by side)."""
     n_lanes = len(sc.workloads) + 1
     # on a real node the pods live far below the node's capacity: add a panel zoomed on them
     pods_top = _pods_top(sc)
@@ -275,7 +277,7 @@ def scenario_figure(sc: ScenarioData, title: str | None = None) -> Figure:
     gs = fig.add_gridspec(len(heights), 1, height_ratios=heights, hspace=0.08)
     ax1 = fig.add_subplot(gs[0])
     memory_axes = [ax1]
-    xmax = max(sc.duration, 1.0) * 1.02
+    xmax = max(duration if duration is not None else sc.duration, 1.0) * 1.02
     colors = _workload_colors(sc.workloads)
     _memory_panel(ax1, sc, colors, xmax)
     if zoom:
@@ -299,5 +301,5 @@ def figure_png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def scenario_png(sc: ScenarioData, title: str | None = None) -> bytes:
-    return figure_png(scenario_figure(sc, title))
+def scenario_png(sc: ScenarioData, title: str | None = None, duration: float | None = None) -> bytes:
+    return figure_png(scenario_figure(sc, title, duration))

@@ -19,6 +19,7 @@ from harness.verdict import Verdict
 from harness.verdict.cgroups import cgroup_verdict, scenario_conformance
 from harness.verdict.kubelet import kubelet_start_verdict
 from harness.verdict.memorymanager import memory_manager_verdict
+from harness.verdict.oomscore import scenario_oom_scores
 
 # Scratch space of the workloads (page-cache files), per run and scenario; removed at tear-down.
 WORKDIR = Path(os.environ.get("HARNESS_WORKDIR", "/var/tmp/harness"))
@@ -89,7 +90,10 @@ def observe_node(live: LiveScenario, run: RunContext) -> list[Verdict]:
         return []
     out = []
     if wants_cgroups:
-        checks = scenario_conformance(sc, obs, run.cgroup_version)
+        # every cgroup file, and every container's applied oom_score_adj (sidecars: 1.33+)
+        checks = scenario_conformance(sc, obs, run.cgroup_version) + scenario_oom_scores(
+            sc, obs, run.cgroup_version
+        )
         run.store.add_rows("cgroups", [{"scenario": sc.name, **c.to_dict()} for c in checks])
         v = cgroup_verdict(sc.name, checks)
         run.progress.say(

@@ -181,6 +181,7 @@ class KubernetesBackend(Backend):
                 uid=h.pod.uid,
                 container_id=h.container_id,
                 admitted=h.kubelet.admission_reason is None,
+                api_object=self._current_pod(h.pod.name),
             )
             for w in ctx.scenario.workloads
             if (h := handles.get(w.name)) is not None and h.pod is not None and w.placement == "pod"
@@ -197,6 +198,12 @@ class KubernetesBackend(Backend):
             memory_manager_state_path=str(path),
             memory_manager_error=error,
         )
+
+    def _current_pod(self, name: str) -> dict[str, Any]:
+        """The API server's pod now (the watch may lag), else the watch's last copy."""
+        with contextlib.suppress(Exception):
+            return dict(self.api.sanitize_for_serialization(self.core.read_namespaced_pod(name, NAMESPACE)))
+        return self.watch.pod(name) or {}
 
     # ---- workloads -------------------------------------------------------------------------
     def launch(self, ctx: ScenarioContext, workload: Workload, layout: WorkloadLayout) -> Handle:
