@@ -12,7 +12,6 @@ import pytest
 from harness.classify import OomRecord, WorkloadEvidence, classify
 from harness.errors import HarnessError
 from harness.launch.containerd import (
-    CGROUP_MOUNT,
     NAMESPACE,
     ContainerdBackend,
     check_namespace,
@@ -22,6 +21,7 @@ from harness.launch.containerd import (
     parse_rfc3339,
     run_prefix,
 )
+from harness.launch.containerd.names import CGROUP_MOUNT
 
 ID_RE = re.compile(r"^[A-Za-z0-9]+(?:[._-](?:[A-Za-z0-9]+))*$")  # containerd identifiers.Validate
 

@@ -36,14 +36,8 @@ the disagreement).
 
 from __future__ import annotations
 
-import calendar
-import contextlib
-import ctypes
-import hashlib
 import json
-import os
 import re
-import signal
 import subprocess
 import threading
 import time
@@ -56,7 +50,6 @@ from harness.config.suite import Workload
 from harness.engines.containerd import (
     answers,
     ctr,
-    ctr_binary,
     default_instance,
     ensure_containerd,
     server_version,
@@ -81,217 +74,20 @@ from harness.launch.base import (
     ScenarioContext,
     applied_oom_score_adj,
 )
-from harness.model.layout import WorkloadLayout
-
-NAMESPACE = "harness"
-REFUSED_NAMESPACES = ("k8s.io",)  # the kubelet's (CRI) namespace: never put or remove anything there
-LABEL_SCENARIO = "io.harness.scenario"
-CONTAINER_PREFIX = "harness-"
-IMAGE_CACHE = Path(os.environ.get("HARNESS_IMAGE_CACHE", "/var/lib/harness/images"))
-EVENT_TOPICS = ("/tasks/oom", "/tasks/exit", "/tasks/start", "/tasks/delete")
-CGROUP_MOUNT = "type=cgroup,src=cgroup,dst=/sys/fs/cgroup,options=ro:nosuid:noexec:nodev"
-_ID_BAD = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def check_namespace(namespace: str) -> str:
-    """The namespace, if the harness may use it; ``k8s.io`` (the kubelet's) is refused."""
-    if not namespace or namespace in REFUSED_NAMESPACES:
-        raise HarnessError(
-            f"containerd namespace {namespace!r} is refused: the harness works only in its own "
-            f"namespace (default {NAMESPACE!r}), never in the kubelet's k8s.io"
-        )
-    if _ID_BAD.search(namespace):
-        raise HarnessError(f"containerd namespace {namespace!r}: use letters, digits, '.', '_' or '-'")
-    return namespace
-
-
-def run_prefix(run_id: str) -> str:
-    """The container-id prefix of one run: ``harness-<8 hex of the run id>-``."""
-    return f"{CONTAINER_PREFIX}{hashlib.sha256(run_id.encode()).hexdigest()[:8]}-"
-
-
-def container_id(run_id: str, scenario: str, workload: str) -> str:
-    """A valid containerd id (``[A-Za-z0-9]+([._-][A-Za-z0-9]+)*``, <= 76 chars), unique per run."""
-    tail = hashlib.sha256(f"{run_id}/{scenario}/{workload}".encode()).hexdigest()[:6]
-    body = _ID_BAD.sub("-", f"{scenario}-{workload}")
-    body = re.sub(r"[._-]{2,}", "-", body).strip("._-")[:50].rstrip("._-")
-    return f"{run_prefix(run_id)}{body}-{tail}"
-
-
-# --------------------------------------------------------------------------- ctr events
-
-
-@dataclass
-class CtrEvent:
-    t_wall: float  # containerd's timestamp of the event (seconds since the epoch)
-    namespace: str
-    topic: str
-    payload: dict[str, Any]
-
-    @property
-    def container_id(self) -> str | None:
-        cid = self.payload.get("container_id") or self.payload.get("id")
-        return str(cid) if cid else None
-
-
-_EVENT_RE = re.compile(
-    r"^(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d+))? ([+-])(\d\d)(\d\d)(?: \S+)? (\S+) (/\S+) ?(.*)$"
+from harness.launch.containerd.args import ctr_run_args
+from harness.launch.containerd.events import CtrEvent, EventFollower, parse_rfc3339, wall_to_mono
+from harness.launch.containerd.names import (
+    CONTAINER_PREFIX,
+    EVENT_TOPICS,
+    IMAGE_CACHE,
+    LABEL_SCENARIO,
+    NAMESPACE,
+    check_namespace,
+    container_id,
+    run_prefix,
 )
-
-
-def parse_event_line(line: str) -> CtrEvent | None:
-    """One line of ``ctr events``: ``2026-11-23 18:38:39.165333581 +0000 UTC harness /tasks/oom {...}``."""
-    m = _EVENT_RE.match(line.strip())
-    if not m:
-        return None
-    y, mo, d, hh, mi, ss, frac, sign, oh, om, ns, topic, rest = m.groups()
-    t = float(calendar.timegm((int(y), int(mo), int(d), int(hh), int(mi), int(ss), 0, 0, 0)))
-    t += int(frac) / 10 ** len(frac) if frac else 0.0
-    offset = (int(oh) * 3600 + int(om) * 60) * (1 if sign == "+" else -1)
-    try:
-        payload = json.loads(rest) if rest.strip() else {}
-    except json.JSONDecodeError:
-        payload = {"raw": rest}
-    return CtrEvent(t - offset, ns, topic, payload if isinstance(payload, dict) else {"value": payload})
-
-
-def parse_rfc3339(s: str) -> float | None:
-    """``2026-11-23T18:38:39.189412313Z`` (nanoseconds kept to float precision) -> epoch seconds."""
-    m = re.match(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$", s.strip())
-    if not m:
-        return None
-    y, mo, d, hh, mi, ss, frac, tz = m.groups()
-    t = calendar.timegm((int(y), int(mo), int(d), int(hh), int(mi), int(ss), 0, 0, 0)) + (
-        int(frac) / 10 ** len(frac) if frac else 0.0
-    )
-    if tz != "Z":
-        off = int(tz[1:3]) * 3600 + int(tz[4:6]) * 60
-        t -= off if tz[0] == "+" else -off
-    return float(t)
-
-
-def wall_to_mono(t_wall: float) -> float:
-    """A wall-clock instant on the monotonic clock (both read now; error ~µs)."""
-    return time.monotonic() - (time.time() - t_wall)
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM when the harness dies (even by SIGKILL): prctl(PR_SET_PDEATHSIG)."""
-
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-
-
-class EventFollower:
-    """``ctr events`` for one namespace as a child process; calls ``on_event`` from a thread."""
-
-    def __init__(self, address: str, namespace: str, on_event: Any) -> None:
-
-        self.cmd = [
-            ctr_binary(),
-            "--address",
-            address,
-            "events",
-            f"namespace=={namespace},topic~=/tasks/",
-        ]
-        self.on_event = on_event
-        self.proc: subprocess.Popen[str] | None = None
-        self._thread: threading.Thread | None = None
-        self.lines = 0
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            self.cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            bufsize=1,
-            preexec_fn=_die_with_parent,
-        )
-        self._thread = threading.Thread(target=self._pump, args=(self.proc,), daemon=True)
-        self._thread.start()
-        # the subscription is live once ctr has connected; give it a moment so no event is missed
-        time.sleep(0.15)
-
-    def _pump(self, proc: subprocess.Popen[str]) -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            ev = parse_event_line(line)
-            if ev is None:
-                continue
-            self.lines += 1
-            with contextlib.suppress(Exception):
-                self.on_event(ev)
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self) -> None:
-        """Stop the ``ctr events`` process by its pid."""
-        p = self.proc
-        if p is None:
-            return
-        if p.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(p.pid, signal.SIGTERM)
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.kill(p.pid, signal.SIGKILL)
-                p.wait(timeout=5)
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-        if p.stdout:
-            p.stdout.close()
-        self.proc = None
-
-
-# --------------------------------------------------------------------------- task launch
-
-
-def ctr_run_args(
-    image: str,
-    cid: str,
-    argv: list[str],
-    *,
-    cgroup: str,
-    labels: dict[str, str],
-    log: Path,
-    pidfile: Path,
-    runc_root: Path,
-    memory_limit: int | None,
-) -> list[str]:
-    """The arguments of ``ctr run`` (after ``ctr --address A --namespace N``) for one detached task."""
-    args = ["run", "--detach", "--cgroup", cgroup, "--log-uri", f"file://{log}", "--pid-file", str(pidfile)]
-    args += ["--runc-root", str(runc_root), "--mount", CGROUP_MOUNT]
-    for k, v in sorted(labels.items()):
-        args += ["--label", f"{k}={v}"]
-    if memory_limit is not None:
-        args += ["--memory-limit", str(memory_limit)]
-    return [*args, image, cid, *argv]
-
-
-def write_oom_score_adj(pids: list[int], value: int) -> tuple[list[int], list[str]]:
-    """Write ``value`` to each pid's oom_score_adj; returns (written, errors) - gone pids are skipped."""
-    done, errors = [], []
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/oom_score_adj", "w") as f:
-                f.write(str(value))
-            done.append(pid)
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        except OSError as exc:
-            errors.append(f"pid {pid}: {exc.strerror}")
-    return done, errors
-
-
-def read_oom_score_adj(pid: int) -> int | None:
-    try:
-        return int(Path(f"/proc/{pid}/oom_score_adj").read_text())
-    except (OSError, ValueError):
-        return None
+from harness.launch.containerd.oomadj import read_oom_score_adj, write_oom_score_adj
+from harness.model.layout import WorkloadLayout
 
 
 @dataclass
@@ -817,15 +613,3 @@ def active_snapshots(inst: Any, namespace: str = NAMESPACE, *, images: bool = Fa
 
     rows = [ln.split() for ln in ctr(inst, "snapshots", "ls", namespace=namespace).stdout.splitlines()[1:]]
     return [r[0] for r in rows if r and (images or r[-1].lower() != "committed")]
-
-
-__all__ = [
-    "NAMESPACE",
-    "ContainerdBackend",
-    "CtrEvent",
-    "check_namespace",
-    "cleanup_namespace",
-    "container_id",
-    "ctr_run_args",
-    "parse_event_line",
-]
