@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 from harness import __version__
 from harness.backends import get_backend
 from harness.config.node import detect_local_facts
-from harness.config.suite import Suite
+from harness.config.suite import Scenario, Suite
 from harness.errors import HarnessError
 from harness.host.cgroups import cgroup_version, remove_tree
 from harness.host.probes import probe_negative_oom_score_adj
@@ -80,25 +81,87 @@ def run_suite(
     sample_hz: float | None = None,
     labels: dict[str, str] | None = None,
 ) -> RunResult:
+    """Every scenario of ``suite`` for this backend, one after the other, on one set of samplers."""
     progress = progress or Progress()
     backend = get_backend(backend_name)
-    failed_checks = [c for c in backend.sanity_checks() if not c.ok]
-    if failed_checks:
-        c = failed_checks[0]
-        raise HarnessError(
-            f"backend {backend_name}: {c.name}: {c.detail}" + (f" (fix: {c.fix})" if c.fix else "")
-        )
-    scenarios = [s for s in suite.scenarios if backend_name in s.backends]
-    if only:
-        scenarios = [suite.scenario(n) for n in only]
-    if not scenarios:
-        raise HarnessError(f"suite {suite.name} has no scenario for backend {backend_name}")
-
+    _require_ready(backend)
+    scenarios = _scenarios(suite, backend_name, only)
     run_id = new_run_id(suite.name, backend_name)
     results_dir.mkdir(parents=True, exist_ok=True)
     store = RunStore(results_dir, run_id)
     facts = host_facts(backend)
-    version = cgroup_version()
+    _record_start(store, suite, backend_name, scenarios, facts, labels)
+    progress.say(f"harness: run {run_id} ({len(scenarios)} scenarios, backend {backend_name})")
+    progress.say(f"harness: results in {store.dir}")
+    result = RunResult(run_id, store.dir)
+    active = register_active_run(run_id, store.dir)
+    events = EventSink(store.progress / "events.jsonl")
+    run = RunContext(
+        run_id=run_id,
+        backend=backend,
+        store=store,
+        events=events,
+        kmsg=KmsgFollower(on_kill=_kill_recorder(events, progress, run_id)),
+        watcher=OomWatcher(on_change=_counter_recorder(events)),
+        sampler=Sampler(store.progress, rate_hz=sample_hz or suite.sample_hz),
+        progress=progress,
+        host=facts,
+        cgroup_version=cgroup_version(),
+    )
+    prev_handlers = install_signal_handlers()
+    outcomes: list[dict[str, Any]] = []
+    t_run = time.monotonic()
+    status = "failed"
+    try:
+        for start in (run.kmsg.start, run.watcher.start, run.sampler.start):
+            start()
+        for sc in scenarios:
+            done = run_scenario(sc, run)
+            result.predictions += [{"scenario": sc.name, **w.to_dict()} for w in done.prediction.workloads]
+            outcomes += [{"scenario": sc.name, **o.to_dict()} for o in done.outcomes]
+            result.verdicts += done.verdicts
+        status = "complete"
+    except (KeyboardInterrupt, Interrupted):
+        status = "interrupted"
+        progress.say("harness: interrupted: workloads stopped, results flushed, run marked interrupted")
+    finally:
+        restore_signal_handlers(prev_handlers)
+        _stop_run(run)
+        _write_results(run, suite.name, result, outcomes, time.monotonic() - t_run)
+        result.status = status
+        store.finish(status)
+        active.unlink(missing_ok=True)
+    return result
+
+
+def _require_ready(backend: Backend) -> None:
+    failed = [c for c in backend.sanity_checks() if not c.ok]
+    if failed:
+        c = failed[0]
+        raise HarnessError(
+            f"backend {backend.name}: {c.name}: {c.detail}" + (f" (fix: {c.fix})" if c.fix else "")
+        )
+
+
+def _scenarios(suite: Suite, backend_name: str, only: list[str] | None) -> list[Scenario]:
+    scenarios = (
+        [suite.scenario(n) for n in only]
+        if only
+        else [s for s in suite.scenarios if backend_name in s.backends]
+    )
+    if not scenarios:
+        raise HarnessError(f"suite {suite.name} has no scenario for backend {backend_name}")
+    return scenarios
+
+
+def _record_start(
+    store: RunStore,
+    suite: Suite,
+    backend_name: str,
+    scenarios: list[Scenario],
+    facts: dict[str, Any],
+    labels: dict[str, str] | None,
+) -> None:
     store.update(
         suite=suite.name,
         suite_file=suite.source,
@@ -112,11 +175,10 @@ def run_suite(
         command=sys.argv,
         labels=dict(labels or {}),
     )
-    progress.say(f"harness: run {run_id} ({len(scenarios)} scenarios, backend {backend_name})")
-    progress.say(f"harness: results in {store.dir}")
-    result = RunResult(run_id, store.dir)
-    active = register_active_run(run_id, store.dir)
-    events = EventSink(store.progress / "events.jsonl")
+
+
+def _kill_recorder(events: EventSink, progress: Progress, run_id: str) -> Callable[[OomKill], None]:
+    """Each kernel OOM kill (from /dev/kmsg) as a run event and a progress line."""
 
     def on_kill(k: OomKill) -> None:
         domain = k.oom_memcg or "the whole node"
@@ -139,79 +201,57 @@ def run_suite(
             t_kernel_mono=k.t_mono,
         )
 
+    return on_kill
+
+
+def _counter_recorder(events: EventSink) -> Callable[[OomCounterChange], None]:
+    """Each change of a cgroup's OOM counters as a run event."""
+
     def on_counter(c: OomCounterChange) -> None:
         events.add(
             "memcg", "oom_counter", cgroup=c.cgroup, counter=c.counter, old=c.old, new=c.new, detail=c.source
         )
 
-    kmsg = KmsgFollower(on_kill=on_kill)
-    watcher = OomWatcher(on_change=on_counter)
-    sampler = Sampler(store.progress, rate_hz=sample_hz or suite.sample_hz)
-    prev_handlers = install_signal_handlers()
-    all_predictions = result.predictions
-    all_outcomes: list[dict[str, Any]] = []
-    t_run = time.monotonic()
-    status = "failed"
-    try:
-        kmsg.start()
-        watcher.start()
-        sampler.start()
-        run = RunContext(
-            run_id=run_id,
-            backend=backend,
-            store=store,
-            events=events,
-            kmsg=kmsg,
-            watcher=watcher,
-            sampler=sampler,
-            progress=progress,
-            host=facts,
-            cgroup_version=version,
-        )
-        for sc in scenarios:
-            done = run_scenario(sc, run)
-            all_predictions += [{"scenario": sc.name, **w.to_dict()} for w in done.prediction.workloads]
-            all_outcomes += [{"scenario": sc.name, **o.to_dict()} for o in done.outcomes]
-            result.verdicts += done.verdicts
-        status = "complete"
-    except (KeyboardInterrupt, Interrupted):
-        status = "interrupted"
-        progress.say("harness: interrupted: workloads stopped, results flushed, run marked interrupted")
-    finally:
-        restore_signal_handlers(prev_handlers)
-        for stopper in (sampler.stop, watcher.stop, kmsg.stop, backend.close):
-            try:
-                stopper()
-            except Exception as exc:  # keep tearing down
-                progress.say(f"harness: warning: {exc}")
-        with contextlib.suppress(Exception):
-            sampler.close()
-        events.close()
-        leftover = remove_tree(f"harness/{run_id}")
-        if leftover:
-            progress.say(
-                "harness: warning: could not remove " + "; ".join(leftover) + " (run 'harness cleanup')"
-            )
+    return on_counter
+
+
+def _stop_run(run: RunContext) -> None:
+    """Stop the samplers and the backend, whatever fails; remove the run's cgroup tree."""
+    for stopper in (run.sampler.stop, run.watcher.stop, run.kmsg.stop, run.backend.close):
         try:
-            finalize(store.progress, store.dir / "samples.parquet")
-        except Exception as exc:
-            progress.say(f"harness: warning: could not write samples.parquet: {exc}")
-        store.write_table("events", events.events)
-        store.write_table("predictions", all_predictions)
-        store.write_table("outcomes", all_outcomes)
-        vd = [v.to_dict() for v in result.verdicts]
-        store.write_table("verdicts", vd)
-        store.write_junit(suite.name, vd, time.monotonic() - t_run)
-        result.status = status
-        deviations = sorted({d for v in result.verdicts for d in v.host_deviations})
-        store.update(
-            host_deviations=deviations,
-            verdicts_passed=sum(v.passed for v in result.verdicts),
-            verdicts_total=len(result.verdicts),
+            stopper()
+        except Exception as exc:  # keep tearing down
+            run.progress.say(f"harness: warning: {exc}")
+    with contextlib.suppress(Exception):
+        run.sampler.close()
+    run.events.close()
+    leftover = remove_tree(f"harness/{run.run_id}")
+    if leftover:
+        run.progress.say(
+            "harness: warning: could not remove " + "; ".join(leftover) + " (run 'harness cleanup')"
         )
-        store.finish(status)
-        active.unlink(missing_ok=True)
-    return result
+
+
+def _write_results(
+    run: RunContext, suite_name: str, result: RunResult, outcomes: list[dict[str, Any]], seconds: float
+) -> None:
+    """The run's tables, JUnit file and verdict counts (results/README.md)."""
+    store = run.store
+    try:
+        finalize(store.progress, store.dir / "samples.parquet")
+    except Exception as exc:
+        run.progress.say(f"harness: warning: could not write samples.parquet: {exc}")
+    store.write_table("events", run.events.events)
+    store.write_table("predictions", result.predictions)
+    store.write_table("outcomes", outcomes)
+    vd = [v.to_dict() for v in result.verdicts]
+    store.write_table("verdicts", vd)
+    store.write_junit(suite_name, vd, seconds)
+    store.update(
+        host_deviations=sorted({d for v in result.verdicts for d in v.host_deviations}),
+        verdicts_passed=sum(v.passed for v in result.verdicts),
+        verdicts_total=len(result.verdicts),
+    )
 
 
 ACTIVE_DIR = Path(os.environ.get("HARNESS_ACTIVE_DIR", "/run/harness/active"))
