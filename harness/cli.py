@@ -62,5 +62,9 @@ def _register() -> None:
 
     cli.add_command(cluster_group)
 
+    from harness.commands.nightly import register as register_nightly
+
+    register_nightly(cli, runs_group)
+
 
 _register()

@@ -1,0 +1,11 @@
+"""Registers the nightly-lab commands: ``export``, ``trend``, ``runs show``, ``runs prune``."""
+
+from __future__ import annotations
+
+import click
+
+
+def register(cli: click.Group, runs_group: click.Group) -> None:
+    from harness.commands.export import export_cmd
+
+    cli.add_command(export_cmd)
