@@ -27,6 +27,8 @@ from harness.errors import HarnessError
     "results_dir",
     type=click.Path(file_okay=False),
     default="results",
+    envvar="HARNESS_RESULTS",
+    show_envvar=True,
     show_default=True,
     help="Folder receiving results/<run-id>/ (run.json with each host's status and facts, ansible/ artifacts).",
 )
@@ -79,6 +81,7 @@ def run_on_inventory_cmd(
     forks: int,
     limit: list[str],
     labels: list[str] | None = None,
+    as_json: bool = False,
 ) -> None:
     """What ``harness run SUITE --inventory FILE`` does; exits like ``harness run``."""
     from harness.hosts.lab import run_on_inventory
@@ -101,8 +104,13 @@ def run_on_inventory_cmd(
     bad = res.mismatches
     click.echo(
         f"harness: {n - bad}/{n} verdicts match on {len(res.hosts) - len(res.failed_hosts)}/{len(res.hosts)} "
-        f"host(s); run {res.status}; results in {res.run_dir}"
+        f"host(s); run {res.status}; results in {res.run_dir}",
+        err=as_json,
     )
+    if as_json:
+        from harness.commands.runs import echo_run_summary
+
+        echo_run_summary(res.run_dir)
     if res.status == "interrupted":
         sys.exit(130)
     if res.failed_hosts:

@@ -26,6 +26,8 @@ BACKENDS = ["process", "docker", "containerd", "kubernetes"]
     "results_dir",
     type=click.Path(file_okay=False),
     default="results",
+    envvar="HARNESS_RESULTS",
+    show_envvar=True,
     show_default=True,
     help="Folder receiving results/<run-id>/.",
 )
@@ -53,6 +55,7 @@ BACKENDS = ["process", "docker", "containerd", "kubernetes"]
     help="With --inventory: hosts run at once.",
 )
 @click.option("--limit", multiple=True, help="With --inventory: only these hosts or groups.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary of the run on stdout at the end.")
 def run_cmd(
     suite_file: str,
     backend: str,
@@ -64,6 +67,7 @@ def run_cmd(
     inventory_file: str | None,
     forks: int,
     limit: tuple[str, ...],
+    as_json: bool,
 ) -> None:
     """Run a suite on this host and compare every outcome with the model.
 
@@ -90,6 +94,7 @@ def run_cmd(
             forks=forks,
             limit=list(limit),
             labels=list(labels),
+            as_json=as_json,
         )
     from harness.catalog import parse_labels
     from harness.config.suite import load_suite
@@ -108,7 +113,13 @@ def run_cmd(
     )
     n = len(res.verdicts)
     bad = sum(1 for v in res.verdicts if not v.passed)
-    click.echo(f"harness: {n - bad}/{n} verdicts match; run {res.status}; results in {res.run_dir}")
+    click.echo(
+        f"harness: {n - bad}/{n} verdicts match; run {res.status}; results in {res.run_dir}", err=as_json
+    )
+    if as_json:
+        from harness.commands.runs import echo_run_summary
+
+        echo_run_summary(res.run_dir)
     if res.status == "interrupted":
         sys.exit(130)
     sys.exit(0 if bad == 0 else 1)

@@ -81,7 +81,9 @@ class RunCollector(Collector):
         m = gauge("harness_run_passed", "1 when every verdict of the run matched the model.", [])
         m.add_metric(hv, 1.0 if f.verdicts_failed == 0 else 0.0)
         yield m
-        c = CounterMetricFamily("harness_verdicts", "Verdicts of the run by result.", labels=[*host, "result"])
+        c = CounterMetricFamily(
+            "harness_verdicts", "Verdicts of the run by result.", labels=[*host, "result"]
+        )
         c.add_metric([*hv, "pass"], f.verdicts_passed)
         c.add_metric([*hv, "fail"], f.verdicts_failed)
         yield c

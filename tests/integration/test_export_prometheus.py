@@ -147,7 +147,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             ],
             f"http://{prom}/-/ready",
         )
-        yield {"root": root, "textdir": textdir, "pushgateway": f"http://{pg}", "prometheus": f"http://{prom}"}
+        yield {
+            "root": root,
+            "textdir": textdir,
+            "pushgateway": f"http://{pg}",
+            "prometheus": f"http://{prom}",
+        }
     finally:
         d.stop()
 
