@@ -88,7 +88,7 @@ def test_metrics_equal_the_run_tables(fmt: str) -> None:
     age = samples[
         (
             "harness_eviction_stats_age_seconds",
-            key[:0] + (("scenario", "s2-slow-past-allocatable"), ("workload", "slowleak")),
+            (("scenario", "s2-slow-past-allocatable"), ("workload", "slowleak")),
         )
     ]
     assert 0 <= age.value < 15  # cAdvisor housekeeping ~10 s, back-off up to ~15 s
@@ -101,7 +101,7 @@ def test_process_run_has_no_evictions_and_one_deviation() -> None:
 
 
 def test_not_a_run_folder(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="no run.json"):
+    with pytest.raises(InputError, match=r"no run\.json"):
         run_figures(tmp_path)
 
 
@@ -223,3 +223,34 @@ def test_export_needs_exactly_one_run() -> None:
 def test_prune_needs_a_rule(tmp_path: Path) -> None:
     r = CliRunner().invoke(cli, ["runs", "prune", "--results", str(tmp_path)])
     assert r.exit_code == 2 and "--keep-last" in r.output
+
+
+# ---------------------------------------------------------------------------- trend
+
+
+def test_trend_flags_with_compare_rules(tmp_path: Path) -> None:
+    import sys
+
+    from harness.compare import CompareOptions
+    from harness.trend import build_trend
+
+    res = tmp_path / "runs"
+    _copy_runs(res)
+    sys.path.insert(0, str(FIXTURES))
+    try:
+        from plant import plant
+    finally:
+        sys.path.remove(str(FIXTURES))
+    p = Path(plant(FIXTURES / "20261123T184023Z-local-process-2cef", res, outcome="evicted", at_s=1.2))
+    meta = json.loads((p / "run.json").read_text())
+    (p / "run.json").write_text(json.dumps({**meta, "started": "2026-11-24T00:00:00+00:00"}))
+    t = build_trend("backend=process", res, window=5)
+    assert [r.id for r in t.runs][-1] == p.name and len(t.runs) == 3
+    flagged = {(c.run, c.scenario, c.workload) for c in t.cells if c.flags}
+    assert flagged == {(p.name, "s1-container-limit", "leaker")}
+    assert t.cell(p.name, "s1-container-limit", "leaker").observed == "evicted"  # type: ignore[union-attr]
+    # a time tolerance below the nights' jitter flags times too (compare's time rule)
+    t = build_trend("backend=process", res, window=1, options=CompareOptions(tolerance_seconds=0.001))
+    assert any("at t=" in f for c in t.cells for f in c.flags)
+    with pytest.raises(InputError, match="selects no complete run"):
+        build_trend("backend=nothing", res)
