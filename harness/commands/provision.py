@@ -33,8 +33,19 @@ from harness.errors import HarnessError
     help="Folder receiving results/<run-id>/ (run.json with each host's status and facts, ansible/ artifacts).",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No live progress.")
+@click.option("--check", is_flag=True, help="Ansible check mode: report what would change, change nothing.")
+@click.option(
+    "--diff", is_flag=True, help="Show the diff of every file changed (or, with --check, to change)."
+)
 def provision_cmd(
-    inventory_file: str, playbook: str, limit: tuple[str, ...], forks: int, results_dir: str, quiet: bool
+    inventory_file: str,
+    playbook: str,
+    limit: tuple[str, ...],
+    forks: int,
+    results_dir: str,
+    quiet: bool,
+    check: bool,
+    diff: bool,
 ) -> None:
     """Provision lab hosts with Ansible (through ansible-runner).
 
@@ -49,6 +60,7 @@ def provision_cmd(
       harness provision playbooks/examples/loopback-lab.yaml
       harness provision lab.yaml --playbook facts.yml --limit lab-a
       harness provision lab.yaml --playbook teardown.yml
+      harness provision lab.yaml --check --diff      # the kubelet config diff, nothing changed
     Exit 0 when every host succeeded, 2 when a host failed (one line per host) or on bad input.
     """
     from harness.provision import load_inventory, provision
@@ -56,14 +68,24 @@ def provision_cmd(
     inv = load_inventory(inventory_file)
     say = (lambda _m: None) if quiet else (lambda m: click.echo(m, err=True))
     res = provision(
-        inv, Path(results_dir), playbook=playbook, limit=list(limit) or None, forks=forks, say=say
+        inv,
+        Path(results_dir),
+        playbook=playbook,
+        limit=list(limit) or None,
+        forks=forks,
+        say=say,
+        check=check,
+        diff=diff,
     )
     for name, rep in res.hosts.items():
         line = f"  {name:<16} {rep.status:<12} ok={rep.ok} changed={rep.changed}"
         if rep.error:
             line += f"  {rep.error}"
         click.echo(line)
-    click.echo(f"harness: provisioning {res.status}; results in {res.run_dir}")
+        for d in rep.diffs if diff else []:
+            click.echo("    " + d.rstrip("\n").replace("\n", "\n    "))
+    mode = " (check mode: nothing was changed)" if check else ""
+    click.echo(f"harness: provisioning {res.status}{mode}; results in {res.run_dir}")
     if res.failed:
         names = ", ".join(f"{h.name} ({h.error})" for h in res.failed)
         raise HarnessError(f"{len(res.failed)} of {len(res.hosts)} host(s) failed: {names}")
