@@ -1,4 +1,4 @@
-"""``harness run``, ``harness cleanup`` and ``harness doctor``."""
+"""``harness run`` and ``harness cleanup`` (``harness doctor``: harness/commands/doctor.py)."""
 
 from __future__ import annotations
 
@@ -164,29 +164,3 @@ def cleanup_cmd(backends: tuple[str, ...], force: bool) -> None:
             click.echo(f"harness: could not remove {f}", err=True)
         raise HarnessError(f"{len(failed)} leftovers could not be removed")
     click.echo("harness: nothing left behind")
-
-
-@click.command("doctor")
-def doctor_cmd() -> None:
-    """Check what each backend needs on this host, and say how to get what is missing."""
-    from harness.run import get_backend
-
-    worst = 0
-    for name in BACKENDS:
-        try:
-            b = get_backend(name)
-            checks = b.sanity_checks()
-        except (HarnessError, ImportError) as exc:
-            click.echo(f"{name}: unavailable: {exc}")
-            worst = 1
-            continue
-        b.close()
-        for c in checks:
-            mark = "ok " if c.ok else "MISSING"
-            line = f"{name:<11} {mark:<8} {c.name}: {c.detail}"
-            if not c.ok and c.fix:
-                line += f"  -> {c.fix}"
-            click.echo(line)
-            if not c.ok:
-                worst = 1
-    sys.exit(worst)
