@@ -256,3 +256,26 @@ def test_openmetrics_textfile_is_read_by_node_exporter(stack: dict[str, Any], tm
         assert 'harness_run_info{backend="docker"' in text
     finally:
         path.unlink(missing_ok=True)
+
+
+def test_dashboard_queries_run_on_prometheus(stack: dict[str, Any], tmp_path: Path) -> None:
+    """Every PromQL query of dashboards/nightly.json is valid and finds the exported series."""
+    dash = json.loads((REPO / "dashboards" / "nightly.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    exprs += [a["expr"] for a in dash["annotations"]["list"] if a.get("expr")]
+    run = tmp_path / PUSHED
+    shutil.copytree(FIXTURES / PUSHED, run)
+    _harness("export", str(run), "--pushgateway", stack["pushgateway"])
+    for v in dash["templating"]["list"]:
+        if v["type"] == "query":  # label_values(metric, label): the metric must have that label
+            metric, label = v["query"]["query"].removeprefix("label_values(").rstrip(")").split(", ")
+            series = _wait_query(stack["prometheus"], metric, 1)
+            assert any(s["metric"].get(label) for s in series), v["name"]
+    for e in exprs:
+        q = e
+        for name in ("host", "suite", "backend", "kubelet", "scenario"):
+            q = q.replace(f"${name}", ".*")
+        res = _query(stack["prometheus"], q)  # a bad query fails here (status error)
+        if "stats_age" in e or "changes(" in e:
+            continue  # present in kubelet runs only / needs a history
+        assert res, f"no series for {e}"

@@ -254,3 +254,18 @@ def test_trend_flags_with_compare_rules(tmp_path: Path) -> None:
     assert any("at t=" in f for c in t.cells for f in c.flags)
     with pytest.raises(InputError, match="selects no complete run"):
         build_trend("backend=nothing", res)
+
+
+def test_dashboard_names_only_exported_metrics() -> None:
+    import re
+
+    dash = json.loads((FIXTURES.parents[2] / "dashboards" / "nightly.json").read_text())
+    text = json.dumps(dash)
+    used = set(re.findall(r"harness_[a-z_]+", text)) - {"harness_nightly"}
+    exported = {
+        s.name
+        for f in (run_figures(KUBELET_RUN), run_figures(PROCESS_RUN))
+        for fam in text_string_to_metric_families(render(f, "prometheus").decode())
+        for s in fam.samples
+    }
+    assert used and used <= exported, used - exported
