@@ -69,7 +69,7 @@ def test_run_json_export_prune(tmp_path: Path) -> None:
         assert r.returncode == 0, r.stderr
         decisions = {d["run"]: d for d in json.loads(r.stdout)["decisions"]}
         assert decisions[running[0].name]["prune"] is False, decisions
-        assert "still running" in decisions[running[0].name]["reason"]
+        assert "running" in decisions[running[0].name]["reason"]
         assert not run_dir.exists() and running[0].exists()
     finally:
         proc.wait(timeout=120)
