@@ -9,10 +9,13 @@ tables directly, so every exporter shows the same numbers:
 * per scenario and workload (``verdicts.parquet``): the observed and predicted outcome, the time
   of the event in seconds since the scenario's start, the predicted window, pass/fail;
 * host deviations (``run.json`` and each verdict's);
-* the kubelet's stats age at each eviction: the ``Evicted`` event's time minus the timestamp of
+* the kubelet's stats age at each eviction (single-host runs): the ``Evicted`` event's time minus the timestamp of
   the last ``/stats/summary`` the harness recorded before it (``events.parquet``, source
   ``kubelet-stats``; the summary's ``stats_time`` is the kubelet's own time of those stats).
   Runs without a kubelet (or without recorded summaries) have none.
+
+A lab run (``harness run --inventory``) merges every host's tables with a ``host`` column: each
+workload row then carries its lab host, which replaces the controller's ``host`` label.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ class WorkloadFigures:
     predicted_earliest_s: float | None
     predicted_latest_s: float | None
     victim: bool = False
+    host: str = ""  # a lab run (--inventory) merges hosts: the lab host of this row
 
 
 @dataclass
@@ -61,6 +65,7 @@ class EvictionFigures:
     t_wall: float  # when the harness saw the Evicted event (epoch seconds)
     stats_time: str | None  # the last /stats/summary timestamp before it
     stats_age_s: float | None
+    host: str = ""  # the lab host (merged lab runs)
 
 
 @dataclass
@@ -157,6 +162,7 @@ def run_figures(run_dir: str | Path) -> RunFigures:
                 predicted_earliest_s=_num(r.get("predicted_earliest_s")),
                 predicted_latest_s=_num(r.get("predicted_latest_s")),
                 victim=bool(r.get("victim_observed") or False),
+                host=str(r.get("host") or ""),
             )
         )
         deviations |= set(_json_list(r.get("host_deviations")))
@@ -173,9 +179,21 @@ def run_figures(run_dir: str | Path) -> RunFigures:
         verdicts_failed=len(workloads) - passed,
         workloads=workloads,
         deviations=sorted(deviations),
-        evictions=evictions(_read(d, "events"), {(w.scenario, w.workload) for w in workloads}),
+        evictions=_evictions_per_host(_read(d, "events"), {(w.scenario, w.workload) for w in workloads}),
         explicit_labels={str(k): str(x) for k, x in explicit.items()},
     )
+
+
+def _evictions_per_host(events: pd.DataFrame, workloads: set[tuple[str, str]]) -> list[EvictionFigures]:
+    """A merged lab run's events: each host's own scenario starts and stats summaries."""
+    if events.empty or "host" not in events:
+        return evictions(events, workloads)
+    out = []
+    for host, sub in events.groupby("host", sort=True):
+        for e in evictions(sub, workloads):
+            e.host = str(host)
+            out.append(e)
+    return out
 
 
 def evictions(events: pd.DataFrame, workloads: set[tuple[str, str]]) -> list[EvictionFigures]:

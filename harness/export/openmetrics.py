@@ -111,8 +111,10 @@ class RunCollector(Collector):
         late = gauge(
             "harness_workload_predicted_latest_seconds", "End of the model's window for the outcome.", sw
         )
+        hi = host.index("host")
         for w in f.workloads:
-            key = [*hv, w.scenario, w.workload]
+            whv = [*hv[:hi], w.host, *hv[hi + 1 :]] if w.host else hv
+            key = [*whv, w.scenario, w.workload]
             outc.add_metric([*key, w.observed, w.predicted], 1)
             passed.add_metric(key, 1.0 if w.passed else 0.0)
             if w.event_s is not None:
@@ -139,7 +141,8 @@ class RunCollector(Collector):
         )
         for e in f.evictions:
             if e.stats_age_s is not None:
-                m.add_metric([*hv, e.scenario, e.workload, e.pod], e.stats_age_s)
+                ehv = [*hv[:hi], e.host, *hv[hi + 1 :]] if e.host else hv
+                m.add_metric([*ehv, e.scenario, e.workload, e.pod], e.stats_age_s)
         yield m
 
 

@@ -269,3 +269,21 @@ def test_dashboard_names_only_exported_metrics() -> None:
         for s in fam.samples
     }
     assert used and used <= exported, used - exported
+
+
+def test_a_merged_lab_run_labels_each_row_with_its_lab_host(tmp_path: Path) -> None:
+    """harness run --inventory merges hosts' tables with a host column: no duplicate series."""
+    run = tmp_path / KUBELET_RUN.name
+    shutil.copytree(KUBELET_RUN, run)
+    for table in ("verdicts", "events"):
+        df = pd.read_parquet(run / f"{table}.parquet")
+        both = pd.concat([df.assign(host="lab-a"), df.assign(host="lab-b")], ignore_index=True)
+        both.to_parquet(run / f"{table}.parquet")
+    fig = run_figures(run)
+    assert {e.host for e in fig.evictions} == {"lab-a", "lab-b"}
+    assert len({round(e.stats_age_s or -1, 6) for e in fig.evictions}) == 1  # each host's own summaries
+    fams = list(text_string_to_metric_families(render(fig, "prometheus").decode()))
+    series = [(s.name, tuple(sorted(s.labels.items()))) for f in fams for s in f.samples]
+    assert len(series) == len(set(series))
+    outc = [s for f in fams for s in f.samples if s.name == "harness_workload_outcome"]
+    assert sorted({s.labels["host"] for s in outc}) == ["lab-a", "lab-b"] and len(outc) == 6
