@@ -43,7 +43,7 @@ def trend_cmd(
 ) -> None:
     """Write a trend page of the runs SELECTOR names: per scenario and workload, the outcome
     and event time of each run (dates, kubelet versions, hosts), with every change that
-    'harness compare' would flag against the --window runs before it.
+    'harness compare' would flag against the --window runs of the same suite before it.
 
     \b
     Examples:
@@ -67,6 +67,6 @@ def trend_cmd(
     t = build_trend(selector, results_dir, window=window, options=opts, progress=_say)
     p = write_trend(t, output)
     click.echo(
-        f"harness: trend of {len(t.runs)} runs written to {p} ({len(t.changes)} change(s) flagged, "
+        f"harness: trend of {len(t.runs)} run(s) written to {p} ({len(t.changes)} change(s) flagged, "
         f"{time.monotonic() - t0:.1f} s)"
     )

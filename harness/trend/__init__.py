@@ -2,7 +2,7 @@
 
 ``harness trend SELECTOR -o trend.html`` selects runs like ``compare`` (complete runs unless the
 selector filters on ``status``), oldest first, and judges every run against the ``--window``
-runs before it with ``compare``'s own checks (:func:`harness.compare.compare_groups`: outcome
+runs of the same suite before it with ``compare``'s own checks (:func:`harness.compare.compare_groups`: outcome
 shares, event times, verdicts, coverage, host deviations; Fisher / Mann-Whitney once a side has
 ``--min-repeats`` runs, tolerances otherwise). Nothing of compare's statistics is repeated here:
 the two small functions :func:`load_runs` and :func:`judge` are the only calls into it, so a
@@ -139,7 +139,7 @@ def build_trend(
     if not runs:
         raise InputError("SELECTOR", None, f"{selector!r} selects no complete run in {results}")
     if progress:
-        progress(f"trend over {len(runs)} run(s), each judged against the {window} before it")
+        progress(f"trend over {len(runs)} run(s), each judged against the {window} of its suite before it")
     groups = load_runs(runs)
     cells: list[Cell] = []
     warnings: list[str] = []
@@ -162,8 +162,12 @@ def build_trend(
             )
     index = {(c.run, c.scenario, c.workload): c for c in cells}
     run_flags: dict[str, list[str]] = {}
-    for i, r in enumerate(runs[1:], start=1):
-        before = [groups[x.id] for x in runs[max(0, i - window) : i]]
+    for i, r in enumerate(runs):
+        # the runs before it of the same suite (another suite's workloads are not "missing")
+        same = [x for x in runs[:i] if x.labels.get("suite") == r.labels.get("suite")]
+        before = [groups[x.id] for x in same[-window:]]
+        if not before:
+            continue
         for f in judge(before, groups[r.id], opts):
             if not f.changed:
                 continue

@@ -38,7 +38,7 @@ td.failc { background: #ffebee; }
   <h1>Trend: {{ t.selector or 'all runs' }}
     <span class="badge {{ 'fail' if changes else 'ok' }}">{{ changes|length }} change(s) flagged</span></h1>
   <div class="sub">{{ t.runs|length }} runs from {{ first }} to {{ last }} · each run judged against the
-    {{ t.window }} run(s) before it with compare's checks (tolerance {{ opts.tolerance_seconds }} s,
+    {{ t.window }} run(s) of its suite before it with compare's checks (tolerance {{ opts.tolerance_seconds }} s,
     share {{ opts.tolerance_share }}, alpha {{ opts.alpha }}, statistical tests from {{ opts.min_repeats }} runs per side)</div>
 </header>
 

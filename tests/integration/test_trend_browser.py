@@ -64,7 +64,7 @@ def test_trend_flags_the_planted_change_and_renders(
         timeout=120,
     )
     assert r.returncode == 0, r.stderr
-    assert "trend of 4 runs" in r.stdout
+    assert "trend of 4 run(s)" in r.stdout
 
     base, _proc = chromium
     page = _page(base)
