@@ -38,9 +38,10 @@ def main() -> None:
 
 
 def _register() -> None:
+    from harness.commands.doctor import doctor_cmd
     from harness.commands.model import model_group
     from harness.commands.report import compare_cmd, report_cmd, runs_group
-    from harness.commands.run import cleanup_cmd, doctor_cmd, run_cmd
+    from harness.commands.run import cleanup_cmd, run_cmd
 
     cli.add_command(model_group)
     cli.add_command(run_cmd)
@@ -64,6 +65,10 @@ def _register() -> None:
     from harness.commands.upgrade import upgrade_cmd
 
     cli.add_command(upgrade_cmd)
+
+    from harness.commands.nightly import register as register_nightly
+
+    register_nightly(cli, runs_group)
 
 
 _register()

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
-APT_PACKAGES=(gcc make libc6-dev docker.io containerd runc iproute2 procps openssl etcd-server containernetworking-plugins openssh-server chromium)
+APT_PACKAGES=(gcc make libc6-dev docker.io containerd runc iproute2 procps openssl etcd-server containernetworking-plugins openssh-server chromium prometheus prometheus-pushgateway prometheus-node-exporter)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

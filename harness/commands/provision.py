@@ -27,12 +27,25 @@ from harness.errors import HarnessError
     "results_dir",
     type=click.Path(file_okay=False),
     default="results",
+    envvar="HARNESS_RESULTS",
+    show_envvar=True,
     show_default=True,
     help="Folder receiving results/<run-id>/ (run.json with each host's status and facts, ansible/ artifacts).",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No live progress.")
+@click.option("--check", is_flag=True, help="Ansible check mode: report what would change, change nothing.")
+@click.option(
+    "--diff", is_flag=True, help="Show the diff of every file changed (or, with --check, to change)."
+)
 def provision_cmd(
-    inventory_file: str, playbook: str, limit: tuple[str, ...], forks: int, results_dir: str, quiet: bool
+    inventory_file: str,
+    playbook: str,
+    limit: tuple[str, ...],
+    forks: int,
+    results_dir: str,
+    quiet: bool,
+    check: bool,
+    diff: bool,
 ) -> None:
     """Provision lab hosts with Ansible (through ansible-runner).
 
@@ -47,6 +60,7 @@ def provision_cmd(
       harness provision playbooks/examples/loopback-lab.yaml
       harness provision lab.yaml --playbook facts.yml --limit lab-a
       harness provision lab.yaml --playbook teardown.yml
+      harness provision lab.yaml --check --diff      # the kubelet config diff, nothing changed
     Exit 0 when every host succeeded, 2 when a host failed (one line per host) or on bad input.
     """
     # lazy: commands load their libraries only when they run
@@ -55,14 +69,24 @@ def provision_cmd(
     inv = load_inventory(inventory_file)
     say = (lambda _m: None) if quiet else (lambda m: click.echo(m, err=True))
     res = provision(
-        inv, Path(results_dir), playbook=playbook, limit=list(limit) or None, forks=forks, say=say
+        inv,
+        Path(results_dir),
+        playbook=playbook,
+        limit=list(limit) or None,
+        forks=forks,
+        say=say,
+        check=check,
+        diff=diff,
     )
     for name, rep in res.hosts.items():
         line = f"  {name:<16} {rep.status:<12} ok={rep.ok} changed={rep.changed}"
         if rep.error:
             line += f"  {rep.error}"
         click.echo(line)
-    click.echo(f"harness: provisioning {res.status}; results in {res.run_dir}")
+        for d in rep.diffs if diff else []:
+            click.echo("    " + d.rstrip("\n").replace("\n", "\n    "))
+    mode = " (check mode: nothing was changed)" if check else ""
+    click.echo(f"harness: provisioning {res.status}{mode}; results in {res.run_dir}")
     if res.failed:
         names = ", ".join(f"{h.name} ({h.error})" for h in res.failed)
         raise HarnessError(f"{len(res.failed)} of {len(res.hosts)} host(s) failed: {names}")
@@ -80,6 +104,7 @@ def run_on_inventory_cmd(
     forks: int,
     limit: list[str],
     labels: list[str] | None = None,
+    as_json: bool = False,
 ) -> None:
     """What ``harness run SUITE --inventory FILE`` does; exits like ``harness run``."""
     # lazy: commands load their libraries only when they run
@@ -105,8 +130,13 @@ def run_on_inventory_cmd(
     bad = res.mismatches
     click.echo(
         f"harness: {n - bad}/{n} verdicts match on {len(res.hosts) - len(res.failed_hosts)}/{len(res.hosts)} "
-        f"host(s); run {res.status}; results in {res.run_dir}"
+        f"host(s); run {res.status}; results in {res.run_dir}",
+        err=as_json,
     )
+    if as_json:
+        from harness.commands.runs import echo_run_summary
+
+        echo_run_summary(res.run_dir)
     if res.status == "interrupted":
         sys.exit(130)
     if res.failed_hosts:

@@ -25,6 +25,8 @@ _results_option = click.option(
     "results_dir",
     type=click.Path(file_okay=False),
     default="results",
+    envvar="HARNESS_RESULTS",
+    show_envvar=True,
     show_default=True,
     help="Results folder holding the runs.",
 )

@@ -1,4 +1,4 @@
-"""``harness run``, ``harness cleanup`` and ``harness doctor``."""
+"""``harness run`` and ``harness cleanup`` (``harness doctor``: harness/commands/doctor.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from harness.backends import NAMES, backend_class, get_backend
+from harness.backends import NAMES, backend_class
 from harness.errors import HarnessError
 
 
@@ -25,6 +25,8 @@ from harness.errors import HarnessError
     "results_dir",
     type=click.Path(file_okay=False),
     default="results",
+    envvar="HARNESS_RESULTS",
+    show_envvar=True,
     show_default=True,
     help="Folder receiving results/<run-id>/.",
 )
@@ -52,6 +54,7 @@ from harness.errors import HarnessError
     help="With --inventory: hosts run at once.",
 )
 @click.option("--limit", multiple=True, help="With --inventory: only these hosts or groups.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary of the run on stdout at the end.")
 def run_cmd(
     suite_file: str,
     backend: str,
@@ -63,6 +66,7 @@ def run_cmd(
     inventory_file: str | None,
     forks: int,
     limit: tuple[str, ...],
+    as_json: bool,
 ) -> None:
     """Run a suite on this host and compare every outcome with the model.
 
@@ -90,6 +94,7 @@ def run_cmd(
             forks=forks,
             limit=list(limit),
             labels=list(labels),
+            as_json=as_json,
         )
     # lazy: commands load their libraries only when they run
     from harness.catalog import parse_labels
@@ -116,7 +121,13 @@ def run_cmd(
     )
     n = len(res.verdicts)
     bad = sum(1 for v in res.verdicts if not v.passed)
-    click.echo(f"harness: {n - bad}/{n} verdicts match; run {res.status}; results in {res.run_dir}")
+    click.echo(
+        f"harness: {n - bad}/{n} verdicts match; run {res.status}; results in {res.run_dir}", err=as_json
+    )
+    if as_json:
+        from harness.commands.runs import echo_run_summary
+
+        echo_run_summary(res.run_dir)
     if res.status == "interrupted":
         sys.exit(130)
     sys.exit(0 if bad == 0 else 1)
@@ -162,27 +173,3 @@ def cleanup_cmd(backends: tuple[str, ...], force: bool) -> None:
             click.echo(f"harness: could not remove {f}", err=True)
         raise HarnessError(f"{len(failed)} leftovers could not be removed")
     click.echo("harness: nothing left behind")
-
-
-@click.command("doctor")
-def doctor_cmd() -> None:
-    """Check what each backend needs on this host, and say how to get what is missing."""
-    worst = 0
-    for name in NAMES:
-        try:
-            b = get_backend(name)
-            checks = b.sanity_checks()
-        except (HarnessError, ImportError) as exc:
-            click.echo(f"{name}: unavailable: {exc}")
-            worst = 1
-            continue
-        b.close()
-        for c in checks:
-            mark = "ok " if c.ok else "MISSING"
-            line = f"{name:<11} {mark:<8} {c.name}: {c.detail}"
-            if not c.ok and c.fix:
-                line += f"  -> {c.fix}"
-            click.echo(line)
-            if not c.ok:
-                worst = 1
-    sys.exit(worst)

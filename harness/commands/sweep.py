@@ -12,6 +12,7 @@ import yaml
 
 from harness.backends import NAMES
 from harness.errors import HarnessError, InputError
+from harness.paths import sweeps_dir
 
 # sweep.json input keys -> the option that sets them (for error messages)
 _OPTION = {
@@ -167,8 +168,8 @@ def _sweep_dir(results: str, resume: str | None, output: str | None) -> Path | N
     "--results",
     "results_dir",
     type=click.Path(file_okay=False),
-    default="results/sweeps",
-    show_default=True,
+    default=lambda: str(sweeps_dir()),
+    show_default="$HARNESS_RESULTS/sweeps, else results/sweeps",
     help="Folder receiving <sweep-id>/ when -o is not given.",
 )
 @click.option("--sample-hz", type=float, help="Sampling rate of each trial (default: the suite's sampleHz).")

@@ -54,8 +54,12 @@ def load_selection(
 
 
 def compare_selections(
-    base: str, new: str, results: str | Path = "results", options: CompareOptions | None = None
+    base: str, new: str, results: str | Path | None = None, options: CompareOptions | None = None
 ) -> Comparison:
+    if results is None:
+        from harness.paths import results_dir
+
+        results = results_dir()
     opts = options or CompareOptions()
     opts.validate()
     cat = Catalog(results) if Path(results).is_dir() else None

@@ -129,6 +129,8 @@ def run_on_hosts(
     *,
     forks: int = 5,
     say: Say | None = None,
+    check: bool = False,
+    diff: bool = False,
 ) -> dict[str, HostReport]:
     """Preflight, build role inputs, run the playbook; a report for every host (never raises for one)."""
     say = say or (lambda _m: None)
@@ -151,6 +153,8 @@ def run_on_hosts(
         extra_host_vars=per_host,
         forks=forks,
         say=say,
+        check=check,
+        diff=diff,
     )
     reports.update(res.hosts)
     return reports
@@ -164,6 +168,8 @@ def provision(
     limit: list[str] | None = None,
     forks: int = 5,
     say: Say | None = None,
+    check: bool = False,
+    diff: bool = False,
 ) -> ProvisionResult:
 
     say = say or _stderr
@@ -175,7 +181,7 @@ def provision(
     results_dir.mkdir(parents=True, exist_ok=True)
     store = RunStore(results_dir, run_id)
     store.update(
-        kind="provision",
+        kind="provision-check" if check else "provision",
         inventory=str(Path(inventory.source).resolve()),
         playbook=path.name,
         limit=limit or [],
@@ -189,7 +195,14 @@ def provision(
     status = "failed"
     try:
         result.hosts = run_on_hosts(
-            inventory, str(path), hosts, store.dir / "ansible" / path.stem, forks=forks, say=say
+            inventory,
+            str(path),
+            hosts,
+            store.dir / "ansible" / path.stem,
+            forks=forks,
+            say=say,
+            check=check,
+            diff=diff,
         )
         status = (
             "complete" if not result.failed else ("failed" if len(result.failed) == len(hosts) else "partial")

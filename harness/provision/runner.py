@@ -42,6 +42,7 @@ class HostReport:
     facts: dict[str, Any] | None = None
     report: dict[str, Any] = field(default_factory=dict)  # debug msg {harness_report: {...}} of a role
     changed_tasks: list[str] = field(default_factory=list)
+    diffs: list[str] = field(default_factory=list)  # --diff: "task: unified diff" of what changes
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -162,6 +163,7 @@ class _Events:
             if res.get("changed"):
                 rep.changed += 1
                 rep.changed_tasks.append(label)
+                rep.diffs += [f"{label}:\n{d}" for d in render_diffs(res.get("diff"))]
                 self.say(f"  [{host}] changed: {label}")
         elif kind == "runner_item_on_failed" and host:
             self.item_errors[host] = _failure_message(res)
@@ -205,8 +207,14 @@ def run_playbook(
     forks: int = 5,
     say: Say | None = None,
     timeout_s: float | None = None,
+    check: bool = False,
+    diff: bool = False,
 ) -> PlaybookResult:
-    """Run ``playbook`` on ``hosts`` with ansible-runner; never raises for a host's failure."""
+    """Run ``playbook`` on ``hosts`` with ansible-runner; never raises for a host's failure.
+
+    ``check`` runs Ansible in check mode (nothing changes on the host), ``diff`` asks every task
+    for the diff of what it changes (or would change); both are ``ansible-playbook`` options.
+    """
     # lazy: Ansible loads only when playbooks run
     import ansible_runner
 
@@ -246,6 +254,7 @@ def run_playbook(
             event_handler=events,
             timeout=int(timeout_s) if timeout_s else None,
             rotate_artifacts=0,
+            **playbook_options(check=check, diff=diff),
         )
     except Exception as exc:  # ansible-runner's own failures (missing ansible-playbook, bad dir)
         raise HarnessError(f"ansible-runner could not run {path.name}: {exc}") from None
@@ -261,6 +270,40 @@ def run_playbook(
                 rep.status = "failed"
                 rep.error = f"{path.name}: {reason}"
     return result
+
+
+def playbook_options(*, check: bool, diff: bool) -> dict[str, Any]:
+    """ansible-runner keywords for ``--check`` / ``--diff`` (none when neither is asked)."""
+    flags = [f for f, on in (("--check", check), ("--diff", diff)) if on]
+    return {"cmdline": " ".join(flags)} if flags else {}
+
+
+def render_diffs(diff: Any) -> list[str]:
+    """Ansible's ``diff`` result (a dict or a list of dicts with before/after or prepared) as
+    unified diff texts."""
+    import difflib
+
+    items = diff if isinstance(diff, list) else [diff] if isinstance(diff, dict) else []
+    out = []
+    for d in items:
+        if not isinstance(d, dict):
+            continue
+        if isinstance(d.get("prepared"), str):
+            out.append(d["prepared"])
+            continue
+        before, after = d.get("before"), d.get("after")
+        if not isinstance(before, str) or not isinstance(after, str) or before == after:
+            continue
+        text = "".join(
+            difflib.unified_diff(
+                before.splitlines(keepends=True),
+                after.splitlines(keepends=True),
+                fromfile=str(d.get("before_header") or "before"),
+                tofile=str(d.get("after_header") or "after"),
+            )
+        )
+        out.append(text if text.endswith("\n") else text + "\n")
+    return out
 
 
 def _stdout_error(private_dir: Path, ident: str) -> str:

@@ -31,10 +31,11 @@ from typing import Any
 import pandas as pd
 
 from harness.errors import HarnessError
+from harness.paths import sweeps_dir
 from harness.results import atomic_write
 
 SCHEMA_VERSION = 1
-DEFAULT_ROOT = Path("results") / "sweeps"
+DEFAULT_ROOT = sweeps_dir()  # $HARNESS_RESULTS/sweeps, else results/sweeps
 
 
 def new_sweep_id(scenario: str, backend: str) -> str:

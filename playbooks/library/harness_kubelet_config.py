@@ -166,12 +166,36 @@ def render_dropin(dropin: dict) -> str:  # type: ignore[type-arg]
     return json.dumps(doc, indent=2, sort_keys=True) + "\n"
 
 
-def deploy(config_dir: str, root_dir: str, profile: str, dropin: dict, effective: dict) -> dict[str, object]:  # type: ignore[type-arg]
-    wanted = {
+def _wanted(profile: str, dropin: dict, effective: dict) -> dict[str, str]:  # type: ignore[type-arg]
+    return {
         "config.yaml": profile,
         DROPIN: render_dropin(dropin),
         "effective.json": json.dumps(effective, indent=2, sort_keys=True) + "\n",
     }
+
+
+def plan(config_dir: str, root_dir: str, profile: str, dropin: dict, effective: dict) -> dict[str, object]:  # type: ignore[type-arg]
+    """What ``deploy`` would do, without writing (check mode): whether anything changes, the
+    manager state files it would remove, and an Ansible ``diff`` per file (before/after)."""
+    wanted = _wanted(profile, dropin, effective)
+    current = {name: _read(os.path.join(config_dir, name)) for name in FILES}
+    diff = [
+        {
+            "before_header": os.path.join(config_dir, n) if current[n] is not None else "(absent)",
+            "after_header": os.path.join(config_dir, n),
+            "before": current[n] or "",
+            "after": wanted[n],
+        }
+        for n in FILES
+        if current[n] != wanted[n]
+    ]
+    resets = state_resets(_load_json(current["effective.json"]), effective) if diff else {}
+    would_clear = {n: r for n, r in resets.items() if os.path.exists(os.path.join(root_dir, n))}
+    return {"changed": bool(diff), "diff": diff, "would_clear": would_clear}
+
+
+def deploy(config_dir: str, root_dir: str, profile: str, dropin: dict, effective: dict) -> dict[str, object]:  # type: ignore[type-arg]
+    wanted = _wanted(profile, dropin, effective)
     current = {name: _read(os.path.join(config_dir, name)) for name in FILES}
     if all(current[n] == wanted[n] for n in FILES):
         return {
@@ -234,10 +258,23 @@ def main() -> None:  # pragma: no cover - runs under Ansible
             "state": {"type": "str", "default": "present", "choices": ["present", "rollback"]},
         },
         required_if=[("state", "present", ["profile"])],
+        supports_check_mode=True,
     )
     p = module.params
     try:
-        if p["state"] == "present":
+        if p["state"] == "present" and (module.check_mode or module._diff):
+            planned = plan(p["config_dir"], p["root_dir"], p["profile"], p["dropin"], p["effective"])
+            if module.check_mode:
+                module.exit_json(
+                    changed=planned["changed"],
+                    would_clear=planned["would_clear"],
+                    **({"diff": planned["diff"]} if module._diff else {}),
+                )
+            result = deploy(p["config_dir"], p["root_dir"], p["profile"], p["dropin"], p["effective"])
+            result["diff"] = planned["diff"]
+        elif module.check_mode:  # rollback in check mode: say it would change, touch nothing
+            module.exit_json(changed=True)
+        elif p["state"] == "present":
             result = deploy(p["config_dir"], p["root_dir"], p["profile"], p["dropin"], p["effective"])
         else:
             result = rollback(p["config_dir"], p["root_dir"])
