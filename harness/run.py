@@ -122,6 +122,7 @@ def run_suite(
     progress: Progress | None = None,
     sample_hz: float | None = None,
     labels: dict[str, str] | None = None,
+    warm_up: str = "auto",
 ) -> RunResult:
     from harness.sample.cgroupfs import CgroupPaths
     from harness.sample.kmsg import KmsgFollower
@@ -146,6 +147,9 @@ def run_suite(
     results_dir.mkdir(parents=True, exist_ok=True)
     store = RunStore(results_dir, run_id)
     facts = host_facts(backend)
+    from harness.hostperf import measure_for_run  # hook: page-fault rates, run.json host.pageFaults
+
+    facts["pageFaults"] = measure_for_run(run_id, progress.say)
     version = cgroup_version()
     store.update(
         suite=suite.name,
@@ -220,6 +224,7 @@ def run_suite(
                 progress,
                 facts,
                 store,
+                warm_up,
             )
             all_predictions += [{"scenario": sc.name, **w.to_dict()} for w in pred.workloads]
             all_outcomes += [{"scenario": sc.name, **o.to_dict()} for o in outs]
@@ -313,6 +318,7 @@ def _run_scenario(
     progress: Progress,
     facts: dict[str, Any],
     store: RunStore,
+    warm_up: str = "auto",
 ) -> tuple[Prediction, list[Outcome], list[Verdict]]:
     assert sc.node is not None
     kubelet = backend.name == "kubernetes"
@@ -377,6 +383,12 @@ def _run_scenario(
             # the kubelet was restarted for this scenario: predict again with what it saw at its start
             _real_node(sc, backend, facts)
             pred = predict_scenario(sc, kubelet=True, baseline=baseline)
+        from harness.hostperf import warm_up_scenario  # hook: touch and release the scenario's memory
+
+        warm = warm_up_scenario(ctx, warm_up, facts.get("pageFaults"), progress.say)
+        if warm is not None:
+            events.add("harness", "warm_up", scenario=sc.name, detail=json.dumps(warm))
+            store.update(warm_up={**store.meta.get("warm_up", {}), sc.name: warm})
         for name, rel in backend.node_cgroups(ctx):
             k = f"{sc.name}/{name}"
             sampler.register(k, CgroupPaths(rel, vstr))

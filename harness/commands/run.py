@@ -53,6 +53,14 @@ BACKENDS = ["process", "docker", "containerd", "kubernetes"]
     help="With --inventory: hosts run at once.",
 )
 @click.option("--limit", multiple=True, help="With --inventory: only these hosts or groups.")
+@click.option(
+    "--warm-up",
+    type=click.Choice(["auto", "on", "off"]),
+    default="auto",
+    show_default=True,
+    help="Touch and release each scenario's memory before it starts, so that this host's page faults "
+    "keep the leak's pace (auto: where the run-start measurement shows fresh memory faulting in slowly).",
+)
 def run_cmd(
     suite_file: str,
     backend: str,
@@ -64,6 +72,7 @@ def run_cmd(
     inventory_file: str | None,
     forks: int,
     limit: tuple[str, ...],
+    warm_up: str,
 ) -> None:
     """Run a suite on this host and compare every outcome with the model.
 
@@ -105,6 +114,7 @@ def run_cmd(
         progress=Progress(quiet=quiet),
         sample_hz=sample_hz,
         labels=run_labels,
+        warm_up=warm_up,
     )
     n = len(res.verdicts)
     bad = sum(1 for v in res.verdicts if not v.passed)
@@ -157,7 +167,10 @@ def cleanup_cmd(backends: tuple[str, ...], force: bool) -> None:
 
 @click.command("doctor")
 def doctor_cmd() -> None:
-    """Check what each backend needs on this host, and say how to get what is missing."""
+    """Check what each backend needs on this host, and say how to get what is missing.
+
+    Also measures how fast this host faults in fresh and just-freed memory (512 MiB, a few
+    seconds): the leak rates a suite can reach, and whether a warm-up helps (--warm-up)."""
     from harness.run import get_backend
 
     worst = 0
@@ -178,4 +191,7 @@ def doctor_cmd() -> None:
             click.echo(line)
             if not c.ok:
                 worst = 1
+    from harness.hostperf import doctor_line
+
+    click.echo(doctor_line())
     sys.exit(worst)
