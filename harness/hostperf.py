@@ -175,7 +175,7 @@ def scratch_cgroup(rel: str, limit: int, root: Path = CGROUP_ROOT) -> Iterator[P
                     ctl.write_text("+memory")
             if not cur.exists():
                 cur.mkdir()
-                if cur.parent != mem:  # the shared top (harness/) stays, as with every run
+                if not (cur.parent == mem and part == "harness"):  # the shared top stays, as with runs
                     created.append(cur)
         (cur / ("memory.limit_in_bytes" if version == 1 else "memory.max")).write_text(str(limit))
         yield cur
