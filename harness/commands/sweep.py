@@ -374,7 +374,14 @@ def sweep_cmd(
     if result.status == "interrupted":
         sys.exit(130)
     if result.host_limit:
-        click.echo(f"harness: {result.host_limit}: the model is not tested (try --warm-up on)")
+        click.echo(
+            f"harness: {result.host_limit}: the model is not tested here"
+            + (
+                ""
+                if cfg.warm_up == "on"
+                else " (if fresh memory is the limit, 'harness doctor' says so: --warm-up on)"
+            )
+        )
         sys.exit(3)
     sys.exit(0 if result.agree else 1)
 

@@ -467,6 +467,7 @@ def run_sweep(
                     "max_achieved": max_achieved([_trial(t) for t in trials]),
                 }
                 store.write_json("fit.json", summary)
+                store.update(host_limit=limit, agree=agree)  # before the report, which shows them
                 if trials:
                     with contextlib.suppress(Exception):
                         from harness.sweep.plot import write_plot_and_report
