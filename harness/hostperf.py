@@ -56,6 +56,10 @@ COLD_RATIO = 0.5
 VERIFY_BYTES = 512 * MiB
 WARM_UP_MODES = ("auto", "on", "off")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+# include/uapi/linux/virtio_balloon.h: VIRTIO_BALLOON_F_REPORTING 5 (free page reporting: the guest
+# hands free pages back to the host, mm/page_reporting.c, PAGE_REPORTING_DELAY 2 s after they pile up)
+BALLOON_F_REPORTING = 5
+VIRTIO_BALLOON = Path("/sys/bus/virtio/drivers/virtio_balloon")
 # the coldest measurement seen on this host (see remember())
 HOST_RECORD = Path(os.environ.get("HARNESS_WORKDIR", "/var/tmp/harness")) / "pagefaults.json"
 
@@ -120,6 +124,7 @@ class PageFaultRates:
             "retouch_bytes_per_s": round(self.retouch.rate),
             "ratio": round(self.ratio, 3),
             "cold_slow": self.cold_slow,
+            "free_page_reporting": free_page_reporting(),
             "measured_at": self.measured_at,
         }
 
@@ -202,6 +207,18 @@ def _rmdir(d: Path, timeout: float = 10.0) -> None:
             if exc.errno != errno.EBUSY or time.monotonic() > deadline:
                 return  # left for 'harness cleanup' (the path is under harness/)
             time.sleep(0.05)
+
+
+def free_page_reporting(driver: Path = VIRTIO_BALLOON) -> bool:
+    """Does a virtio balloon report free pages to the host (so freed memory goes cold again)?
+
+    The device's ``features`` file is one character per feature bit ("1" = negotiated)."""
+    for dev in sorted(driver.glob("virtio*")) if driver.is_dir() else []:
+        with contextlib.suppress(OSError):
+            bits = (dev / "features").read_text().strip()
+            if len(bits) > BALLOON_F_REPORTING and bits[BALLOON_F_REPORTING] == "1":
+                return True
+    return False
 
 
 def mem_available() -> int:
