@@ -71,3 +71,30 @@ def test_doctor_line() -> None:
     line = hostperf.doctor_line(128 * MI)
     print(line)
     assert line.startswith("host") and "first touch" in line and "retouch" in line
+
+
+def test_a_run_records_its_page_faults_and_warm_up(tmp_path: Path) -> None:
+    """The run pipeline's hooks: run.json ``host.pageFaults`` and ``warm_up`` per scenario, and the
+    warm-up happened inside the scenario's node before its workloads (process backend, S11-local)."""
+    import json
+
+    from harness.config.suite import load_suite
+    from harness.run import Progress, run_suite
+
+    suite = load_suite(str(Path(__file__).resolve().parents[2] / "suites" / "sweep-local.yaml"))
+    res = run_suite(
+        suite, "process", tmp_path, only=["S11-local"], progress=Progress(quiet=True), warm_up="on"
+    )
+    assert res.status == "complete"
+    meta = json.loads((res.run_dir / "run.json").read_text())
+    pf = meta["host"]["pageFaults"]
+    assert pf["fresh"]["bytes"] == hostperf.RUN_PROBE_BYTES and pf["retouch_bytes_per_s"] > 0
+    assert pf["host_coldest"]["ratio"] <= pf["ratio"]
+    warm = meta["warm_up"]["limit-vs-deadline"]
+    assert warm["done"] and warm["reason"] == "on"
+    assert warm["bytes"] == 64 * MI  # the leaker's container limit
+    assert warm["cgroup"] == f"harness/{res.run_id}/limit-vs-deadline/warmup"
+    events = [json.loads(x) for x in (res.run_dir / "progress" / "events.jsonl").read_text().splitlines()]
+    kinds = [e["kind"] for e in events if e["source"] == "harness"]
+    assert kinds.index("warm_up") < kinds.index("launched")
+    assert not (_root() / "harness" / res.run_id).exists()
