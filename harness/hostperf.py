@@ -44,7 +44,7 @@ from harness.errors import HostError
 MiB = 1 << 20
 GiB = 1 << 30
 CHUNK_BYTES = 64 * MiB  # one leak chunk: large enough that the per-chunk syscalls are noise
-DOCTOR_PROBE_BYTES = 512 * MiB  # ~2.5 s first touch at 200 MiB/s
+DOCTOR_PROBE_BYTES = 1 * GiB  # ~5 s first touch at 200 MiB/s
 RUN_PROBE_BYTES = 256 * MiB  # at the start of every run (HARNESS_PAGEFAULT_PROBE=BYTES, 0 = off)
 # a pass that takes longer than this is stopped: the host is far too slow to matter anyway
 PASS_TIMEOUT_S = 60.0
@@ -105,6 +105,7 @@ class PageFaultRates:
     fresh: TouchPass
     retouch: TouchPass
     measured_at: float = field(default_factory=time.time)
+    coldest: dict[str, Any] | None = None  # the coldest record on this host after this one (remember())
 
     @property
     def ratio(self) -> float:
@@ -310,7 +311,9 @@ def measure(
     with scratch_cgroup(rel, nbytes + chunk) as cg:
         fresh = touch_pass(cg, nbytes, chunk)
         again = touch_pass(cg, nbytes, chunk)
-    return PageFaultRates(fresh, again)
+    r = PageFaultRates(fresh, again)
+    r.coldest = remember(r)
+    return r
 
 
 def run_probe_bytes() -> int:
@@ -332,7 +335,7 @@ def measure_for_run(run_id: str, say: Callable[[str], None] | None = None) -> di
         return {"error": str(exc)}
     if say:
         say(f"harness: page faults: {r.describe()}")
-    return {**r.to_dict(), "host_coldest": remember(r)}
+    return {**r.to_dict(), "host_coldest": r.coldest}
 
 
 def remember(r: PageFaultRates, path: Path | None = None) -> dict[str, Any]:
@@ -389,9 +392,12 @@ def fastest_ask(scenario: Any) -> float:
 
 
 def decide(mode: str, perf: dict[str, Any] | None, scenario: Any) -> tuple[bool, str]:
-    """Warm up or not, and why. ``auto`` warms up when the run-start measurement saw fresh memory
-    fault in below ``COLD_RATIO`` of the retouch rate and a workload asks for more than the fresh
-    rate: only then does a warm-up change what the leak can reach."""
+    """Warm up or not, and why. ``auto`` warms up when fresh memory is slow on this host and a
+    workload asks for more than the fresh rate: only then does a warm-up change what the leak can
+    reach. Fresh memory is slow when the run-start probe saw it (first touch below ``COLD_RATIO``
+    of retouch), or an earlier probe on this host did (``host_coldest``), or the probe landed in
+    memory the guest had just used but the balloon reports free pages to the host (then memory
+    beyond that pool is cold; its rate is taken as ``COLD_RATIO`` x retouch)."""
     if mode not in WARM_UP_MODES:
         raise ValueError(f"warm-up mode {mode!r}: one of {', '.join(WARM_UP_MODES)}")
     if mode == "off":
@@ -404,7 +410,9 @@ def decide(mode: str, perf: dict[str, Any] | None, scenario: Any) -> tuple[bool,
         perf = perf["host_coldest"]  # this run found its memory warm; the host has been seen cold
     fresh, warm = float(perf["fresh_bytes_per_s"]), float(perf["retouch_bytes_per_s"])
     if not perf.get("cold_slow"):
-        return False, f"auto: first touch {_mib_s(fresh)} is not much below retouch {_mib_s(warm)}"
+        if not perf.get("free_page_reporting"):
+            return False, f"auto: first touch {_mib_s(fresh)} is not much below retouch {_mib_s(warm)}"
+        fresh = COLD_RATIO * warm  # the probe found warm memory; beyond it, memory is cold
     ask = fastest_ask(scenario)
     if ask <= fresh:
         return (
@@ -480,7 +488,7 @@ def doctor_line(nbytes: int = DOCTOR_PROBE_BYTES) -> str:
         r = measure(nbytes)
     except HostError as exc:
         return f"{'host':<11} {'?':<8} page faults: {exc}"
-    coldest = remember(r)
+    coldest = r.coldest or {}
     line = f"{'host':<11} {'info':<8} page faults: {r.describe()}"
     if coldest.get("measured_at") != r.measured_at:
         line += (

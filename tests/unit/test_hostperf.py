@@ -61,8 +61,8 @@ def _s11() -> SimpleNamespace:
 
 def test_decide() -> None:
     sc = _s11().kube  # the ballast asks 3.2 GiB/s
-    cold = {**_rates(1.25, 0.2).to_dict()}
-    warm = {**_rates(0.2, 0.18).to_dict()}
+    cold = {**_rates(1.25, 0.2).to_dict(), "free_page_reporting": False}
+    warm = {**_rates(0.2, 0.18).to_dict(), "free_page_reporting": False}
     assert hostperf.decide("off", cold, sc) == (False, "off")
     assert hostperf.decide("on", warm, sc)[0]
     assert hostperf.decide("auto", cold, sc)[0]
@@ -70,6 +70,9 @@ def test_decide() -> None:
     assert not hostperf.decide("auto", None, sc)[0]
     # this run found its memory warm, but the host was seen cold before: warm up
     assert hostperf.decide("auto", {**warm, "host_coldest": cold}, sc)[0]
+    # the probe found warm memory, but the balloon hands freed pages back: memory beyond is cold
+    on, why = hostperf.decide("auto", {**warm, "free_page_reporting": True}, sc)
+    assert on and "first touch 711 MiB/s" in why  # COLD_RATIO x retouch 1422 MiB/s
     # a slow leak (S11-local asks 10 MiB/s) is within even the cold rate: no warm-up
     on, why = hostperf.decide("auto", cold, _s11().local)
     assert not on and "within the first-touch rate" in why
