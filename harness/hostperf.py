@@ -136,7 +136,12 @@ class PageFaultRates:
             + (
                 f": fresh memory is {1 / self.ratio:.1f}x slower, a warm-up helps"
                 if self.cold_slow
-                else ": no warm-up needed (or the memory was already warm)"
+                else (
+                    ": the memory probed was warm, but the balloon hands freed pages back to the host "
+                    "(memory beyond the recently used pool faults in slower)"
+                    if free_page_reporting()
+                    else ": no warm-up needed (or the memory was already warm)"
+                )
             )
         )
 
