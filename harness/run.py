@@ -25,6 +25,7 @@ from harness.config.suite import Scenario, Suite
 from harness.errors import HarnessError
 from harness.host.cgroups import cgroup_version, remove_tree
 from harness.host.probes import probe_negative_oom_score_adj
+from harness.hostperf import measure_for_run
 from harness.launch.base import REPO, Backend, EventSink
 from harness.procs import proc_start_time
 from harness.progress import Progress
@@ -80,6 +81,7 @@ def run_suite(
     progress: Progress | None = None,
     sample_hz: float | None = None,
     labels: dict[str, str] | None = None,
+    warm_up: str = "auto",
 ) -> RunResult:
     """Every scenario of ``suite`` for this backend, one after the other, on one set of samplers."""
     progress = progress or Progress()
@@ -90,6 +92,7 @@ def run_suite(
     results_dir.mkdir(parents=True, exist_ok=True)
     store = RunStore(results_dir, run_id)
     facts = host_facts(backend)
+    facts["pageFaults"] = measure_for_run(run_id, progress.say)  # run.json host.pageFaults
     _record_start(store, suite, backend_name, scenarios, facts, labels)
     progress.say(f"harness: run {run_id} ({len(scenarios)} scenarios, backend {backend_name})")
     progress.say(f"harness: results in {store.dir}")
@@ -107,6 +110,7 @@ def run_suite(
         progress=progress,
         host=facts,
         cgroup_version=cgroup_version(),
+        warm_up=warm_up,
     )
     prev_handlers = install_signal_handlers()
     outcomes: list[dict[str, Any]] = []

@@ -29,9 +29,15 @@ def doctor_cmd(backends: tuple[str, ...], fix: bool) -> None:
     Examples:
       harness doctor                       # looks only: starts, installs and imports nothing
       harness doctor --backend docker --fix
-    Without --fix nothing on the host changes: a daemon that is not running is reported (a run
+    Also measures how fast this host faults in fresh and just-freed memory (a few seconds, in a
+    scratch cgroup that is removed). Without --fix nothing on the host changes: a daemon that is not running is reported (a run
     starts it on demand). Exit 0 when nothing is missing, 1 otherwise.
     """
     from harness.doctor import run_doctor
 
-    sys.exit(run_doctor(list(backends) or list(NAMES), click.echo, fix=fix))
+    # lazy: commands load their libraries only when they run
+    from harness.hostperf import doctor_line
+
+    worst = run_doctor(list(backends) or list(NAMES), click.echo, fix=fix)
+    click.echo(doctor_line())  # how fast fresh and just-freed memory fault in (issue: reachable leak rates)
+    sys.exit(worst)

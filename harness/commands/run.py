@@ -55,6 +55,14 @@ from harness.errors import HarnessError
 )
 @click.option("--limit", multiple=True, help="With --inventory: only these hosts or groups.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary of the run on stdout at the end.")
+@click.option(
+    "--warm-up",
+    type=click.Choice(["auto", "on", "off"]),
+    default="auto",
+    show_default=True,
+    help="Touch and release each scenario's memory before it starts, so that this host's page faults "
+    "keep the leak's pace (auto: where the run-start measurement shows fresh memory faulting in slowly).",
+)
 def run_cmd(
     suite_file: str,
     backend: str,
@@ -67,6 +75,7 @@ def run_cmd(
     forks: int,
     limit: tuple[str, ...],
     as_json: bool,
+    warm_up: str,
 ) -> None:
     """Run a suite on this host and compare every outcome with the model.
 
@@ -118,6 +127,7 @@ def run_cmd(
         progress=Progress(quiet=quiet),
         sample_hz=sample_hz,
         labels=run_labels,
+        warm_up=warm_up,
     )
     n = len(res.verdicts)
     bad = sum(1 for v in res.verdicts if not v.passed)

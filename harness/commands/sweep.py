@@ -174,6 +174,14 @@ def _sweep_dir(results: str, resume: str | None, output: str | None) -> Path | N
 )
 @click.option("--sample-hz", type=float, help="Sampling rate of each trial (default: the suite's sampleHz).")
 @click.option(
+    "--warm-up",
+    type=click.Choice(["auto", "on", "off"]),
+    default="auto",
+    show_default=True,
+    help="Touch and release each trial's memory before it starts (as 'harness run --warm-up'), so that the "
+    "leak runs on memory this host faults in fast (auto: where fresh memory has been measured slow).",
+)
+@click.option(
     "--model-only", is_flag=True, help="Print the model's curve and boundary over the range; run nothing."
 )
 @click.option("--json", "as_json", is_flag=True, help="With --model-only: JSON output.")
@@ -200,6 +208,7 @@ def sweep_cmd(
     output: str | None,
     results_dir: str,
     sample_hz: float | None,
+    warm_up: str,
     model_only: bool,
     as_json: bool,
     verbose: bool,
@@ -213,8 +222,10 @@ def sweep_cmd(
     repeats where outcomes are mixed, until the bracket is narrower than --resolution or
     --max-trials is reached. P(A) is fitted against log(rate) (logistic regression; profile
     likelihood 95% CI; under perfect separation the bracketing rates are the interval) and
-    compared with the model's boundary. Results: results/sweeps/<sweep-id>/ (sweep.json,
-    trials.jsonl, trials.parquet, fit.json, sweep.png, report.html, runs/).
+    compared with the model's boundary. The fit and the plot place each trial at the rate its
+    leak really achieved; no rate above one the host could not produce is tried. Results:
+    results/sweeps/<sweep-id>/ (sweep.json, trials.jsonl, trials.parquet, fit.json, sweep.png,
+    report.html, runs/).
 
     \b
     Examples:
@@ -223,7 +234,9 @@ def sweep_cmd(
           --rate-range 32Mi/s:2Gi/s --set kernelMemcgNotification=true --model-only
       harness sweep suites/sweep-local.yaml --resume 20261123T190000Z-S11-local-process-1a2b
     Exit 0 when the predicted boundary agrees with the measured one, 1 when it does not (or
-    cannot be compared), 2 on bad input or a harness error, 130 when interrupted (resumable).
+    cannot be compared), 2 on bad input or a harness error, 3 when the host could not reach the
+    predicted boundary (no flip measured, every achieved rate below it), 130 when interrupted
+    (resumable).
     """
     # lazy: commands load their libraries only when they run
     from harness.config.durations import parse_duration
@@ -288,6 +301,8 @@ def sweep_cmd(
             raise InputError(None, "--stats-age", str(exc)) from None
     if sample_hz is not None:
         new["sample_hz"] = sample_hz
+    if "warm_up" in given or stored is None:
+        new["warm_up"] = warm_up
 
     if stored is not None:
         assert sweep_dir is not None
@@ -365,4 +380,14 @@ def sweep_cmd(
     )
     if result.status == "interrupted":
         sys.exit(130)
+    if result.host_limit:
+        click.echo(
+            f"harness: {result.host_limit}: the model is not tested here"
+            + (
+                ""
+                if cfg.warm_up == "on"
+                else " (if fresh memory is the limit, 'harness doctor' says so: --warm-up on)"
+            )
+        )
+        sys.exit(3)
     sys.exit(0 if result.agree else 1)

@@ -3,6 +3,7 @@
     resolve  the suite's scenario as this backend's node sees it: a new object, never mutated
     predict  the model's outcome per workload on the planned timeline
     launch   the node (a kubelet restarted for the profile), then every workload, sampled
+    warm-up  touch and release the scenario's memory where fresh memory faults in slowly
     observe  what the kubelet created (cgroup values, memory-manager state), judged at once
     wait     until every workload ended or the scenario's timeout; stop what still runs
     teardown always, whatever happened above

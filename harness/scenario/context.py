@@ -33,6 +33,7 @@ class RunContext:
     progress: Progress
     host: dict[str, Any]  # this host's facts, as recorded in run.json
     cgroup_version: int
+    warm_up: str = "auto"  # auto | on | off (harness.hostperf.warm_up_scenario)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from harness.scenario.steps import (
     prepare_node,
     teardown,
     wait_for_workloads,
+    warm_up,
 )
 from harness.verdict import Verdict, judge
 
@@ -37,6 +38,7 @@ def run_scenario(spec: Scenario, run: RunContext) -> ScenarioResult:
             live.ctx.scenario = live.resolved.scenario
             plan = result.prediction = predict(live.resolved, run)
         if started:
+            warm_up(live, run)
             launch_workloads(live, run)
             result.verdicts += observe_node(live, run)
             wait_for_workloads(live, run)

@@ -4,6 +4,7 @@ tear-down, and the evidence each workload leaves for the classifier."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from harness.classify import OomRecord, Outcome, WorkloadEvidence, classify
 from harness.host.cgroups import CgroupTree, memory_root
+from harness.hostperf import warm_up_scenario
 from harness.launch.base import KubeletStart, ScenarioContext
 from harness.quantity import format_mib
 from harness.sample.cgroupfs import CgroupPaths, parse_memory_events, parse_oom_control
@@ -53,6 +55,16 @@ def prepare_node(live: LiveScenario, run: RunContext) -> tuple[KubeletStart | No
         f"  {'ok  ' if v.passed else 'FAIL'} kubelet start: predicted {v.predicted}, observed {v.observed}"
     )
     return start, [v]
+
+
+def warm_up(live: LiveScenario, run: RunContext) -> None:
+    """Touch and release the memory the scenario will need, inside its own node cgroup, where this
+    host's fresh memory faults in slower than the leaks ask (``harness.hostperf``); recorded."""
+    sc = live.resolved.scenario
+    warm = warm_up_scenario(live.ctx, run.warm_up, run.host.get("pageFaults"), run.progress.say)
+    if warm is not None:
+        run.events.add("harness", "warm_up", scenario=sc.name, detail=json.dumps(warm))
+        run.store.update(warm_up={**run.store.meta.get("warm_up", {}), sc.name: warm})
 
 
 def launch_workloads(live: LiveScenario, run: RunContext) -> None:

@@ -27,7 +27,11 @@ The steps, in order of priority:
    * **repeat** zone rates with fewer than ``repeats`` trials (fewest first);
    * then **bisect** the gaps between the zone and the nearest pure rate on each side while
      wider than ``1 + resolution``.
-6. **stop** when nothing is left to do, or at ``max_trials``. A rate is never run more than
+6. **host limit**: a trial whose leak achieved less than ``SLOW_FRACTION`` of its label (the host
+   cannot fault pages in that fast) sets a ceiling: no label above it is run (grid rates above it
+   are dropped, a step above it stops the sweep). A faster label only asks for a rate the host
+   already failed to produce; the trials would pile up at the same achieved rate.
+7. **stop** when nothing is left to do, or at ``max_trials``. A rate is never run more than
    ``max(repeats, 1)`` times, or ``max(repeats, 2)`` while it gave only other outcomes; a
    midpoint that already has that many trials without an A or B outcome stops the sweep.
 """
@@ -37,6 +41,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from harness.model.schedule import SLOW_FRACTION
 
 A, B, OTHER = "A", "B", "other"
 
@@ -73,8 +79,26 @@ class Design:
 
 @dataclass(frozen=True)
 class Trial:
-    rate: float
+    rate: float  # the label: the rate asked of the leak
     cls: str  # A, B or other
+    achieved: float | None = None  # what the leak really allocated (None: unknown)
+
+    @property
+    def saturated(self) -> bool:
+        """The host could not produce the asked rate (the leak fell below SLOW_FRACTION of it)."""
+        return self.achieved is not None and self.achieved < SLOW_FRACTION * self.rate
+
+
+def host_ceiling(trials: Iterable[Trial]) -> float | None:
+    """The lowest label at which the host fell short of the asked rate (None: it never did)."""
+    sat = [t.rate for t in trials if t.saturated]
+    return min(sat) if sat else None
+
+
+def max_achieved(trials: Iterable[Trial]) -> float | None:
+    """The fastest rate any trial really reached (its label when the achieved rate is unknown)."""
+    rates = [t.achieved if t.achieved is not None else t.rate for t in trials]
+    return max(rates) if rates else None
 
 
 @dataclass
@@ -83,6 +107,7 @@ class Step:
     phase: str  # grid, retry, bisect, repeat, stop
     reason: str
     bracket: tuple[float, float] | None = None
+    host_limited: bool = False  # the step the design wanted is above the host's ceiling
 
 
 @dataclass
@@ -131,14 +156,36 @@ def bracket(trials: Iterable[Trial]) -> tuple[str, str, float, float] | None:
 
 
 def next_step(design: Design, trials: list[Trial]) -> Step:
-    """The next rate to run (or why to stop), from the completed trials."""
+    """The next rate to run (or why to stop), from the completed trials; never above the host's
+    ceiling (see :func:`host_ceiling`)."""
+    step = _next_step(design, trials)
+    ceiling = host_ceiling(trials)
+    if ceiling is None:
+        return step
+    skipped = [r for r in design.grid_rates() if r > ceiling]
+    limit = f"the host reached at most {_mib(max_achieved(trials))} (at label {_mib(ceiling)}); " + (
+        f"{len(skipped)} faster grid rates not tried" if skipped else "no faster rate tried"
+    )
+    if step.rate is not None and step.rate > ceiling:
+        return Step(None, "stop", f"host limit: {limit}", step.bracket, host_limited=True)
+    if step.rate is None and skipped:
+        return Step(None, "stop", f"{step.reason}; {limit}", step.bracket, host_limited=True)
+    return step
+
+
+def _mib(rate: float | None) -> str:
+    return "?" if rate is None else f"{rate / 2**20:.0f} MiB/s"
+
+
+def _next_step(design: Design, trials: list[Trial]) -> Step:
     if len(trials) >= design.max_trials:
         return Step(None, "stop", f"reached the maximum of {design.max_trials} trials")
+    ceiling = host_ceiling(trials)
     summary = summarize(trials)
     cap = max(design.repeats, 1)
     cap_other = max(design.repeats, 2)  # a disturbed trial is retried even without repeats
     for r in design.grid_rates():
-        if r not in summary:
+        if r not in summary and (ceiling is None or r <= ceiling):
             return Step(r, "grid", "coarse grid")
     no_info = [r for r in sorted(summary) if summary[r].a + summary[r].b == 0 and summary[r].n < cap_other]
     if no_info:

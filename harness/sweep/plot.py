@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from harness.sweep.fit import Fit
-from harness.sweep.rates import format_rate
+from harness.sweep.rates import axis_rate, format_rate
 from harness.sweep.store import SweepStore
 
 MiB = float(1 << 20)
@@ -40,12 +40,15 @@ def _load(sweep_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 
 def render_png(meta: dict[str, Any], trials: list[dict[str, Any]]) -> bytes:
     # lazy: plotting stack loads only when a plot is drawn
+    # lazy: plotting stack loads only when a plot is drawn
     import matplotlib
 
     matplotlib.use("Agg")
     # lazy: plotting stack loads only when a plot is drawn
+    # lazy: plotting stack loads only when a plot is drawn
     import matplotlib.pyplot as plt
 
+    # lazy: plotting stack loads only when a plot is drawn
     # lazy: plotting stack loads only when a plot is drawn
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
@@ -55,18 +58,20 @@ def render_png(meta: dict[str, Any], trials: list[dict[str, Any]]) -> bytes:
     fit = Fit.from_dict(meta["fit"]) if meta.get("fit") else None
     pred = meta.get("predicted") or {}
     lo, hi = inputs["low"], inputs["high"]
+    if trials:  # achieved rates may fall outside the labels' range
+        lo, hi = min(lo, *(axis_rate(t) for t in trials)), max(hi, *(axis_rate(t) for t in trials))
 
     fig, ax = plt.subplots(figsize=(8.5, 4.8), dpi=110)
     rng = np.random.default_rng(0)  # deterministic jitter
     for cls, y0, color, label in (("A", 1.0, "tab:blue", a_name), ("B", 0.0, "tab:red", b_name)):
         pts = [t for t in trials if t["cls"] == cls]
         if pts:
-            r = np.array([t["rate"] for t in pts]) / MiB
+            r = np.array([axis_rate(t) for t in pts]) / MiB
             y = y0 + rng.uniform(-0.035, 0.035, len(pts))
             ax.scatter(r, y, s=28, color=color, alpha=0.8, zorder=3, label=f"trial: {label} ({len(pts)})")
     others = [t for t in trials if t["cls"] not in ("A", "B")]
     if others:
-        r = np.array([t["rate"] for t in others]) / MiB
+        r = np.array([axis_rate(t) for t in others]) / MiB
         ax.scatter(
             r, np.full(len(r), -0.12), marker="x", color="grey", zorder=3, label=f"other ({len(others)})"
         )
@@ -110,6 +115,11 @@ def render_png(meta: dict[str, Any], trials: list[dict[str, Any]]) -> bytes:
             label=f"model boundary {format_rate(pred['rate'])}",
         )
 
+    if meta.get("host_limit"):
+        top = max(axis_rate(t) for t in trials)
+        ax.axvspan(
+            top / MiB, hi * 1.5 / MiB, color="tab:orange", alpha=0.08, label="beyond this host's reach"
+        )
     ax.set_xscale("log")
     ax.set_xlim(lo / 1.5 / MiB, hi * 1.5 / MiB)
     ax.xaxis.set_major_locator(LogLocator(base=2))
@@ -117,7 +127,7 @@ def render_png(meta: dict[str, Any], trials: list[dict[str, Any]]) -> bytes:
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_ylim(-0.2, 1.1)
     ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
-    ax.set_xlabel("leak rate (MiB/s)")
+    ax.set_xlabel("leak rate achieved (MiB/s)")
     ax.set_ylabel(f"P({a_name})")
     over = inputs.get("profile_set") or {}
     title = f"{inputs['scenario']} ({meta.get('workload', '')}) on {inputs['backend']}: {a_name} vs {b_name}"
@@ -148,6 +158,7 @@ def report_section(sweep_dir: Path, png: bytes | None = None) -> str:
             for v in (
                 t["trial"],
                 format_rate(t["rate"]),
+                "" if t.get("rate_achieved") is None else format_rate(t["rate_achieved"]),
                 t["phase"],
                 t["outcome"],
                 t["cls"],
@@ -164,7 +175,7 @@ def report_section(sweep_dir: Path, png: bytes | None = None) -> str:
         format_rate(pred["rate"]) if pred.get("rate") else f"none ({pred.get('reason', 'not computed')})"
     )
     agree = meta.get("agree")
-    verdict = {True: "agree", False: "DISAGREE", None: "cannot compare"}[agree]
+    verdict = meta.get("host_limit") or {True: "agree", False: "DISAGREE", None: "cannot compare"}[agree]
     settings = (
         ", ".join(f"{k}={v}" for k, v in (inputs.get("profile_set") or {}).items()) or "as in the suite"
     )
@@ -181,7 +192,7 @@ status {e(str(meta.get("status")))} ({e(str(meta.get("stop_reason", "")))}).</p>
 </table>
 <img alt="P(A) against the leak rate" src="data:image/png;base64,{base64.b64encode(png).decode()}">
 <details><summary>{len(trials)} trials</summary>
-<table><tr><th>#</th><th>rate</th><th>step</th><th>outcome</th><th>class</th><th>t (s)</th><th>model</th><th>run</th></tr>
+<table><tr><th>#</th><th>rate</th><th>achieved</th><th>step</th><th>outcome</th><th>class</th><th>t (s)</th><th>model</th><th>run</th></tr>
 {rows}</table></details>
 </section>"""
 

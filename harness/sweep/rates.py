@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
+from typing import Any
 
 from harness.config.suite import Leak, Scenario, Workload
 from harness.errors import InputError
@@ -158,3 +160,13 @@ def scenario_for_rate(scenario: Scenario, workload: str, rate: float) -> Scenari
             w = w.model_copy(update={"leak": leak_for_rate(w.leak, rate)})
         workloads.append(w)
     return scenario.model_copy(update={"workloads": workloads})
+
+
+def axis_rate(trial: Mapping[str, Any]) -> float:
+    """The rate a trial is placed at in the fit and the plot: what its leak really allocated
+    (``rate_achieved``, from the program's own chunk lines), its label when that is unknown.
+
+    A label the host could not produce (its page faults are slower) says nothing about the
+    kubelet or the kernel at that rate; the achieved rate is the one the outcome belongs to."""
+    got = trial.get("rate_achieved")
+    return float(got) if got is not None and got > 0 else float(trial["rate"])

@@ -38,16 +38,16 @@ from harness.errors import HarnessError, InputError
 from harness.model.schedule import SLOW_FRACTION
 from harness.progress import Progress
 from harness.run import Interrupted, install_signal_handlers, restore_signal_handlers, run_suite
-from harness.sweep.design import OTHER, A, B, Design, Step, Trial, next_step
+from harness.sweep.design import OTHER, A, B, Design, Step, Trial, max_achieved, next_step
 from harness.sweep.fit import Fit, fit_boundary
 from harness.sweep.plot import write_plot_and_report
 from harness.sweep.predicted import ModelPoint, ModelSettings, PredictedBoundary, predicted_boundary
-from harness.sweep.rates import format_rate, leak_for_rate, leaking_workload, scenario_for_rate
+from harness.sweep.rates import axis_rate, format_rate, leak_for_rate, leaking_workload, scenario_for_rate
 from harness.sweep.store import SweepStore
 
 OOM_OUTCOMES = ("oom_killed", "node_oom_killed")
 # settings that may differ when a sweep is resumed
-RESUMABLE_CHANGES = {"max_trials", "sample_hz", "tolerance"}
+RESUMABLE_CHANGES = {"max_trials", "sample_hz", "tolerance", "warm_up"}
 
 
 def default_classes(backend: str) -> tuple[list[str], list[str]]:
@@ -76,6 +76,7 @@ class SweepConfig:
     stats_age_s: float | None = None
     sample_hz: float | None = None
     tolerance: float = 0.1  # predicted boundary may lie this far (relative) outside the measured interval
+    warm_up: str = "auto"  # each trial's warm-up (harness.hostperf): auto, on, off
 
     def __post_init__(self) -> None:
         if not self.class_a or not self.class_b:
@@ -111,6 +112,7 @@ class SweepConfig:
             "stats_age_s": self.stats_age_s,
             "sample_hz": self.sample_hz,
             "tolerance": self.tolerance,
+            "warm_up": self.warm_up,
         }
 
     @classmethod
@@ -200,11 +202,28 @@ class SweepResult:
     predicted: PredictedBoundary | None
     agree: bool | None
     stop_reason: str = ""
+    host_limit: str | None = None  # the host could not reach the predicted boundary (exit 3)
 
 
 def measured_fit(cfg: SweepConfig, trials: list[dict[str, Any]]) -> Fit:
+    """P(A) against the rate each trial's leak really achieved (its label when unknown)."""
     used = [t for t in trials if t["cls"] in (A, B)]
-    return fit_boundary([t["rate"] for t in used], [t["cls"] == A for t in used])
+    return fit_boundary([axis_rate(t) for t in used], [t["cls"] == A for t in used])
+
+
+def host_limit(fit: Fit, predicted: PredictedBoundary | None, trials: list[dict[str, Any]]) -> str | None:
+    """Why the sweep could not test the model, when the host is the reason: no measured boundary,
+    and no trial reached the rate where the model puts it (the flip was never within reach)."""
+    if predicted is None or predicted.rate is None or fit.boundary is not None or not trials:
+        return None
+    top = max_achieved([_trial(t) for t in trials])
+    if top is None or top >= predicted.rate:
+        return None
+    return f"host limit: max achieved {format_rate(top)} below the predicted {format_rate(predicted.rate)}"
+
+
+def _trial(t: dict[str, Any]) -> Trial:
+    return Trial(t["rate"], t["cls"], t.get("rate_achieved"))
 
 
 def agreement(fit: Fit, predicted: PredictedBoundary | None, tolerance: float) -> bool | None:
@@ -268,6 +287,7 @@ def run_sweep(
     status = "failed"
     trials: list[dict[str, Any]] = []
     predicted: PredictedBoundary | None = None
+    limit: str | None = None
     step = Step(None, "stop", "not started")
     try:
         if store.exists:
@@ -318,7 +338,7 @@ def run_sweep(
         )
         runs_dir = store.dir / "runs"
         while True:
-            done = [Trial(t["rate"], t["cls"]) for t in trials]
+            done = [_trial(t) for t in trials]
             step = next_step(design, done)
             if step.rate is None:
                 break
@@ -339,6 +359,7 @@ def run_sweep(
                 only=[sc.name],
                 progress=Progress(quiet=not verbose),
                 sample_hz=cfg.sample_hz,
+                warm_up=cfg.warm_up,
             )
             if run.status != "complete":
                 store.meta.setdefault("interrupted_trials", []).append(
@@ -351,6 +372,7 @@ def run_sweep(
             cls = cfg.classify(v.observed)
             wp = next((p for p in run.predictions if p.get("name") == res.workload), {})
             achieved = wp.get("alloc_rate_bytes_per_s")
+            warm = _warm_up_of(run.run_dir, sc.name)
             trial = {
                 "trial": n,
                 "rate": rate,
@@ -372,6 +394,8 @@ def run_sweep(
                 "started": started,
                 "finished": _now(),
                 "duration_s": round(time.monotonic() - t0, 3),
+                "warm_up_bytes": warm.get("bytes") if warm.get("done") else None,
+                "warm_up_s": warm.get("seconds") if warm.get("done") else None,
             }
             store.append_trial(trial)
             store.set_current(None)
@@ -384,6 +408,12 @@ def run_sweep(
                 f"trial {n:>2}/{cfg.max_trials} {format_rate(rate):>11} ({step.phase:<6}) "
                 f"{res.workload} -> {v.observed}{t_txt} [{cls}]  model: {v.predicted}"
                 + (" (race)" if v.race else "")
+                + (f"  achieved {format_rate(achieved)}" if achieved is not None else "")
+                + (
+                    f"  (warm-up {warm['bytes'] / 2**20:.0f} MiB in {warm['seconds']:.1f} s)"
+                    if warm.get("done")
+                    else ""
+                )
                 + (f"  boundary so far: {fit.describe()}" if fit.boundary else "")
             )
             if achieved is not None and achieved < SLOW_FRACTION * leak.rate_bytes_per_s:
@@ -408,7 +438,8 @@ def run_sweep(
         restore_signal_handlers(prev)
         try:
             fit = measured_fit(cfg, trials)
-            agree = agreement(fit, predicted, cfg.tolerance)
+            limit = host_limit(fit, predicted, trials) if status == "complete" else None
+            agree = None if limit else agreement(fit, predicted, cfg.tolerance)
             if store.meta:
                 pred_d = predicted.to_dict() if predicted else None
                 if pred_d:
@@ -420,8 +451,11 @@ def run_sweep(
                     "tolerance": cfg.tolerance,
                     "n_trials": len(trials),
                     "stop_reason": step.reason if status == "complete" else status,
+                    "host_limit": limit,
+                    "max_achieved": max_achieved([_trial(t) for t in trials]),
                 }
                 store.write_json("fit.json", summary)
+                store.update(host_limit=limit, agree=agree)  # before the report, which shows them
                 if trials:
                     with contextlib.suppress(Exception):
                         write_plot_and_report(store.dir)
@@ -433,10 +467,19 @@ def run_sweep(
                     agree=agree,
                     stop_reason=summary["stop_reason"],
                     n_trials=len(trials),
+                    host_limit=limit,
                 )
         finally:
             store.unlock()
-    return SweepResult(store.dir, status, trials, fit, predicted, agree, step.reason)
+    return SweepResult(store.dir, status, trials, fit, predicted, agree, step.reason, limit)
+
+
+def _warm_up_of(run_dir: Path, scenario: str) -> dict[str, Any]:
+    """The trial run's warm-up record (run.json ``warm_up``), {} when there was none."""
+    try:
+        return dict(json.loads((run_dir / "run.json").read_text()).get("warm_up", {}).get(scenario) or {})
+    except (OSError, ValueError):
+        return {}
 
 
 def _predicted_from_dict(d: dict[str, Any]) -> PredictedBoundary:

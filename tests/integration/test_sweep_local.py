@@ -55,7 +55,7 @@ def _mine_left(sweep_dir: Path) -> list[Path]:
 
 def _replays(design: Design, trials: list[dict[str, Any]]) -> None:
     """Every recorded trial is exactly the design's next step after the ones before it."""
-    done = [Trial(t["rate"], t["cls"]) for t in trials]
+    done = [Trial(t["rate"], t["cls"], t.get("rate_achieved")) for t in trials]
     for i, t in enumerate(trials):
         assert next_step(design, done[:i]).rate == t["rate"], f"trial {i + 1} is not the design's step"
     assert next_step(design, done).rate is None, "the sweep stopped early"
