@@ -26,6 +26,7 @@ from harness.errors import HarnessError
 from harness.host.cgroups import cgroup_version, remove_tree
 from harness.host.probes import probe_negative_oom_score_adj
 from harness.launch.base import REPO, Backend, EventSink
+from harness.owned import Ledger, run_ledger
 from harness.procs import proc_start_time
 from harness.progress import Progress
 from harness.results import RunStore, git_revision, new_run_id
@@ -34,6 +35,7 @@ from harness.sample.kmsg import KmsgFollower, OomKill
 from harness.sample.oomwatch import OomCounterChange, OomWatcher
 from harness.sample.sampler import Sampler, finalize
 from harness.scenario import RunContext, run_scenario
+from harness.scenario.steps import WORKDIR
 from harness.verdict import Verdict
 
 
@@ -95,6 +97,7 @@ def run_suite(
     progress.say(f"harness: results in {store.dir}")
     result = RunResult(run_id, store.dir)
     active = register_active_run(run_id, store.dir)
+    ledger = open_run_ledger(run_id)
     events = EventSink(store.progress / "events.jsonl")
     run = RunContext(
         run_id=run_id,
@@ -130,6 +133,7 @@ def run_suite(
         _write_results(run, suite.name, result, outcomes, time.monotonic() - t_run)
         result.status = status
         store.finish(status)
+        close_run_ledger(ledger, run_id)
         active.unlink(missing_ok=True)
     return result
 
@@ -226,6 +230,8 @@ def _stop_run(run: RunContext) -> None:
         run.sampler.close()
     run.events.close()
     leftover = remove_tree(f"harness/{run.run_id}")
+    if not leftover:
+        run_ledger(run.run_id).release("cgroup", path=f"harness/{run.run_id}")
     if leftover:
         run.progress.say(
             "harness: warning: could not remove " + "; ".join(leftover) + " (run 'harness cleanup')"
@@ -265,6 +271,21 @@ def register_active_run(run_id: str, run_dir: Path) -> Path:
         json.dumps({"pid": os.getpid(), "start": proc_start_time(os.getpid()), "dir": str(run_dir)}) + "\n"
     )
     return path
+
+
+def open_run_ledger(run_id: str) -> Ledger:
+    """The run's ledger, with its cgroup root and scratch folder recorded before any is created."""
+    led = run_ledger(run_id)
+    led.add("cgroup", path=f"harness/{run_id}")
+    led.add("dir", path=str(WORKDIR / run_id))
+    return led
+
+
+def close_run_ledger(led: Ledger, run_id: str) -> None:
+    """End of the run: release its scratch folder if gone; the ledger goes when nothing is left."""
+    if not (WORKDIR / run_id).exists():
+        led.release("dir", path=str(WORKDIR / run_id))
+    led.finish()
 
 
 def active_runs() -> list[dict[str, Any]]:
