@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
-from harness.host.cgroups import iter_pids, leftover_trees
-from harness.procs import alive
+from harness.host.cgroups import cgroup_version, iter_pids, leftover_trees, memory_root, remove_tree
+from harness.procs import alive, proc_start_time
 
 from .conftest import REPO, harness, require_docker
 
@@ -96,3 +98,55 @@ def test_cleanup_after_sigkill_leaves_nothing(tmp_path: Path, backend: str) -> N
         if ping(sock):
             client = docker.DockerClient(base_url=f"unix://{sock}")
             assert client.containers.list(all=True, filters={"label": "io.harness.managed=true"}) == []
+
+
+def _cgroup_with_sleeper(rel: str) -> tuple[Path, subprocess.Popen[bytes]]:
+    """A memory cgroup ``rel`` (cgroup v1 memory hierarchy or v2) with a sleeping process inside."""
+    d = memory_root(cgroup_version()) / rel
+    d.mkdir(parents=True)
+    p = subprocess.Popen(["sleep", "300"])
+    (d / "cgroup.procs").write_text(str(p.pid))
+    return d, p
+
+
+def _dead_pid() -> tuple[int, int]:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    start = proc_start_time(p.pid) or 1
+    p.wait()
+    return p.pid, start
+
+
+def test_cleanup_removes_only_what_a_dead_runs_ledger_names(tmp_path: Path) -> None:
+    """A decoy ``harness/other-*`` cgroup (not made by a run: no ledger names it) and its process
+    survive ``harness cleanup``; a dead run's cgroup (named in its ledger) and its process go."""
+    tag = uuid.uuid4().hex[:8]
+    owned = tmp_path / "owned"
+    owned.mkdir()
+    decoy, decoy_proc = _cgroup_with_sleeper(f"harness/other-{tag}")
+    dead_cg, dead_proc = _cgroup_with_sleeper(f"harness/deadrun-{tag}")
+    pid, start = _dead_pid()
+    (owned / f"run-deadrun-{tag}.jsonl").write_text(
+        json.dumps({"owner": f"run-deadrun-{tag}", "pid": pid, "start": start})
+        + "\n"
+        + json.dumps({"op": "add", "kind": "cgroup", "path": f"harness/deadrun-{tag}"})
+        + "\n"
+    )
+    try:
+        r = harness("cleanup", "--backend", "process", env={**os.environ, "HARNESS_OWNED_DIR": str(owned)})
+        print(r.stdout, r.stderr)
+        assert decoy.is_dir(), "cleanup removed a cgroup no run of the harness made"
+        assert decoy_proc.poll() is None, "cleanup killed a process it does not own"
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert (
+            f"left alone (no ledger names it, not made by a harness run): cgroup harness/other-{tag}"
+            in r.stdout
+        )
+        assert not dead_cg.exists()
+        assert dead_proc.wait(timeout=10) == -signal.SIGKILL
+        assert not list(owned.iterdir())  # the dead run's ledger is done
+    finally:
+        for p in (decoy_proc, dead_proc):
+            p.kill()
+            p.wait()
+        remove_tree(f"harness/other-{tag}")
+        remove_tree(f"harness/deadrun-{tag}")

@@ -1,0 +1,80 @@
+"""The local cluster's security and ownership: etcd only over TLS with client certificates of the
+cluster's CA (a real etcd on free loopback ports), the kubelet's API authorized by the apiserver
+(Webhook), and ``down`` removing only the ``kubepods`` cgroups its own kubelet created."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import ssl
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from harness.cluster import Cluster
+from harness.cluster.pki import ensure_pki
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_kubelet_api_is_authorized_by_the_apiserver(tmp_path: Path) -> None:
+    cfg = Cluster(state=tmp_path).kubelet_config(REPO / "profiles" / "cluster-default.yaml", "1.33.4")
+    assert cfg["authorization"] == {"mode": "Webhook"}
+    assert cfg["authentication"]["anonymous"] == {"enabled": False}
+
+
+def test_etcd_refuses_clients_without_a_certificate_of_the_cluster_ca(tmp_path: Path) -> None:
+    if shutil.which("etcd") is None:
+        pytest.fail("etcd is missing: scripts/setup.sh installs etcd-server")
+    c = Cluster(state=tmp_path, etcd_client_port=_free_port(), etcd_peer_port=_free_port())
+    pki = ensure_pki(tmp_path / "pki", c.node_name)
+    argv = c.etcd_argv()
+    assert "--client-cert-auth=true" in argv and "--peer-client-cert-auth=true" in argv
+    assert not [a for a in argv if "http://" in a], "etcd must not listen on plain HTTP"
+    assert c._start_etcd()
+    try:
+        url = f"127.0.0.1:{c.etcd_client_port}/health"
+        # plain HTTP: refused (no HTTP listener)
+        with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
+            urllib.request.urlopen(f"http://{url}", timeout=3).read()
+        # TLS without a client certificate: the handshake is refused
+        anon = ssl.create_default_context(cafile=str(pki.ca))
+        with pytest.raises((urllib.error.URLError, ssl.SSLError, ConnectionError, OSError)):
+            urllib.request.urlopen(f"https://{url}", context=anon, timeout=3).read()
+        # the apiserver's client certificate of the cluster's CA: healthy
+        ok = ssl.create_default_context(cafile=str(pki.ca))
+        ok.load_cert_chain(str(pki.crt("apiserver-etcd-client")), str(pki.key("apiserver-etcd-client")))
+        with urllib.request.urlopen(f"https://{url}", context=ok, timeout=3) as r:
+            assert b'"health":"true"' in r.read()
+        assert not c._start_etcd(), "a second up must keep the running etcd"
+    finally:
+        c.daemon("etcd").stop()
+
+
+def _fake_hierarchies(root: Path) -> None:
+    for h in ("memory", "cpu", "pids"):
+        (root / h).mkdir(parents=True)
+        (root / h / "cgroup.procs").write_text("")
+
+
+def test_down_removes_only_the_kubepods_its_kubelet_created(tmp_path: Path) -> None:
+    root = tmp_path / "cgroup"
+    _fake_hierarchies(root)
+    (root / "memory" / "kubepods" / "burstable").mkdir(parents=True)  # a host kubelet's, there before
+    c = Cluster(state=tmp_path / "state", ledger_dir=tmp_path / "owned", cgroup_root=root)
+    claimed = c.claim_pod_cgroups()
+    assert sorted(p.parent.name for p in claimed) == ["cpu", "pids"]
+    for h in ("cpu", "pids"):  # what our kubelet then creates
+        (root / h / "kubepods" / "besteffort").mkdir(parents=True)
+    assert c.claim_pod_cgroups() == []  # a kubelet restart claims nothing more
+    assert c._remove_pod_cgroups() == []
+    assert (root / "memory" / "kubepods" / "burstable").is_dir(), "down removed another kubelet's kubepods"
+    assert not (root / "cpu" / "kubepods").exists() and not (root / "pids" / "kubepods").exists()
