@@ -196,7 +196,8 @@ class SSHHost:
             raise AuthenticationError(t, f"cannot load key file {key_file}: {exc}") from None
         if t.known_hosts is None:
             raise UnknownHostKeyError(
-                t, "no known_hosts file named (set knownHosts in the inventory; ~/.ssh/known_hosts is not used)"
+                t,
+                "no known_hosts file named (set knownHosts in the inventory; ~/.ssh/known_hosts is not used)",
             )
         known_hosts = Path(os.path.expanduser(str(t.known_hosts)))
         client = paramiko.SSHClient()
