@@ -93,6 +93,7 @@ from harness.launch.containerd.names import (
 from harness.launch.containerd.oomadj import read_oom_score_adj, write_oom_score_adj
 from harness.model.layout import WorkloadLayout
 from harness.owned import add_user, remove_user, run_ledger, sweep, sweep_host
+from harness.procs import read_pid
 
 
 @dataclass
@@ -585,6 +586,15 @@ class ContainerdBackend(Backend):
         failed = sweep({"containerd-container": remove})
         for h in started.values():
             failed += stop_if_unused(h)
+        inst = default_instance()
+        if (
+            not failed
+            and answers(inst)
+            and not ctr(inst, "containers", "ls", "-q", namespace=NAMESPACE).stdout.split()
+        ):
+            # the backend's own instance, started on demand by a run that was killed: nobody uses it
+            # and nothing runs in it (stop_if_unused checks users and who started it)
+            failed += stop_if_unused(ContainerdHandle(inst, pid=read_pid(inst.pidfile_path)))
         return failed + sweep_host()
 
 
