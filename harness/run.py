@@ -35,6 +35,7 @@ from harness.sample.kmsg import KmsgFollower, OomKill
 from harness.sample.oomwatch import OomCounterChange, OomWatcher
 from harness.sample.sampler import Sampler, finalize
 from harness.scenario import RunContext, run_scenario
+from harness.scenario.health import as_host_failure, require_healthy
 from harness.scenario.steps import WORKDIR
 from harness.verdict import Verdict
 
@@ -118,8 +119,14 @@ def run_suite(
     try:
         for start in (run.kmsg.start, run.watcher.start, run.sampler.start):
             start()
+        previous: str | None = None
         for sc in scenarios:
-            done = run_scenario(sc, run)
+            require_healthy(run, after=previous, before=sc.name)
+            try:
+                done = run_scenario(sc, run)
+            except HarnessError as exc:
+                raise as_host_failure(run, sc.name, exc) from None
+            previous = sc.name
             result.predictions += [{"scenario": sc.name, **w.to_dict()} for w in done.prediction.workloads]
             outcomes += [{"scenario": sc.name, **o.to_dict()} for o in done.outcomes]
             result.verdicts += done.verdicts

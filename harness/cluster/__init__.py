@@ -503,6 +503,9 @@ class Cluster:
             False, round(time.monotonic() - t, 1), f"healthz not ok after {timeout:.0f} s", d.log_tail(15)
         )
 
+    def kubelet_healthy(self) -> bool:
+        return _http_ok(f"http://127.0.0.1:{KUBELET_HEALTHZ_PORT}/healthz", timeout=2.0)
+
     def wait_node_ready(self, timeout: float = 120.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         last = "no Node object yet"

@@ -308,6 +308,11 @@ class DockerBackend(Backend):
             self._event_stream = None
         return failed + ctx.tree.remove()
 
+    def health(self) -> list[str]:
+        if self.engine is None or ping(self.engine.socket):
+            return []
+        return [f"the Docker engine does not answer on {self.engine.socket} (log {self.engine.log_path})"]
+
     def close(self) -> None:
         """This run stops using the engine; the last user of an engine started on demand stops it
         (another run's containers in the shared engine are never stopped by this run)."""

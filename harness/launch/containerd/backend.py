@@ -534,6 +534,11 @@ class ContainerdBackend(Backend):
         """Kill and delete the tasks, then the containers with their snapshots."""
         return remove_containers(self.instance, self.namespace, cids) if cids else []
 
+    def health(self) -> list[str]:
+        if self.engine is None or answers(self.instance):
+            return []
+        return [f"containerd does not answer on {self.instance.socket} (log {self.instance.log_path})"]
+
     def close(self) -> None:
         """End of the run: stop ``ctr events`` (by pid); this run stops using the engine, and the
         last user of an engine started on demand stops it (never under another run)."""

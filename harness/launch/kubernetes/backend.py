@@ -15,6 +15,7 @@ from harness.cluster import Cluster
 from harness.cluster.client import api_client
 from harness.cluster.runtime import instance
 from harness.config.suite import Workload
+from harness.engines.containerd import answers
 from harness.errors import HarnessError
 from harness.host.cgroups import cgroup_version, memory_root
 from harness.launch.base import (
@@ -406,6 +407,20 @@ class KubernetesBackend(Backend):
         if self._watch is not None:
             self._watch.ctx = None
         return failed
+
+    def health(self) -> list[str]:
+        """The cluster's daemons by their pid files, the kubelet's healthz, containerd's socket."""
+        c = self.cluster
+        out = [
+            f"{n} is not running (pid file {c.daemon(n).pidfile}, log {c.daemon(n).log})"
+            for n in ("etcd", "kube-apiserver", "kubelet")
+            if not c.daemon(n).running()
+        ]
+        if "kubelet" not in " ".join(out) and not c.kubelet_healthy():
+            out.append(f"the kubelet's healthz does not answer (log {c.daemon('kubelet').log})")
+        if not answers(instance(c)):
+            out.append(f"the cluster's containerd does not answer on {c.containerd_socket}")
+        return out
 
     def close(self) -> None:
         if self._host is not None:
