@@ -38,12 +38,14 @@ from typing import Any
 import yaml
 
 from harness.cluster.build import BuildResult, binary_version, build_for, ensure_built, normalize_version
+from harness.cluster.ceiling import cap_kubepods, confine_daemons
 from harness.cluster.client import api_client
 from harness.cluster.daemon import Daemon
 from harness.cluster.pki import Pki, ensure_pki, kubeconfig
 from harness.cluster.runtime import (
     cluster_containerd_status,
     ensure_cluster_containerd,
+    instance,
     stop_cluster_containerd,
 )
 from harness.config.kubelet import load_profile
@@ -52,6 +54,7 @@ from harness.host.cgroups import CGROUP_ROOT, hierarchies, rmdir_tree
 from harness.images import PAUSE_IMAGE
 from harness.locks import exclusive
 from harness.owned import Ledger
+from harness.procs import read_pid
 
 DEFAULT_STATE = Path(os.environ.get("HARNESS_CLUSTER_DIR", "/var/lib/harness/cluster"))
 RUN_DIR = Path("/run/harness/cluster")
@@ -198,6 +201,7 @@ class Cluster:
         t = time.monotonic()
         self.wait_node_ready()
         timings["node_ready"] = round(time.monotonic() - t, 1)
+        self.apply_ceiling()  # also when the kubelet was already running (a cluster of an older harness)
         timings["total"] = round(time.monotonic() - t0, 1)
         rec = self.record()
         rec.update(
@@ -492,6 +496,7 @@ class Cluster:
         deadline = t + timeout
         while time.monotonic() < deadline:
             if _http_ok(f"http://127.0.0.1:{KUBELET_HEALTHZ_PORT}/healthz", timeout=1.0):
+                self.apply_ceiling()
                 return KubeletStart(True, round(time.monotonic() - t, 1))
             if not d.running():
                 text = _read_from(d.log, log_offset)
@@ -502,6 +507,18 @@ class Cluster:
         return KubeletStart(
             False, round(time.monotonic() - t, 1), f"healthz not ok after {timeout:.0f} s", d.log_tail(15)
         )
+
+    def apply_ceiling(self) -> None:
+        """The harness's memory ceiling (harness.cluster.ceiling): the daemons in ``harness-cluster``,
+        ``kubepods`` capped below the host's memory whatever the profile says."""
+        pids = [p for n in ("etcd", "kube-apiserver", "kubelet") if (p := self.daemon(n).pid()) is not None]
+        cd = read_pid(instance(self).pidfile_path)
+        if cd is not None:
+            pids.append(cd)
+        confine_daemons(pids, root=self.cgroup_root)
+        capped = cap_kubepods(root=self.cgroup_root)
+        if capped is not None:
+            self.progress(f"kubepods capped at {capped / (1 << 30):.2f} GiB (the harness's ceiling)")
 
     def kubelet_healthy(self) -> bool:
         return _http_ok(f"http://127.0.0.1:{KUBELET_HEALTHZ_PORT}/healthz", timeout=2.0)

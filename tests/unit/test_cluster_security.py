@@ -14,6 +14,14 @@ from pathlib import Path
 import pytest
 
 from harness.cluster import Cluster
+from harness.cluster.ceiling import (
+    DAEMONS_LIMIT,
+    HOST_RESERVE,
+    GiB,
+    cap_kubepods,
+    confine_daemons,
+    pod_ceiling,
+)
 from harness.cluster.pki import ensure_pki
 
 REPO = Path(__file__).resolve().parents[2]
@@ -78,3 +86,23 @@ def test_down_removes_only_the_kubepods_its_kubelet_created(tmp_path: Path) -> N
     assert c._remove_pod_cgroups() == []
     assert (root / "memory" / "kubepods" / "burstable").is_dir(), "down removed another kubelet's kubepods"
     assert not (root / "cpu" / "kubepods").exists() and not (root / "pids" / "kubepods").exists()
+
+
+def test_ceiling_caps_kubepods_below_the_hosts_memory_and_confines_the_daemons(tmp_path: Path) -> None:
+    """A profile with ``enforceNodeAllocatable: []`` leaves kubepods at capacity (or unlimited):
+    the harness lowers it below MemTotal minus the daemons' limit and a reserve; a lower limit
+    (allocatable enforced) is kept; the daemons go to the limited ``harness-cluster``."""
+    mem = tmp_path / "memory"
+    (mem / "kubepods").mkdir(parents=True)
+    total = 24 * GiB
+    (mem / "kubepods" / "memory.limit_in_bytes").write_text("9223372036854771712\n")
+    assert cap_kubepods(total, root=tmp_path) == total - DAEMONS_LIMIT - HOST_RESERVE
+    assert int((mem / "kubepods" / "memory.limit_in_bytes").read_text()) < total - HOST_RESERVE
+    (mem / "kubepods" / "memory.limit_in_bytes").write_text(str(3 * GiB))
+    assert cap_kubepods(total, root=tmp_path) is None
+    assert (mem / "kubepods" / "memory.limit_in_bytes").read_text() == str(3 * GiB)
+    d = confine_daemons([4242], root=tmp_path)
+    assert d == mem / "harness-cluster"
+    assert int((d / "memory.limit_in_bytes").read_text()) == DAEMONS_LIMIT
+    assert (d / "cgroup.procs").read_text() == "4242"
+    assert pod_ceiling(total) + DAEMONS_LIMIT <= total - HOST_RESERVE
