@@ -165,7 +165,8 @@ def cleanup_cmd(backends: tuple[str, ...], force: bool) -> None:
         click.echo(f"harness: runs in progress are left alone: {who}")
     failed: list[str] = []
     with including_live_owners() if force else contextlib.nullcontext():
-        for name in backends or NAMES:
+        # containers, tasks and pods first (each by its engine), the plain processes and cgroups last
+        for name in sorted(backends or NAMES, key=lambda n: n == "process"):
             try:
                 b = backend_class(name)
             except (HarnessError, ImportError):
