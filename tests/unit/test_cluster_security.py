@@ -7,12 +7,15 @@ from __future__ import annotations
 import shutil
 import socket
 import ssl
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+import harness.locks
 from harness.cluster import Cluster
 from harness.cluster.ceiling import (
     DAEMONS_LIMIT,
@@ -23,6 +26,7 @@ from harness.cluster.ceiling import (
     pod_ceiling,
 )
 from harness.cluster.pki import ensure_pki
+from harness.errors import HostError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -106,3 +110,46 @@ def test_ceiling_caps_kubepods_below_the_hosts_memory_and_confines_the_daemons(t
     assert int((d / "memory.limit_in_bytes").read_text()) == DAEMONS_LIMIT
     assert (d / "cgroup.procs").read_text() == "4242"
     assert pod_ceiling(total) + DAEMONS_LIMIT <= total - HOST_RESERVE
+
+
+HOLD_CLUSTER = """
+import sys, time
+from pathlib import Path
+from harness.locks import exclusive
+with exclusive("cluster", "bring the local cluster up (v1.33.4)", directory=Path(sys.argv[1])):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_second_cluster_up_or_down_waits_for_the_first_then_fails_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two checkouts on one machine: while one ``cluster up`` runs, the other's ``down`` (or ``up``)
+    does not interleave with it: it waits, then fails naming the holder."""
+    locks = tmp_path / "locks"
+    monkeypatch.setattr(harness.locks, "LOCK_DIR", locks)
+    monkeypatch.setattr(harness.locks, "DEFAULT_TIMEOUT", 1.0)
+    p = subprocess.Popen([sys.executable, "-c", HOLD_CLUSTER, str(locks)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == "held"
+        said: list[str] = []
+        c = Cluster(
+            state=tmp_path / "state",
+            run_dir=tmp_path / "run",
+            ledger_dir=tmp_path / "owned",
+            progress=said.append,
+        )
+        with pytest.raises(
+            HostError,
+            match=rf"cannot bring the local cluster down: .*pid {p.pid}: bring the local cluster up",
+        ):
+            c.down()
+        assert said and "waiting for the lock" in said[0]
+    finally:
+        p.kill()
+        p.wait()
+    assert (
+        Cluster(state=tmp_path / "state", run_dir=tmp_path / "run", ledger_dir=tmp_path / "owned").down()
+        == []
+    )  # free again
