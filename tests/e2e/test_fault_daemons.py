@@ -49,8 +49,9 @@ def _check_run_stopped_on_host_failure(tmp_path: Path, p: subprocess.Popen[str],
     out, err = p.communicate(timeout=400)
     print(out, err)
     assert p.returncode not in (0, 1, 130), (p.returncode, err)
-    assert len(err.strip().splitlines()) == 1, f"one line, no traceback: {err}"
-    assert daemon in err, err
+    errors = [ln for ln in err.splitlines() if ln.startswith("harness: error:")]
+    assert len(errors) == 1 and "Traceback" not in err, f"one error line, no traceback: {err}"
+    assert daemon in errors[0], err
     run = next(d for d in tmp_path.iterdir() if (d / "run.json").exists())
     meta = json.loads((run / "run.json").read_text())
     assert meta["status"] == "failed"
