@@ -103,6 +103,6 @@ def test_kubelet_killed_mid_scenario_stops_the_run_with_a_host_error(tmp_path: P
             "--version",
             str(rec.get("version")),
             "--profile",
-            str(rec.get("kubelet_profile")),
+            str(rec.get("profile")),
         )
         assert r.returncode == 0, r.stdout + r.stderr
