@@ -94,3 +94,29 @@ def spawn_daemon(
             env=env,
             cwd=cwd,
         )
+
+
+def snapshot(pids: Sequence[int]) -> list[tuple[int, int]]:
+    """(pid, start time) of each live pid: what may be signalled later, see :func:`signal_same`."""
+    out = []
+    for p in pids:
+        start = proc_start_time(p)
+        if start is not None:
+            out.append((p, start))
+    return out
+
+
+def signal_same(pid: int, start: int | None, sig: int) -> bool:
+    """Send ``sig`` to ``pid`` only while it is still the process that had ``start`` (a pid reused by
+    another process since is never signalled); True if sent. Re-checked right before every signal."""
+    if start is None or proc_start_time(pid) != start:
+        return False
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def same_alive(pid: int, start: int | None) -> bool:
+    return start is not None and proc_start_time(pid) == start

@@ -27,6 +27,7 @@ from harness.host.cgroups import cgroup_version, remove_tree
 from harness.host.probes import probe_negative_oom_score_adj
 from harness.hostperf import measure_for_run
 from harness.launch.base import REPO, Backend, EventSink
+from harness.owned import Ledger, run_ledger
 from harness.procs import proc_start_time
 from harness.progress import Progress
 from harness.results import RunStore, git_revision, new_run_id
@@ -35,6 +36,8 @@ from harness.sample.kmsg import KmsgFollower, OomKill
 from harness.sample.oomwatch import OomCounterChange, OomWatcher
 from harness.sample.sampler import Sampler, finalize
 from harness.scenario import RunContext, run_scenario
+from harness.scenario.health import as_host_failure, require_healthy
+from harness.scenario.steps import WORKDIR
 from harness.verdict import Verdict
 
 
@@ -98,6 +101,7 @@ def run_suite(
     progress.say(f"harness: results in {store.dir}")
     result = RunResult(run_id, store.dir)
     active = register_active_run(run_id, store.dir)
+    ledger = open_run_ledger(run_id)
     events = EventSink(store.progress / "events.jsonl")
     run = RunContext(
         run_id=run_id,
@@ -119,8 +123,14 @@ def run_suite(
     try:
         for start in (run.kmsg.start, run.watcher.start, run.sampler.start):
             start()
+        previous: str | None = None
         for sc in scenarios:
-            done = run_scenario(sc, run)
+            require_healthy(run, after=previous, before=sc.name)
+            try:
+                done = run_scenario(sc, run)
+            except HarnessError as exc:
+                raise as_host_failure(run, sc.name, exc) from None
+            previous = sc.name
             result.predictions += [{"scenario": sc.name, **w.to_dict()} for w in done.prediction.workloads]
             outcomes += [{"scenario": sc.name, **o.to_dict()} for o in done.outcomes]
             result.verdicts += done.verdicts
@@ -134,6 +144,7 @@ def run_suite(
         _write_results(run, suite.name, result, outcomes, time.monotonic() - t_run)
         result.status = status
         store.finish(status)
+        close_run_ledger(ledger, run_id)
         active.unlink(missing_ok=True)
     return result
 
@@ -230,6 +241,8 @@ def _stop_run(run: RunContext) -> None:
         run.sampler.close()
     run.events.close()
     leftover = remove_tree(f"harness/{run.run_id}")
+    if not leftover:
+        run_ledger(run.run_id).release("cgroup", path=f"harness/{run.run_id}")
     if leftover:
         run.progress.say(
             "harness: warning: could not remove " + "; ".join(leftover) + " (run 'harness cleanup')"
@@ -269,6 +282,21 @@ def register_active_run(run_id: str, run_dir: Path) -> Path:
         json.dumps({"pid": os.getpid(), "start": proc_start_time(os.getpid()), "dir": str(run_dir)}) + "\n"
     )
     return path
+
+
+def open_run_ledger(run_id: str) -> Ledger:
+    """The run's ledger, with its cgroup root and scratch folder recorded before any is created."""
+    led = run_ledger(run_id)
+    led.add("cgroup", path=f"harness/{run_id}")
+    led.add("dir", path=str(WORKDIR / run_id))
+    return led
+
+
+def close_run_ledger(led: Ledger, run_id: str) -> None:
+    """End of the run: release its scratch folder if gone; the ledger goes when nothing is left."""
+    if not (WORKDIR / run_id).exists():
+        led.release("dir", path=str(WORKDIR / run_id))
+    led.finish()
 
 
 def active_runs() -> list[dict[str, Any]]:

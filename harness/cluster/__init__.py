@@ -38,18 +38,23 @@ from typing import Any
 import yaml
 
 from harness.cluster.build import BuildResult, binary_version, build_for, ensure_built, normalize_version
+from harness.cluster.ceiling import cap_kubepods, confine_daemons
 from harness.cluster.client import api_client
 from harness.cluster.daemon import Daemon
 from harness.cluster.pki import Pki, ensure_pki, kubeconfig
 from harness.cluster.runtime import (
     cluster_containerd_status,
     ensure_cluster_containerd,
+    instance,
     stop_cluster_containerd,
 )
 from harness.config.kubelet import load_profile
 from harness.errors import HarnessError, HostError
-from harness.host.cgroups import hierarchies, rmdir_tree
+from harness.host.cgroups import CGROUP_ROOT, hierarchies, rmdir_tree
 from harness.images import PAUSE_IMAGE
+from harness.locks import exclusive
+from harness.owned import Ledger
+from harness.procs import read_pid
 
 DEFAULT_STATE = Path(os.environ.get("HARNESS_CLUSTER_DIR", "/var/lib/harness/cluster"))
 RUN_DIR = Path("/run/harness/cluster")
@@ -61,6 +66,8 @@ APISERVER_PORT = 6443
 KUBELET_PORT = 10250
 KUBELET_HEALTHZ_PORT = 10248
 COMPONENTS = ("etcd", "containerd", "kube-apiserver", "kubelet")
+CLUSTER_OWNER = "cluster"  # its ledger (harness.owned): the kubepods cgroups its kubelet created
+CLUSTER_LOCK = "cluster"  # harness.locks: up, down and kubelet restarts, one at a time machine-wide
 
 Progress = Callable[[str], None]
 
@@ -95,6 +102,10 @@ class Cluster:
     run_dir: Path = RUN_DIR
     node_name: str = NODE_NAME
     progress: Progress = field(default=lambda _m: None)
+    ledger_dir: Path | None = None  # harness.owned's directory (default /run/harness/owned)
+    etcd_client_port: int = ETCD_CLIENT_PORT
+    etcd_peer_port: int = ETCD_PEER_PORT
+    cgroup_root: Path = CGROUP_ROOT
 
     # ---- paths -----------------------------------------------------------------------------
     @property
@@ -144,7 +155,12 @@ class Cluster:
     # ---- up --------------------------------------------------------------------------------
     def up(self, version: str, profile: Path, *, memory_capacity: int | None = None) -> dict[str, Any]:
         """Build (or reuse) ``version``, start whatever is not running, (re)start the kubelet with
-        ``profile``; returns timings. Idempotent: a second ``up`` with the same inputs changes nothing."""
+        ``profile``; returns timings. Idempotent: a second ``up`` with the same inputs changes nothing.
+        Holds the cluster's machine-wide lock (harness.locks): a second ``up`` or ``down`` waits."""
+        with exclusive(CLUSTER_LOCK, f"bring the local cluster up (v{version})", say=self.progress):
+            return self._up(version, profile)
+
+    def _up(self, version: str, profile: Path) -> dict[str, Any]:
         v = normalize_version(version)
         t0 = time.monotonic()
         timings: dict[str, float] = {}
@@ -167,13 +183,13 @@ class Cluster:
         )
 
         t = time.monotonic()
-        self._start_etcd()
+        etcd_restarted = self._start_etcd()
         timings["etcd"] = round(time.monotonic() - t, 1)
         t = time.monotonic()
         self._start_containerd()
         timings["containerd"] = round(time.monotonic() - t, 1)
         t = time.monotonic()
-        self._start_apiserver(built, restart=rec.get("version") != v)
+        self._start_apiserver(built, restart=rec.get("version") != v or etcd_restarted)
         timings["kube-apiserver"] = round(time.monotonic() - t, 1)
 
         t = time.monotonic()
@@ -185,6 +201,7 @@ class Cluster:
         t = time.monotonic()
         self.wait_node_ready()
         timings["node_ready"] = round(time.monotonic() - t, 1)
+        self.apply_ceiling()  # also when the kubelet was already running (a cluster of an older harness)
         timings["total"] = round(time.monotonic() - t0, 1)
         rec = self.record()
         rec.update(
@@ -213,33 +230,65 @@ class Cluster:
                 "/dev/kmsg is missing: the kubelet's OOM watcher cannot start (kubelet oomwatcher)"
             )
 
-    def _start_etcd(self) -> None:
+    def etcd_argv(self) -> list[str]:
+        """etcd on loopback over TLS only: clients and the peer listener need a certificate of the
+        cluster's CA (without one, any local user could write pods the kubelet runs as root)."""
+        pki = self.pki
+        client = f"https://127.0.0.1:{self.etcd_client_port}"
+        peer = f"https://127.0.0.1:{self.etcd_peer_port}"
+        return [
+            shutil.which("etcd") or "etcd",
+            "--name=harness",
+            f"--data-dir={self.state / 'etcd'}",
+            f"--listen-client-urls={client}",
+            f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}",
+            f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=harness={peer}",
+            f"--cert-file={pki.crt('etcd-server')}",
+            f"--key-file={pki.key('etcd-server')}",
+            "--client-cert-auth=true",
+            f"--trusted-ca-file={pki.ca}",
+            f"--peer-cert-file={pki.crt('etcd-peer')}",
+            f"--peer-key-file={pki.key('etcd-peer')}",
+            "--peer-client-cert-auth=true",
+            f"--peer-trusted-ca-file={pki.ca}",
+            "--listen-metrics-urls=",
+            "--logger=zap",
+            "--log-level=warn",
+            "--quota-backend-bytes=2147483648",
+        ]
+
+    def _start_etcd(self) -> bool:
+        """Start etcd unless it runs with these arguments; True when (re)started (an etcd of an
+        earlier version of the harness, e.g. plain HTTP, is restarted, and the apiserver with it)."""
         d = self.daemon("etcd")
+        argv = self.etcd_argv()
+        rec = d.record() or {}
+        if d.running() and rec.get("argv") == argv:
+            return False
         if d.running():
-            return
-        self.progress(f"starting etcd on 127.0.0.1:{ETCD_CLIENT_PORT}")
-        client = f"http://127.0.0.1:{ETCD_CLIENT_PORT}"
-        peer = f"http://127.0.0.1:{ETCD_PEER_PORT}"
+            self.progress("restarting etcd: its arguments changed (TLS with client certificates)")
+            d.stop()
+        self.progress(f"starting etcd on 127.0.0.1:{self.etcd_client_port} (TLS, client certificates)")
         data = self.state / "etcd"
         data.mkdir(parents=True, exist_ok=True)
         data.chmod(0o700)
-        d.start(
-            [
-                shutil.which("etcd") or "etcd",
-                "--name=harness",
-                f"--data-dir={data}",
-                f"--listen-client-urls={client}",
-                f"--advertise-client-urls={client}",
-                f"--listen-peer-urls={peer}",
-                f"--initial-advertise-peer-urls={peer}",
-                f"--initial-cluster=harness={peer}",
-                "--listen-metrics-urls=",
-                "--logger=zap",
-                "--log-level=warn",
-                "--quota-backend-bytes=2147483648",
-            ]
-        )
-        self._wait(lambda: _http_ok(f"{client}/health"), 60, d, "etcd /health")
+        d.start(argv)
+        self._wait(self._etcd_healthy, 60, d, "etcd /health")
+        return True
+
+    def _etcd_healthy(self) -> bool:
+        pki = self.pki
+        ctx = ssl.create_default_context(cafile=str(pki.ca))
+        ctx.load_cert_chain(str(pki.crt("apiserver-etcd-client")), str(pki.key("apiserver-etcd-client")))
+        try:
+            with urllib.request.urlopen(
+                f"https://127.0.0.1:{self.etcd_client_port}/health", context=ctx, timeout=2.0
+            ) as r:
+                return bool(r.status == 200)
+        except (OSError, ValueError):
+            return False
 
     def _start_containerd(self) -> None:
 
@@ -248,7 +297,7 @@ class Cluster:
     def _start_apiserver(self, built: BuildResult, *, restart: bool) -> None:
         d = self.daemon("kube-apiserver")
         if d.running() and restart:
-            self.progress("restarting kube-apiserver for the new version")
+            self.progress("restarting kube-apiserver (new version or new etcd)")
             d.stop()
         if d.running():
             return
@@ -259,7 +308,10 @@ class Cluster:
         d.start(
             [
                 str(built.bin_dir / "kube-apiserver"),
-                f"--etcd-servers=http://127.0.0.1:{ETCD_CLIENT_PORT}",
+                f"--etcd-servers=https://127.0.0.1:{self.etcd_client_port}",
+                f"--etcd-cafile={pki.ca}",
+                f"--etcd-certfile={pki.crt('apiserver-etcd-client')}",
+                f"--etcd-keyfile={pki.key('apiserver-etcd-client')}",
                 "--bind-address=127.0.0.1",
                 f"--secure-port={APISERVER_PORT}",
                 # the kubernetes Service's endpoint would be this address; nothing here needs that
@@ -334,7 +386,10 @@ class Cluster:
                 "webhook": {"enabled": False},
                 "x509": {"clientCAFile": str(pki.ca)},
             },
-            "authorization": {"mode": "AlwaysAllow"},
+            # every request to the kubelet's API is authorized by the apiserver (SubjectAccessReview):
+            # the harness's admin certificate (system:masters) and the apiserver's kubelet client
+            # (system:masters) may; any other certificate of the CA may not
+            "authorization": {"mode": "Webhook"},
             "staticPodPath": str(self.state / "manifests"),
             "resolvConf": "/etc/resolv.conf",
             "failSwapOn": False,
@@ -388,7 +443,14 @@ class Cluster:
         profile: Path | None = None,
         timeout: float = 90.0,
     ) -> KubeletStart:
-        """(Re)start the kubelet with ``config``; waits for healthz, or for its exit and error."""
+        """(Re)start the kubelet with ``config``; waits for healthz, or for its exit and error.
+        Under the cluster's lock (re-entrant: ``up`` holds it already)."""
+        with exclusive(CLUSTER_LOCK, "restart the local cluster's kubelet", say=self.progress):
+            return self._start_kubelet(built, config, profile=profile, timeout=timeout)
+
+    def _start_kubelet(
+        self, built: BuildResult, config: dict[str, Any], *, profile: Path | None, timeout: float
+    ) -> KubeletStart:
         d = self.daemon("kubelet")
         self.kubelet_root.mkdir(parents=True, exist_ok=True)
         unchanged = (
@@ -421,6 +483,7 @@ class Cluster:
             argv.append(f"--pod-infra-container-image={PAUSE_IMAGE}")
         self.progress(f"starting kubelet v{built.build.version} (config {self.kubelet_config_path})")
         log_offset = d.log.stat().st_size if d.log.exists() else 0
+        self.claim_pod_cgroups()
         t = time.monotonic()
         d.start(argv)
         rec = self.record()
@@ -433,6 +496,7 @@ class Cluster:
         deadline = t + timeout
         while time.monotonic() < deadline:
             if _http_ok(f"http://127.0.0.1:{KUBELET_HEALTHZ_PORT}/healthz", timeout=1.0):
+                self.apply_ceiling()
                 return KubeletStart(True, round(time.monotonic() - t, 1))
             if not d.running():
                 text = _read_from(d.log, log_offset)
@@ -443,6 +507,21 @@ class Cluster:
         return KubeletStart(
             False, round(time.monotonic() - t, 1), f"healthz not ok after {timeout:.0f} s", d.log_tail(15)
         )
+
+    def apply_ceiling(self) -> None:
+        """The harness's memory ceiling (harness.cluster.ceiling): the daemons in ``harness-cluster``,
+        ``kubepods`` capped below the host's memory whatever the profile says."""
+        pids = [p for n in ("etcd", "kube-apiserver", "kubelet") if (p := self.daemon(n).pid()) is not None]
+        cd = read_pid(instance(self).pidfile_path)
+        if cd is not None:
+            pids.append(cd)
+        confine_daemons(pids, root=self.cgroup_root)
+        capped = cap_kubepods(root=self.cgroup_root)
+        if capped is not None:
+            self.progress(f"kubepods capped at {capped / (1 << 30):.2f} GiB (the harness's ceiling)")
+
+    def kubelet_healthy(self) -> bool:
+        return _http_ok(f"http://127.0.0.1:{KUBELET_HEALTHZ_PORT}/healthz", timeout=2.0)
 
     def wait_node_ready(self, timeout: float = 120.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -480,7 +559,12 @@ class Cluster:
 
     # ---- down / status ---------------------------------------------------------------------
     def down(self, *, purge: bool = False) -> list[str]:
-        """Stop exactly what ``up`` started (kubelet first), by pid. Returns what was stopped."""
+        """Stop exactly what ``up`` started (kubelet first), by pid, under the cluster's lock.
+        Returns what was stopped."""
+        with exclusive(CLUSTER_LOCK, "bring the local cluster down", say=self.progress):
+            return self._down(purge=purge)
+
+    def _down(self, *, purge: bool) -> list[str]:
         stopped = []
         self._delete_pods()
         for name in ("kubelet", "kube-apiserver"):
@@ -525,14 +609,32 @@ class Cluster:
                     return
             time.sleep(0.5)
 
-    def _remove_pod_cgroups(self) -> None:
-        """The kubelet leaves ``kubepods`` behind; remove it from every hierarchy once nothing runs there."""
-
-        for mount in hierarchies():
+    def claim_pod_cgroups(self) -> list[Path]:
+        """Before the kubelet starts: record in the cluster's ledger (harness.owned) each
+        ``kubepods`` it will create, i.e. those that do not exist yet. A ``kubepods`` that exists
+        already (a host's own kubelet: its default path) is not ours, and ``down`` leaves it."""
+        led = Ledger.open(CLUSTER_OWNER, directory=self.ledger_dir)
+        mine = {str(e.get("path")) for e in led.live("cluster-cgroup")}
+        out = []
+        for mount in hierarchies(self.cgroup_root):
             top = mount / "kubepods"
+            if not top.exists() and str(top) not in mine:
+                led.add("cluster-cgroup", path=str(top))
+                out.append(top)
+        return out
+
+    def _remove_pod_cgroups(self) -> list[str]:
+        """The kubelet leaves ``kubepods`` behind: remove, once nothing runs there, those the
+        cluster's ledger says its kubelet created (never another kubelet's); returns what stayed."""
+        led = Ledger.open(CLUSTER_OWNER, directory=self.ledger_dir)
+        failed = []
+        for e in led.live("cluster-cgroup"):
+            top = Path(str(e.get("path")))
             if top.is_dir():
-                with contextlib.suppress(OSError):
-                    rmdir_tree(top)
+                failed += rmdir_tree(top)
+            if not top.exists():
+                led.release(**e)
+        return failed
 
     def status(self) -> dict[str, Any]:
         rec = self.record()

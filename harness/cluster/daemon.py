@@ -7,9 +7,7 @@ signalled (no ``pkill``, no name matching anywhere).
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import signal
 import subprocess
 import time
@@ -17,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.procs import proc_start_time, spawn_daemon
+from harness.procs import proc_start_time, signal_same, spawn_daemon
 
 
 @dataclass
@@ -69,12 +67,14 @@ class Daemon:
         if pid is None:
             self.pidfile.unlink(missing_ok=True)
             return False
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        if not _wait_gone(pid, timeout):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            _wait_gone(pid, 10.0)
+        rec = self.record() or {}
+        start = rec.get("start")
+        start = start if isinstance(start, int) else None
+        # each signal only while the pid still has the recorded start time (never a reused pid)
+        signal_same(pid, start, signal.SIGTERM)
+        if not _wait_gone(pid, timeout, start):
+            signal_same(pid, start, signal.SIGKILL)
+            _wait_gone(pid, 10.0, start)
         self.pidfile.unlink(missing_ok=True)
         return True
 
@@ -89,13 +89,14 @@ class Daemon:
 _children: list[subprocess.Popen[bytes]] = []
 
 
-def _wait_gone(pid: int, timeout: float) -> bool:
+def _wait_gone(pid: int, timeout: float, start: int | None) -> bool:
+    """Until the process with this pid and start time is gone (a reused pid does not count)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for p in _children:
             if p.pid == pid:
                 p.poll()
-        if proc_start_time(pid) is None:
+        if start is None or proc_start_time(pid) != start:
             return True
         time.sleep(0.1)
-    return proc_start_time(pid) is None
+    return start is None or proc_start_time(pid) != start

@@ -7,6 +7,9 @@ One CA signs everything, as ``hack/local-up-cluster.sh`` does with ``ENABLE_SING
 * ``kubelet``: ``CN=system:node:<node>``, ``O=system:nodes`` (what the Node authorizer expects);
 * ``kubelet-serving``: the kubelet's own serving certificate on 127.0.0.1:10250;
 * ``apiserver-kubelet-client``: the apiserver calling kubelets (CN kube-apiserver);
+* ``etcd-server`` / ``etcd-peer``: etcd's serving certificates for clients and its peer listener on
+  127.0.0.1 (etcd asks every client and peer for a certificate of this CA: ``--client-cert-auth``,
+  ``--peer-client-cert-auth``), ``apiserver-etcd-client``: the apiserver's client certificate;
 * ``sa.key``: the service-account signing key (``--service-account-signing-key-file``).
 
 Keys are ECDSA P-256 (accepted by Go's crypto/tls and the apiserver), files are 0600.
@@ -117,11 +120,21 @@ def ensure_pki(directory: Path, node_name: str) -> Pki:
         _write(pki.ca, cert.public_bytes(serialization.Encoding.PEM), 0o644)
     ca_cert, ca_key = _load_ca(pki)
 
-    def leaf(name: str, cn: str, orgs: tuple[str, ...], server: bool, sans: list[x509.GeneralName]) -> None:
+    def leaf(
+        name: str,
+        cn: str,
+        orgs: tuple[str, ...],
+        server: bool,
+        sans: list[x509.GeneralName],
+        *,
+        client_too: bool = False,
+    ) -> None:
         if pki.crt(name).exists() and pki.key(name).exists():
             return
         key = ec.generate_private_key(ec.SECP256R1())
         usage = [ExtendedKeyUsageOID.SERVER_AUTH] if server else [ExtendedKeyUsageOID.CLIENT_AUTH]
+        if client_too:
+            usage.append(ExtendedKeyUsageOID.CLIENT_AUTH)
         b = (
             x509.CertificateBuilder()
             .subject_name(_name(cn, orgs))
@@ -157,6 +170,10 @@ def ensure_pki(directory: Path, node_name: str) -> Pki:
     leaf("kubelet", f"system:node:{node_name}", ("system:nodes",), False, [])
     leaf("kubelet-serving", node_name, (), True, [*loopback, x509.DNSName(node_name)])
     leaf("apiserver-kubelet-client", "kube-apiserver", ("system:masters",), False, [])
+    # etcd serves clients and its (single) peer over TLS and asks both for a certificate of this CA
+    leaf("etcd-server", "etcd", (), True, loopback)
+    leaf("etcd-peer", "etcd-peer", (), True, loopback, client_too=True)
+    leaf("apiserver-etcd-client", "kube-apiserver-etcd-client", (), False, [])
     if not pki.sa_key.exists():
         # service-account tokens: the apiserver accepts RSA or ECDSA; RSA 2048 as upstream's local-up.
         sa = rsa.generate_private_key(public_exponent=65537, key_size=2048)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -151,33 +152,42 @@ def run_cmd(
     multiple=True,
     help="Only this backend (default: all).",
 )
-@click.option("--force", is_flag=True, help="Clean up even while other runs are in progress (destroys them).")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Also remove what runs in progress made (destroys them); default: only dead runs' leftovers.",
+)
 def cleanup_cmd(backends: tuple[str, ...], force: bool) -> None:
-    """Remove every workload, container and cgroup the harness created.
+    """Remove what runs no longer alive created: their workloads, containers, tasks, pods, cgroups.
 
-    Works after the harness itself was killed with SIGKILL: leftovers are found by the
-    'harness' cgroup prefix and by container labels, and processes are stopped by pid.
+    Works after the harness itself was killed with SIGKILL: each run records what it creates in a
+    ledger under /run/harness/owned before creating it (harness.owned), and cleanup removes exactly
+    what the ledgers of dead runs name, processes by pid and start time. A run in progress, and
+    anything no ledger names (another tool's harness/<x> cgroup, container or task), is left alone.
     """
     # lazy: commands load their libraries only when they run
+    from harness.owned import including_live_owners, sweep_host, unowned_cgroups
     from harness.run import active_runs
 
     running = active_runs()
     if running and not force:
         who = ", ".join(f"{r['run_id']} (pid {r['pid']})" for r in running)
-        raise HarnessError(
-            f"runs in progress: {who}; cleanup would destroy their workloads. "
-            "Stop them first, or pass --force"
-        )
+        click.echo(f"harness: runs in progress are left alone: {who}")
     failed: list[str] = []
-    for name in backends or NAMES:
-        try:
-            b = backend_class(name)
-        except (HarnessError, ImportError):
-            continue
-        try:
-            failed += b.cleanup_all()
-        except HarnessError as exc:
-            click.echo(f"harness: {name}: {exc}", err=True)
+    with including_live_owners() if force else contextlib.nullcontext():
+        # containers, tasks and pods first (each by its engine), the plain processes and cgroups last
+        for name in sorted(backends or NAMES, key=lambda n: n == "process"):
+            try:
+                b = backend_class(name)
+            except (HarnessError, ImportError):
+                continue
+            try:
+                failed += b.cleanup_all()
+            except HarnessError as exc:
+                click.echo(f"harness: {name}: {exc}", err=True)
+        failed += sweep_host()
+    for rel in unowned_cgroups():
+        click.echo(f"harness: left alone (no ledger names it, not made by a harness run): cgroup {rel}")
     if failed:
         for f in failed:
             click.echo(f"harness: could not remove {f}", err=True)

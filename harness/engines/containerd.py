@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -44,7 +45,20 @@ from typing import Any
 from harness.errors import HarnessError, HostError
 from harness.host.probes import probe_negative_oom_score_adj
 from harness.images import PAUSE_IMAGE
-from harness.procs import alive, cmdline, descendants, exe_name, read_pid, spawn_daemon
+from harness.locks import exclusive
+from harness.owned import live_users, mark_on_demand, on_demand
+from harness.procs import (
+    alive,
+    cmdline,
+    descendants,
+    exe_name,
+    proc_start_time,
+    read_pid,
+    same_alive,
+    signal_same,
+    snapshot,
+    spawn_daemon,
+)
 
 DEFAULT_ROOT = Path("/var/lib/harness/containerd")
 DEFAULT_RUN_DIR = Path("/run/harness/containerd")
@@ -325,16 +339,21 @@ def instance_shims(inst: ContainerdInstance) -> list[int]:
 
 
 def _signal_and_wait(pids: list[int], timeout: float) -> None:
-    for p in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(p, signal.SIGTERM)
+    """SIGTERM, then SIGKILL after ``timeout``, each only to a pid that still has the start time it
+    had when chosen (a reused pid is never signalled)."""
+    procs = snapshot(pids)
+    for p, t in procs:
+        signal_same(p, t, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+    while any(same_alive(p, t) for p, t in procs) and time.monotonic() < deadline:
         time.sleep(0.05)
-    for p in pids:
-        if alive(p):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(p, signal.SIGKILL)
+    for p, t in procs:
+        signal_same(p, t, signal.SIGKILL)
+
+
+def engine_owner(inst: ContainerdInstance) -> str:
+    """Name of the instance's lock (harness.locks) and users' ledger (harness.owned)."""
+    return "engine-containerd-" + hashlib.sha1(str(inst.socket).encode()).hexdigest()[:10]
 
 
 def _mounts_under(*dirs: Path) -> list[str]:
@@ -395,11 +414,39 @@ def log_tail(path: Path, lines: int = 30) -> str:
         return "(no log)"
 
 
-def ensure_containerd(inst: ContainerdInstance, *, timeout: float = 30.0) -> ContainerdHandle:
-    """The instance, started if its socket does not answer (idempotent).
+def ensure_containerd(
+    inst: ContainerdInstance, *, timeout: float = 30.0, on_demand_start: bool = False
+) -> ContainerdHandle:
+    """The instance, started if its socket does not answer (idempotent; under the instance's lock,
+    so two callers never start two daemons; ``on_demand_start``: a run starts it for itself, and
+    its last user stops it, see :func:`stop_if_unused`).
 
     Raises :class:`HostError` quoting the tail of the daemon's log if it cannot be started.
     """
+    if answers(inst):
+        return ContainerdHandle(inst, pid=read_pid(inst.pidfile_path))
+    with exclusive(engine_owner(inst), f"start containerd {inst.socket}"):
+        h = _ensure(inst, timeout)
+        if h.started_by_us and on_demand_start and h.pid is not None:
+            mark_on_demand(engine_owner(inst), h.pid, proc_start_time(h.pid))
+        return h
+
+
+def stop_if_unused(h: ContainerdHandle) -> list[str]:
+    """The last user of an instance started on demand (by a run) stops it; an instance started by
+    hand or still used by another run stays. Returns what stayed (empty when not stopped)."""
+    owner = engine_owner(h.instance)
+    with exclusive(owner, f"stop containerd {h.instance.socket}"):
+        pid = h.pid if h.pid is not None else read_pid(h.instance.pidfile_path)
+        if live_users(owner) or not (h.started_by_us or on_demand(owner, pid)):
+            return []
+        failed = _stop(h.instance, 20.0, h._proc if h.started_by_us else None)
+        h.started_by_us = False
+        h._proc = None
+        return failed
+
+
+def _ensure(inst: ContainerdInstance, timeout: float) -> ContainerdHandle:
     h = ContainerdHandle(inst)
     if answers(inst):
         h.pid = read_pid(inst.pidfile_path)
@@ -464,18 +511,21 @@ def stop(
     running with this instance's config; shims only when their ``-address`` is this socket.
     Mounts left below the instance's root and state are unmounted. Returns what stayed.
     """
+    with exclusive(engine_owner(inst), f"stop containerd {inst.socket}"):
+        return _stop(inst, timeout, proc)
+
+
+def _stop(inst: ContainerdInstance, timeout: float, proc: subprocess.Popen[bytes] | None) -> list[str]:
     pid = proc.pid if proc is not None else read_pid(inst.pidfile_path)
-    if pid is not None and alive(pid) and (proc is not None or is_instance_daemon(inst, pid)):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
+    start = proc_start_time(pid) if pid is not None else None
+    if pid is not None and start is not None and (proc is not None or is_instance_daemon(inst, pid)):
+        signal_same(pid, start, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while alive(pid) and time.monotonic() < deadline:
+        while same_alive(pid, start) and time.monotonic() < deadline:
             if proc is not None and proc.poll() is not None:
                 break
             time.sleep(0.05)
-        if alive(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        signal_same(pid, start, signal.SIGKILL)  # re-checked: only if it is still that daemon
         if proc is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=10)

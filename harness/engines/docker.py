@@ -20,7 +20,6 @@ Command line: ``python -m harness.engines.docker status|start|stop``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
@@ -34,7 +33,19 @@ from typing import Any
 
 from harness.errors import HostError
 from harness.host.cgroups import rmdir_tree
-from harness.procs import alive, descendants, exe_name, read_pid, spawn_daemon
+from harness.locks import exclusive
+from harness.owned import live_users, mark_on_demand, on_demand
+from harness.procs import (
+    alive,
+    descendants,
+    exe_name,
+    proc_start_time,
+    read_pid,
+    same_alive,
+    signal_same,
+    snapshot,
+    spawn_daemon,
+)
 
 DEFAULT_STATE_DIR = Path("/var/lib/harness/docker")
 DEFAULT_RUN_DIR = Path("/run/harness")
@@ -42,6 +53,7 @@ SOCKET_NAME = "docker.sock"
 PIDFILE_NAME = "docker.pid"
 EXEC_ROOT_NAME = "docker"
 LOG_NAME = "dockerd.log"
+ENGINE_OWNER = "engine-docker"  # its lock (harness.locks) and its users' ledger (harness.owned)
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -166,35 +178,39 @@ class DockerEngine:
         """Stop the daemon by its pid, if this process started it (or ``force``: the pid file's daemon).
 
         SIGTERM, then after ``timeout`` SIGKILL; processes it leaves behind (its containerd,
-        shims) are stopped by their pids too.
+        shims) are stopped by their pids too. Every signal goes to a pid only while it still has
+        the start time seen when it was chosen (``harness.procs.signal_same``): a pid reused by
+        another process in the meantime is never signalled. Holds the engine's lock.
         """
         if not self.started_by_us and not force:
             return
+        with exclusive(ENGINE_OWNER, "stop the project's Docker engine"):
+            self._stop(timeout)
+
+    def _stop(self, timeout: float) -> None:
         pid = self.pid if self.started_by_us else read_pid(self.pidfile)
         if pid is None:
             return
         if not self.started_by_us and not _is_dockerd(pid):
             return
-        tree = descendants(pid)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
+        start = proc_start_time(pid)
+        if start is None:
+            return
+        tree = snapshot(descendants(pid))
+        signal_same(pid, start, signal.SIGTERM)
         if not self._wait_exit(pid, timeout):
-            tree = sorted(set(tree) | set(descendants(pid)))
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+            tree = sorted(set(tree) | set(snapshot(descendants(pid))))
+            signal_same(pid, start, signal.SIGKILL)
             self._wait_exit(pid, 10)
         # whatever it started and did not stop (containerd, shims, container processes)
-        left = [p for p in tree if alive(p)]
-        for p in left:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(p, signal.SIGTERM)
+        left = [(p, t) for p, t in tree if same_alive(p, t)]
+        for p, t in left:
+            signal_same(p, t, signal.SIGTERM)
         deadline = time.monotonic() + 5
-        while any(alive(p) for p in left) and time.monotonic() < deadline:
+        while any(same_alive(p, t) for p, t in left) and time.monotonic() < deadline:
             time.sleep(0.05)
-        for p in left:
-            if alive(p):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(p, signal.SIGKILL)
+        for p, t in left:
+            signal_same(p, t, signal.SIGKILL)
         self.started_by_us = False
         self._proc = None
 
@@ -210,6 +226,18 @@ class DockerEngine:
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.05)
+        return True
+
+
+def stop_if_unused(engine: DockerEngine) -> bool:
+    """The last user of an engine started on demand (by a run) stops it; an engine started by hand
+    (``start``, ``doctor --fix``) or still used by another run stays. True if stopped."""
+    with exclusive(ENGINE_OWNER, "stop the project's Docker engine"):
+        pid = engine.pid if engine.pid is not None else read_pid(engine.pidfile)
+        if live_users(ENGINE_OWNER) or not (engine.started_by_us or on_demand(ENGINE_OWNER, pid)):
+            return False
+        engine.pid = pid
+        engine._stop(timeout=30)
         return True
 
 
@@ -243,11 +271,22 @@ def ensure_docker(
     run_dir: Path = DEFAULT_RUN_DIR,
     timeout: float = 60.0,
     dockerd: str = "dockerd",
+    on_demand_start: bool = False,
 ) -> DockerEngine:
-    """The project's Docker engine, started if its socket does not answer.
+    """The project's Docker engine, started if its socket does not answer (under the engine's lock:
+    two callers never start two daemons).
 
     Raises :class:`HostError` (with the tail of the daemon's log) if it cannot be started.
     """
+    if ping(Path(run_dir) / SOCKET_NAME):
+        return _ensure_docker(state_dir, run_dir, timeout, dockerd, on_demand_start)
+    with exclusive(ENGINE_OWNER, "start the project's Docker engine"):
+        return _ensure_docker(state_dir, run_dir, timeout, dockerd, on_demand_start)
+
+
+def _ensure_docker(
+    state_dir: Path, run_dir: Path, timeout: float, dockerd: str, on_demand_start: bool
+) -> DockerEngine:
     state_dir, run_dir = Path(state_dir), Path(run_dir)
     socket = run_dir / SOCKET_NAME
     engine = DockerEngine(socket=socket, state_dir=state_dir, run_dir=run_dir)
@@ -283,6 +322,8 @@ def ensure_docker(
     engine._proc = proc
     engine.started_by_us = True
     if _wait_ping(socket, timeout, proc):
+        if on_demand_start:
+            mark_on_demand(ENGINE_OWNER, proc.pid, proc_start_time(proc.pid))
         return engine
     rc = proc.poll()
     if rc is None:

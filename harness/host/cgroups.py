@@ -198,16 +198,9 @@ def rmdir_tree(top: Path, *, timeout: float = 10.0, kill: bool = False) -> list[
     return failed
 
 
-def remove_leftovers(root: Path = CGROUP_ROOT) -> list[str]:
-    """Remove every harness run root left in any hierarchy; returns what stayed."""
-    failed: list[str] = []
-    for name in sorted({p.name for p in leftover_trees(root)}):
-        failed += remove_tree(f"{PREFIX}/{name}", root=root)
-    return failed
-
-
 def leftover_trees(root: Path = CGROUP_ROOT) -> list[Path]:
-    """Every harness cgroup left in any hierarchy (what ``harness cleanup`` removes)."""
+    """Every ``harness/<name>`` cgroup in any hierarchy, whoever made it (``harness cleanup`` removes
+    only those a ledger names, harness.owned)."""
     out = []
     for h in hierarchies(root):
         d = h / PREFIX

@@ -49,7 +49,7 @@ class SSHTarget:
     port: int = 22
     user: str = "root"
     key_file: Path | None = None
-    known_hosts: Path = Path("~/.ssh/known_hosts")
+    known_hosts: Path | None = None  # required to connect: never ~/.ssh/known_hosts implicitly
     host_key_policy: HostKeyPolicy = "reject"
     connect_timeout: float = 10.0
     python: str = "/usr/bin/python3"
@@ -194,6 +194,11 @@ class SSHHost:
             pkey = paramiko.PKey.from_path(key_file)
         except (paramiko.SSHException, OSError, ValueError) as exc:
             raise AuthenticationError(t, f"cannot load key file {key_file}: {exc}") from None
+        if t.known_hosts is None:
+            raise UnknownHostKeyError(
+                t,
+                "no known_hosts file named (set knownHosts in the inventory; ~/.ssh/known_hosts is not used)",
+            )
         known_hosts = Path(os.path.expanduser(str(t.known_hosts)))
         client = paramiko.SSHClient()
         if known_hosts.is_file():

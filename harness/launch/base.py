@@ -280,6 +280,11 @@ class Backend(ABC):
         """End of the run: release what the backend started (e.g. an engine)."""
         return None
 
+    def health(self) -> list[str]:
+        """What is wrong with the node's daemons now (empty: healthy), one line each, e.g. "containerd
+        does not answer on /run/...". Checked between scenarios (harness.scenario.health)."""
+        return []
+
     @classmethod
     def cleanup_all(cls) -> list[str]:
         """Remove what this backend left behind from any earlier run (by label/prefix)."""

@@ -24,13 +24,15 @@ from harness.config.suite import Workload
 from harness.engines.docker import (
     DEFAULT_RUN_DIR,
     DEFAULT_STATE_DIR,
+    ENGINE_OWNER,
     SOCKET_NAME,
     DockerEngine,
     ensure_docker,
     ping,
+    stop_if_unused,
 )
 from harness.errors import HostError
-from harness.host.cgroups import memory_root, remove_leftovers
+from harness.host.cgroups import memory_root
 from harness.images import build_image, image_name, import_into_docker, workload_binary
 from harness.launch.base import (
     LABEL,
@@ -45,6 +47,7 @@ from harness.launch.base import (
     applied_oom_score_adj,
 )
 from harness.model.layout import WorkloadLayout
+from harness.owned import add_user, remove_user, run_ledger, sweep, sweep_host
 
 IMAGE_CACHE = Path(os.environ.get("HARNESS_IMAGE_CACHE", "/var/lib/harness/images"))
 
@@ -63,7 +66,8 @@ class DockerBackend(Backend):
     # -- engine and image
     def _connect(self) -> Any:
         if self.client is None:
-            self.engine = ensure_docker()
+            self.engine = ensure_docker(on_demand_start=True)
+            add_user(ENGINE_OWNER)
             self.client = self.engine.client()
         return self.client
 
@@ -205,6 +209,9 @@ class DockerBackend(Backend):
         if limit is not None and workload.placement != "host":
             kwargs["mem_limit"] = limit
             kwargs["memswap_limit"] = limit
+        run_ledger(ctx.run_id).add(
+            "docker-container", socket=str(DEFAULT_RUN_DIR / SOCKET_NAME), name=name, run=ctx.run_id
+        )
         h.t_start_mono = time.monotonic()
         h.t_start_wall = time.time()
         try:
@@ -283,12 +290,17 @@ class DockerBackend(Backend):
 
     def teardown(self, ctx: ScenarioContext) -> list[str]:
         failed = []
+        led = run_ledger(ctx.run_id)
         for name, c in list(self._containers.items()):
             try:
                 c.remove(force=True)
             except Exception as exc:
                 if "No such container" not in str(exc):
                     failed.append(f"container {name}: {exc}")
+                    continue
+            led.release(
+                "docker-container", socket=str(DEFAULT_RUN_DIR / SOCKET_NAME), name=c.name, run=ctx.run_id
+            )
         self._containers.clear()
         if self._event_stream is not None:
             with contextlib.suppress(Exception):
@@ -296,30 +308,77 @@ class DockerBackend(Backend):
             self._event_stream = None
         return failed + ctx.tree.remove()
 
+    def health(self) -> list[str]:
+        if self.engine is None or ping(self.engine.socket):
+            return []
+        return [f"the Docker engine does not answer on {self.engine.socket} (log {self.engine.log_path})"]
+
     def close(self) -> None:
-        """Stop the engine if this run started it."""
-        if self.engine is not None and self.engine.started_by_us:
-            self.engine.stop()
+        """This run stops using the engine; the last user of an engine started on demand stops it
+        (another run's containers in the shared engine are never stopped by this run)."""
+        if self.engine is not None:
+            remove_user(ENGINE_OWNER)
+            stop_if_unused(self.engine)
 
     @classmethod
     def cleanup_all(cls) -> list[str]:
-        failed: list[str] = []
+        """Remove the containers that runs no longer alive recorded in their ledgers (by name, and
+        only while the container carries that run's label), then their cgroups; a foreign
+        container or cgroup is never touched. The engine stays (``harness.engines.docker`` stops it
+        when its last user is gone)."""
+        clients: dict[str, Any] = {}
 
-        sock = DEFAULT_RUN_DIR / SOCKET_NAME
-        if ping(sock):
-            # lazy: the Docker SDK loads only when the Docker engine is used
-            import docker
+        def remove(e: dict[str, Any]) -> str | None:
+            sock = Path(str(e.get("socket")))
+            if str(sock) not in clients:
+                if not ping(sock):
+                    return None  # the engine is gone, and its containers with it (cgroups follow)
+                # lazy: the Docker SDK loads only when the Docker engine is used
+                import docker
 
-            client = docker.DockerClient(base_url=f"unix://{sock}", timeout=60)
-            for c in client.containers.list(all=True, filters={"label": f"{LABEL}=true"}):
-                try:
-                    c.remove(force=True)
-                except Exception as exc:
-                    failed.append(f"container {c.name}: {exc}")
-            if not failed:
-                # the project's own engine (its pid file), left running by a killed run
-
-                DockerEngine(socket=sock, state_dir=DEFAULT_STATE_DIR, run_dir=DEFAULT_RUN_DIR).stop(
-                    force=True
+                clients[str(sock)] = docker.DockerClient(base_url=f"unix://{sock}", timeout=60)
+            client = clients[str(sock)]
+            try:
+                c = client.containers.get(str(e.get("name")))
+            except Exception as exc:
+                return (
+                    None
+                    if "No such container" in str(exc) or "404" in str(exc)
+                    else f"container {e.get('name')}: {exc}"
                 )
-        return failed + remove_leftovers()
+            if c.labels.get(LABEL_RUN) != e.get("run"):
+                return None  # the name now belongs to something else: not ours
+            try:
+                c.remove(force=True)
+            except Exception as exc:
+                return f"container {c.name}: {exc}"
+            return None
+
+        try:
+            failed = sweep({"docker-container": remove})
+            if not failed:
+                failed += _stop_idle_engine()
+        finally:
+            for c in clients.values():
+                with contextlib.suppress(Exception):
+                    c.close()
+        return failed + sweep_host()
+
+
+def _stop_idle_engine() -> list[str]:
+    """An engine a killed run started on demand, with no user and no container left, is stopped."""
+    sock = DEFAULT_RUN_DIR / SOCKET_NAME
+    if not ping(sock):
+        return []
+    engine = DockerEngine(socket=sock, state_dir=DEFAULT_STATE_DIR, run_dir=DEFAULT_RUN_DIR)
+    try:
+        client = engine.client(timeout=30)
+        try:
+            if client.containers.list(all=True):
+                return []  # somebody's containers (not ours, or they would be gone): leave it
+        finally:
+            client.close()
+        stop_if_unused(engine)
+    except Exception as exc:
+        return [f"docker engine: {exc}"]
+    return []

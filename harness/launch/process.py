@@ -16,7 +16,7 @@ import time
 
 from harness.config.suite import Workload
 from harness.errors import HostError
-from harness.host.cgroups import cgroup_version, memory_root, remove_leftovers
+from harness.host.cgroups import cgroup_version, memory_root
 from harness.host.probes import probe_negative_oom_score_adj
 from harness.launch.base import (
     Backend,
@@ -28,6 +28,7 @@ from harness.launch.base import (
     leak_binary,
 )
 from harness.model.layout import WorkloadLayout
+from harness.owned import sweep_host
 
 
 class ProcessBackend(Backend):
@@ -183,7 +184,9 @@ class ProcessBackend(Backend):
 
     @classmethod
     def cleanup_all(cls) -> list[str]:
-        return remove_leftovers()
+        """The cgroups (and the processes in them), pids and scratch folders that runs no longer
+        alive recorded in their ledgers (harness.owned); nothing else."""
+        return sweep_host()
 
 
 __all__ = ["ProcessBackend"]

@@ -262,6 +262,16 @@ def parse_inventory(data: dict[str, Any], source: str, base: Path | None = None)
         key_file = pick("key_file", None)
         if key_file is None:
             raise InputError(source, f"{field}.keyFile", "missing: set keyFile for the host or in defaults")
+        known_hosts = pick("known_hosts", None)
+        if known_hosts is None:
+            # never the user's ~/.ssh/known_hosts implicitly: the lab's host keys are a file the
+            # inventory names (OpenSSH's UserKnownHostsFile for Ansible too)
+            raise InputError(
+                source,
+                f"{field}.knownHosts",
+                "missing: set knownHosts for the host or in defaults (the file of the lab's host keys; "
+                "~/.ssh/known_hosts is not used unless named)",
+            )
         python = str(pick("python", "/usr/bin/python3"))
         if python == "controller":
             python = sys.executable
@@ -280,7 +290,7 @@ def parse_inventory(data: dict[str, Any], source: str, base: Path | None = None)
             port=port,
             user=str(pick("user", "root")),
             key_file=_abs(base, key_file),
-            known_hosts=_abs(base, str(pick("known_hosts", "~/.ssh/known_hosts"))),
+            known_hosts=_abs(base, str(known_hosts)),
             host_key_policy=pick("host_key_policy", "reject"),
             connect_timeout=float(pick("connect_timeout_s", 10.0)),
             python=python,

@@ -91,6 +91,11 @@ def test_python_controller_means_this_interpreter(tmp_path: Path) -> None:
         ),
         (lambda d: d["defaults"].pop("keyFile"), "hosts.lab-a.keyFile", "missing"),
         (
+            lambda d: d["defaults"].pop("knownHosts"),
+            "hosts.lab-a.knownHosts",
+            "~/.ssh/known_hosts is not used unless named",
+        ),
+        (
             lambda d: d["hosts"]["lab-a"]["vars"].update(kubelet_profile="nope.yaml"),
             "hosts.lab-a.vars.kubelet_profile",
             "does not exist",

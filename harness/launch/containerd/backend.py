@@ -36,6 +36,7 @@ the disagreement).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
@@ -48,16 +49,19 @@ from typing import Any
 from harness import __version__
 from harness.config.suite import Workload
 from harness.engines.containerd import (
+    ContainerdHandle,
+    ContainerdInstance,
     answers,
     ctr,
     default_instance,
+    engine_owner,
     ensure_containerd,
     server_version,
-    stop,
+    stop_if_unused,
     which,
 )
 from harness.errors import HarnessError, HostError
-from harness.host.cgroups import iter_pids, memory_root, remove_leftovers
+from harness.host.cgroups import iter_pids, memory_root
 from harness.host.probes import probe_negative_oom_score_adj
 from harness.images import LEAK_IMAGE, build_image, import_into_containerd, workload_binary
 from harness.launch.base import (
@@ -88,6 +92,8 @@ from harness.launch.containerd.names import (
 )
 from harness.launch.containerd.oomadj import read_oom_score_adj, write_oom_score_adj
 from harness.model.layout import WorkloadLayout
+from harness.owned import add_user, remove_user, run_ledger, sweep, sweep_host
+from harness.procs import read_pid
 
 
 @dataclass
@@ -123,7 +129,8 @@ class ContainerdBackend(Backend):
     # -- engine and image
     def _connect(self) -> Any:
         if self.engine is None:
-            self.engine = ensure_containerd(self.instance)
+            self.engine = ensure_containerd(self.instance, on_demand_start=True)
+            add_user(engine_owner(self.instance))
         return self.engine
 
     def _ctr(self, *args: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -314,6 +321,7 @@ class ContainerdBackend(Backend):
             runc_root=self.instance.runc_root,
             memory_limit=limit,
         )
+        run_ledger(ctx.run_id).add("containerd-container", **self._ledger_key(cid, ctx.run_id))
         h.t_start_mono = time.monotonic()
         h.t_start_wall = time.time()
         try:
@@ -490,9 +498,26 @@ class ContainerdBackend(Backend):
             if task.exit_event is None:
                 self._reconcile([task])
 
+    def _ledger_key(self, cid: str, run_id: str) -> dict[str, Any]:
+        """How a run's ledger names one of its containers (harness.owned): the instance, namespace,
+        id and run (removed after a kill only while its run label still says so)."""
+        inst = self.instance
+        return {
+            "root": str(inst.root),
+            "state": str(inst.state),
+            "socket": str(inst.socket),
+            "namespace": self.namespace,
+            "id": cid,
+            "run": run_id,
+        }
+
     def teardown(self, ctx: ScenarioContext) -> list[str]:
         mine = [t for t in self._tasks.values() if t.scenario == ctx.scenario.name]
         failed = self._remove([t.cid for t in mine])
+        led = run_ledger(ctx.run_id)
+        for t in mine:
+            if not any(t.cid in f for f in failed):
+                led.release("containerd-container", **self._ledger_key(t.cid, ctx.run_id))
         for t in mine:
             t.reader_stop.set()
             if t.reader is not None:
@@ -507,60 +532,105 @@ class ContainerdBackend(Backend):
 
     def _remove(self, cids: list[str]) -> list[str]:
         """Kill and delete the tasks, then the containers with their snapshots."""
-        if not cids:
+        return remove_containers(self.instance, self.namespace, cids) if cids else []
+
+    def health(self) -> list[str]:
+        if self.engine is None or answers(self.instance):
             return []
-        failed: list[str] = []
-        running = set(self._ctr("tasks", "ls", "-q", check=False).stdout.split()) & set(cids)
-        for cid in running:
-            self._ctr("tasks", "kill", "--all", "--signal", "SIGKILL", cid, check=False)
-        if running:
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                rows = [ln.split() for ln in self._ctr("tasks", "ls", check=False).stdout.splitlines()[1:]]
-                if not any(r and r[0] in running and r[-1] == "RUNNING" for r in rows):
-                    break
-                time.sleep(0.05)
-        present_tasks = set(self._ctr("tasks", "ls", "-q", check=False).stdout.split()) & set(cids)
-        if present_tasks:
-            r = self._ctr("tasks", "delete", "--force", *sorted(present_tasks), check=False, timeout=60)
-            left = set(self._ctr("tasks", "ls", "-q", check=False).stdout.split()) & set(cids)
-            failed += [f"containerd task {c}: {r.stderr.strip()[-300:]}" for c in sorted(left)]
-        present = set(self._ctr("containers", "ls", "-q", check=False).stdout.split()) & set(cids)
-        if present:
-            r = self._ctr("containers", "delete", *sorted(present), check=False, timeout=60)
-            left = set(self._ctr("containers", "ls", "-q", check=False).stdout.split()) & set(cids)
-            failed += [f"containerd container {c}: {r.stderr.strip()[-300:]}" for c in sorted(left)]
-        return failed
+        return [f"containerd does not answer on {self.instance.socket} (log {self.instance.log_path})"]
 
     def close(self) -> None:
-        """End of the run: stop ``ctr events`` (by pid) and the engine if this run started it."""
+        """End of the run: stop ``ctr events`` (by pid); this run stops using the engine, and the
+        last user of an engine started on demand stops it (never under another run)."""
         if self.follower is not None:
             self.follower.stop()
             self.follower = None
-        if self.engine is not None and self.engine.started_by_us:
-            failed = self.engine.stop()
+        if self.engine is not None:
+            remove_user(engine_owner(self.instance))
+            failed = stop_if_unused(self.engine)
             if failed:
                 raise HostError("containerd engine: " + "; ".join(failed))
 
     # -- leftovers
     @classmethod
     def cleanup_all(cls) -> list[str]:
-        """Remove every task, container and container snapshot in the ``harness`` namespace of the
-        project's own containerd (never the cluster's instance, never ``k8s.io``), stop that engine,
-        and remove leftover harness cgroups. The imported images stay (a cache, as with Docker)."""
+        """Remove the tasks and containers (with their snapshots) that runs no longer alive recorded
+        in their ledgers (harness.owned), in whichever instance they were (this backend's or the
+        cluster's, never ``k8s.io``), then those runs' cgroups. A foreign task, container or cgroup
+        is never touched. The imported images stay (a cache, as with Docker)."""
+        started: dict[str, ContainerdHandle] = {}
 
-        inst = default_instance()
-        failed: list[str] = []
-        meta = inst.root / "io.containerd.metadata.v1.bolt" / "meta.db"
-        if answers(inst) or meta.exists():
+        def remove(e: dict[str, Any]) -> str | None:
+            sock = str(e.get("socket"))
             try:
-                ensure_containerd(inst)
-            except HarnessError as exc:
-                return [f"containerd {inst.address}: {str(exc).splitlines()[0]}", *remove_leftovers()]
-            failed += cleanup_namespace(inst, NAMESPACE)
-            if not failed:
-                failed += stop(inst)
-        return failed + remove_leftovers()
+                inst = ContainerdInstance(
+                    root=Path(str(e["root"])), state=Path(str(e["state"])), socket=Path(sock)
+                )
+                ns = check_namespace(str(e.get("namespace")))
+            except (KeyError, HarnessError) as exc:
+                return f"bad ledger entry {e}: {exc}"
+            meta = inst.root / "io.containerd.metadata.v1.bolt" / "meta.db"
+            if not answers(inst):
+                if not meta.exists():
+                    return None  # never started: nothing of it can exist
+                try:
+                    started[sock] = ensure_containerd(inst, on_demand_start=True)
+                except HarnessError as exc:
+                    return f"containerd {sock}: {str(exc).splitlines()[0]}"
+            cid = str(e.get("id"))
+            labels = ctr(inst, "containers", "info", cid, namespace=ns, check=False)
+            if labels.returncode != 0:
+                return None  # no such container (a snapshot of a half-made one is removed below)
+            with contextlib.suppress(ValueError):
+                info = json.loads(labels.stdout)
+                if (info.get("Labels") or {}).get(LABEL_RUN) != e.get("run"):
+                    return None  # the id belongs to something else now: not ours
+            left = remove_containers(inst, ns, [cid])
+            return "; ".join(left) or None
+
+        failed = sweep({"containerd-container": remove})
+        for h in started.values():
+            failed += stop_if_unused(h)
+        inst = default_instance()
+        if (
+            not failed
+            and answers(inst)
+            and not ctr(inst, "containers", "ls", "-q", namespace=NAMESPACE).stdout.split()
+        ):
+            # the backend's own instance, started on demand by a run that was killed: nobody uses it
+            # and nothing runs in it (stop_if_unused checks users and who started it)
+            failed += stop_if_unused(ContainerdHandle(inst, pid=read_pid(inst.pidfile_path)))
+        return failed + sweep_host()
+
+
+def remove_containers(inst: Any, namespace: str, cids: list[str]) -> list[str]:
+    """Kill and delete these tasks, then the containers with their snapshots; returns what stayed."""
+
+    def run(*a: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return ctr(inst, *a, namespace=namespace, check=False, timeout=timeout)
+
+    failed: list[str] = []
+    running = set(run("tasks", "ls", "-q").stdout.split()) & set(cids)
+    for cid in running:
+        run("tasks", "kill", "--all", "--signal", "SIGKILL", cid)
+    if running:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            rows = [ln.split() for ln in run("tasks", "ls").stdout.splitlines()[1:]]
+            if not any(r and r[0] in running and r[-1] == "RUNNING" for r in rows):
+                break
+            time.sleep(0.05)
+    present_tasks = set(run("tasks", "ls", "-q").stdout.split()) & set(cids)
+    if present_tasks:
+        r = run("tasks", "delete", "--force", *sorted(present_tasks))
+        left = set(run("tasks", "ls", "-q").stdout.split()) & set(cids)
+        failed += [f"containerd task {c}: {r.stderr.strip()[-300:]}" for c in sorted(left)]
+    present = set(run("containers", "ls", "-q").stdout.split()) & set(cids)
+    if present:
+        r = run("containers", "delete", *sorted(present))
+        left = set(run("containers", "ls", "-q").stdout.split()) & set(cids)
+        failed += [f"containerd container {c}: {r.stderr.strip()[-300:]}" for c in sorted(left)]
+    return failed
 
 
 def cleanup_namespace(inst: Any, namespace: str = NAMESPACE, *, images: bool = False) -> list[str]:

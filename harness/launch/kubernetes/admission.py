@@ -8,7 +8,8 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.launch.base import ScenarioContext
-from harness.launch.kubernetes.pods import NAMESPACE, delete_pods, dns_name, probe_manifest
+from harness.launch.kubernetes.pods import NAMESPACE, delete_pods, dns_name, label_value, probe_manifest
+from harness.owned import run_ledger
 
 
 class AdmissionGate:
@@ -62,6 +63,8 @@ class AdmissionGate:
         is deleted before returning."""
         name = dns_name("probe", ctx.scenario.name[:24], ctx.run_id[-8:], f"{self._probes}")
         self._probes += 1
+        led = run_ledger(ctx.run_id)
+        led.add("pod", namespace=NAMESPACE, name=name, run=label_value(ctx.run_id))
         self.core.create_namespaced_pod(NAMESPACE, probe_manifest(ctx, name, self.cluster.node_name))
         verdict: str | None = None
         try:
@@ -80,5 +83,6 @@ class AdmissionGate:
                     f"probe pod {NAMESPACE}/{name}: no answer from the kubelet in {timeout:.0f} s"
                 )
         finally:
-            delete_pods(self.core, [name], timeout=60)
+            if not delete_pods(self.core, [name], timeout=60):
+                led.release("pod", namespace=NAMESPACE, name=name, run=label_value(ctx.run_id))
         return verdict

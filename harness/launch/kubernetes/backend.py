@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client as k8s
+from kubernetes.client.rest import ApiException
 
 from harness.cluster import Cluster
 from harness.cluster.client import api_client
@@ -18,6 +19,7 @@ from harness.engines.containerd import answers
 from harness.errors import HarnessError
 from harness.host.cgroups import cgroup_version, memory_root
 from harness.launch.base import (
+    LABEL_RUN,
     Backend,
     Check,
     ExitInfo,
@@ -29,22 +31,23 @@ from harness.launch.base import (
     PodRef,
     ScenarioContext,
 )
-from harness.launch.containerd import ContainerdBackend, cleanup_namespace
+from harness.launch.containerd import ContainerdBackend
 from harness.launch.kubernetes import node as kube_node
 from harness.launch.kubernetes.admission import AdmissionGate
 from harness.launch.kubernetes.logs import LogReader
 from harness.launch.kubernetes.pods import (
     NAMESPACE,
     PriorityClasses,
-    delete_all_harness_objects,
     delete_pods,
     ensure_namespace,
+    label_value,
     workload_manifest,
 )
 from harness.launch.kubernetes.profiles import use_profile
 from harness.launch.kubernetes.watch import ADMISSION_EVENT_REASONS, ClusterWatch
 from harness.model.layout import WorkloadLayout
 from harness.model.predict import Baseline
+from harness.owned import run_ledger, sweep
 
 
 class KubernetesBackend(Backend):
@@ -234,6 +237,7 @@ class KubernetesBackend(Backend):
         h.t_start_mono = time.monotonic()
         h.t_start_wall = time.time()
         self._pod_of[workload.name] = name
+        run_ledger(ctx.run_id).add("pod", namespace=NAMESPACE, name=name, run=label_value(ctx.run_id))
         self.core.create_namespaced_pod(NAMESPACE, manifest)
         ctx.events.add("harness", "pod_created", workload=workload.name, pod=name)
         self._wait_started(h, name, timeout=60.0)
@@ -389,6 +393,9 @@ class KubernetesBackend(Backend):
         failed: list[str] = []
         remaining = delete_pods(self.core, list(self._pod_of.values()), timeout=90)
         failed += [f"pod {NAMESPACE}/{n} still exists" for n in sorted(remaining)]
+        led = run_ledger(ctx.run_id)
+        for n in sorted(set(self._pod_of.values()) - remaining):
+            led.release("pod", namespace=NAMESPACE, name=n, run=label_value(ctx.run_id))
         if self._host is not None:
             failed += self._host.teardown(ctx)
         else:
@@ -400,6 +407,20 @@ class KubernetesBackend(Backend):
         if self._watch is not None:
             self._watch.ctx = None
         return failed
+
+    def health(self) -> list[str]:
+        """The cluster's daemons by their pid files, the kubelet's healthz, containerd's socket."""
+        c = self.cluster
+        out = [
+            f"{n} is not running (pid file {c.daemon(n).pidfile}, log {c.daemon(n).log})"
+            for n in ("etcd", "kube-apiserver", "kubelet")
+            if not c.daemon(n).running()
+        ]
+        if "kubelet" not in " ".join(out) and not c.kubelet_healthy():
+            out.append(f"the kubelet's healthz does not answer (log {c.daemon('kubelet').log})")
+        if not answers(instance(c)):
+            out.append(f"the cluster's containerd does not answer on {c.containerd_socket}")
+        return out
 
     def close(self) -> None:
         if self._host is not None:
@@ -416,18 +437,30 @@ class KubernetesBackend(Backend):
 
     @classmethod
     def cleanup_all(cls) -> list[str]:
-        """Delete every harness pod and PriorityClass if the cluster is up (the cluster itself stays),
-        and the host workloads' tasks of the cluster's containerd; returns what could not be removed."""
+        """Delete the pods that runs no longer alive recorded in their ledgers (by name, and only
+        while the pod still carries that run's label), if the cluster is up; the cluster itself, the
+        shared PriorityClasses and anything not in a ledger stay. Host workloads (tasks of the
+        cluster's containerd) are in the same ledgers: the containerd backend's cleanup removes them."""
         c = Cluster()
         if not c.daemon("kube-apiserver").running():
             return []
         api = api_client(c)
+        core = k8s.CoreV1Api(api)
+
+        def remove(e: dict[str, Any]) -> str | None:
+            ns, name = str(e.get("namespace")), str(e.get("name"))
+            try:
+                pod = core.read_namespaced_pod(name, ns)
+            except ApiException as exc:
+                return None if exc.status == 404 else f"pod {ns}/{name}: {exc.reason}"
+            labels = (pod.metadata.labels or {}) if pod.metadata is not None else {}
+            if labels.get(LABEL_RUN) != e.get("run"):
+                return None  # the name belongs to another run's pod now: not ours
+            left = delete_pods(core, [name], timeout=60)
+            return f"pod {ns}/{name} still exists" if left else None
+
         try:
-            out = delete_all_harness_objects(api)
+            return sweep({"pod": remove})
         finally:
             with contextlib.suppress(Exception):
                 api.close()
-        inst = instance(c)
-        if answers(inst):
-            out += cleanup_namespace(inst)  # host workloads; the kubelet's k8s.io is never touched
-        return out

@@ -1,0 +1,155 @@
+"""The local cluster's security and ownership: etcd only over TLS with client certificates of the
+cluster's CA (a real etcd on free loopback ports), the kubelet's API authorized by the apiserver
+(Webhook), and ``down`` removing only the ``kubepods`` cgroups its own kubelet created."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import harness.locks
+from harness.cluster import Cluster
+from harness.cluster.ceiling import (
+    DAEMONS_LIMIT,
+    HOST_RESERVE,
+    GiB,
+    cap_kubepods,
+    confine_daemons,
+    pod_ceiling,
+)
+from harness.cluster.pki import ensure_pki
+from harness.errors import HostError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_kubelet_api_is_authorized_by_the_apiserver(tmp_path: Path) -> None:
+    cfg = Cluster(state=tmp_path).kubelet_config(REPO / "profiles" / "cluster-default.yaml", "1.33.4")
+    assert cfg["authorization"] == {"mode": "Webhook"}
+    assert cfg["authentication"]["anonymous"] == {"enabled": False}
+
+
+def test_etcd_refuses_clients_without_a_certificate_of_the_cluster_ca(tmp_path: Path) -> None:
+    if shutil.which("etcd") is None:
+        pytest.fail("etcd is missing: scripts/setup.sh installs etcd-server")
+    c = Cluster(state=tmp_path, etcd_client_port=_free_port(), etcd_peer_port=_free_port())
+    pki = ensure_pki(tmp_path / "pki", c.node_name)
+    argv = c.etcd_argv()
+    assert "--client-cert-auth=true" in argv and "--peer-client-cert-auth=true" in argv
+    assert not [a for a in argv if "http://" in a], "etcd must not listen on plain HTTP"
+    assert c._start_etcd()
+    try:
+        url = f"127.0.0.1:{c.etcd_client_port}/health"
+        # plain HTTP: refused (no HTTP listener)
+        with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
+            urllib.request.urlopen(f"http://{url}", timeout=3).read()
+        # TLS without a client certificate: the handshake is refused
+        anon = ssl.create_default_context(cafile=str(pki.ca))
+        with pytest.raises((urllib.error.URLError, ssl.SSLError, ConnectionError, OSError)):
+            urllib.request.urlopen(f"https://{url}", context=anon, timeout=3).read()
+        # the apiserver's client certificate of the cluster's CA: healthy
+        ok = ssl.create_default_context(cafile=str(pki.ca))
+        ok.load_cert_chain(str(pki.crt("apiserver-etcd-client")), str(pki.key("apiserver-etcd-client")))
+        with urllib.request.urlopen(f"https://{url}", context=ok, timeout=3) as r:
+            assert b'"health":"true"' in r.read()
+        assert not c._start_etcd(), "a second up must keep the running etcd"
+    finally:
+        c.daemon("etcd").stop()
+
+
+def _fake_hierarchies(root: Path) -> None:
+    for h in ("memory", "cpu", "pids"):
+        (root / h).mkdir(parents=True)
+        (root / h / "cgroup.procs").write_text("")
+
+
+def test_down_removes_only_the_kubepods_its_kubelet_created(tmp_path: Path) -> None:
+    root = tmp_path / "cgroup"
+    _fake_hierarchies(root)
+    (root / "memory" / "kubepods" / "burstable").mkdir(parents=True)  # a host kubelet's, there before
+    c = Cluster(state=tmp_path / "state", ledger_dir=tmp_path / "owned", cgroup_root=root)
+    claimed = c.claim_pod_cgroups()
+    assert sorted(p.parent.name for p in claimed) == ["cpu", "pids"]
+    for h in ("cpu", "pids"):  # what our kubelet then creates
+        (root / h / "kubepods" / "besteffort").mkdir(parents=True)
+    assert c.claim_pod_cgroups() == []  # a kubelet restart claims nothing more
+    assert c._remove_pod_cgroups() == []
+    assert (root / "memory" / "kubepods" / "burstable").is_dir(), "down removed another kubelet's kubepods"
+    assert not (root / "cpu" / "kubepods").exists() and not (root / "pids" / "kubepods").exists()
+
+
+def test_ceiling_caps_kubepods_below_the_hosts_memory_and_confines_the_daemons(tmp_path: Path) -> None:
+    """A profile with ``enforceNodeAllocatable: []`` leaves kubepods at capacity (or unlimited):
+    the harness lowers it below MemTotal minus the daemons' limit and a reserve; a lower limit
+    (allocatable enforced) is kept; the daemons go to the limited ``harness-cluster``."""
+    mem = tmp_path / "memory"
+    (mem / "kubepods").mkdir(parents=True)
+    total = 24 * GiB
+    (mem / "kubepods" / "memory.limit_in_bytes").write_text("9223372036854771712\n")
+    assert cap_kubepods(total, root=tmp_path) == total - DAEMONS_LIMIT - HOST_RESERVE
+    assert int((mem / "kubepods" / "memory.limit_in_bytes").read_text()) < total - HOST_RESERVE
+    (mem / "kubepods" / "memory.limit_in_bytes").write_text(str(3 * GiB))
+    assert cap_kubepods(total, root=tmp_path) is None
+    assert (mem / "kubepods" / "memory.limit_in_bytes").read_text() == str(3 * GiB)
+    d = confine_daemons([4242], root=tmp_path)
+    assert d == mem / "harness-cluster"
+    assert int((d / "memory.limit_in_bytes").read_text()) == DAEMONS_LIMIT
+    assert (d / "cgroup.procs").read_text() == "4242"
+    assert pod_ceiling(total) + DAEMONS_LIMIT <= total - HOST_RESERVE
+
+
+HOLD_CLUSTER = """
+import sys, time
+from pathlib import Path
+from harness.locks import exclusive
+with exclusive("cluster", "bring the local cluster up (v1.33.4)", directory=Path(sys.argv[1])):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_second_cluster_up_or_down_waits_for_the_first_then_fails_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two checkouts on one machine: while one ``cluster up`` runs, the other's ``down`` (or ``up``)
+    does not interleave with it: it waits, then fails naming the holder."""
+    locks = tmp_path / "locks"
+    monkeypatch.setattr(harness.locks, "LOCK_DIR", locks)
+    monkeypatch.setattr(harness.locks, "DEFAULT_TIMEOUT", 1.0)
+    p = subprocess.Popen([sys.executable, "-c", HOLD_CLUSTER, str(locks)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == "held"
+        said: list[str] = []
+        c = Cluster(
+            state=tmp_path / "state",
+            run_dir=tmp_path / "run",
+            ledger_dir=tmp_path / "owned",
+            progress=said.append,
+        )
+        with pytest.raises(
+            HostError,
+            match=rf"cannot bring the local cluster down: .*pid {p.pid}: bring the local cluster up",
+        ):
+            c.down()
+        assert said and "waiting for the lock" in said[0]
+    finally:
+        p.kill()
+        p.wait()
+    assert (
+        Cluster(state=tmp_path / "state", run_dir=tmp_path / "run", ledger_dir=tmp_path / "owned").down()
+        == []
+    )  # free again
