@@ -62,5 +62,9 @@ def _register() -> None:
 
     cli.add_command(cluster_group)
 
+    from harness.commands.lab import lab_group
+
+    cli.add_command(lab_group)
+
 
 _register()

@@ -148,6 +148,10 @@ def cleanup_cmd(backends: tuple[str, ...], force: bool) -> None:
             failed += b.cleanup_all()
         except HarnessError as exc:
             click.echo(f"harness: {name}: {exc}", err=True)
+    if not backends:  # the VMs of `harness lab up` (their registry), by pid; nothing else
+        from harness.vmlab.lab import cleanup_all
+
+        failed += cleanup_all(say=lambda m: click.echo(m, err=True))
     if failed:
         for f in failed:
             click.echo(f"harness: could not remove {f}", err=True)

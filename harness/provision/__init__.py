@@ -93,6 +93,13 @@ def role_inputs(
         bundle = build_bundle()
         say(f"harness: bundle {bundle.name}")
         extravars["harness_bundle"] = str(bundle)
+        if any(h.vars.get("harness_offline") for h in hosts):
+            from harness.provision.wheelhouse import build_wheelhouse
+
+            wheels = str(build_wheelhouse(say=say))
+            for h in hosts:
+                if h.vars.get("harness_offline"):
+                    per_host.setdefault(h.name, {})["harness_wheelhouse"] = wheels
     if "kubelet" in roles:
         from harness.config.kubelet import load_profile
 
@@ -107,7 +114,7 @@ def role_inputs(
 
                 res = ensure_built(str(version), components=("kubelet",), progress=say)
                 hv["kubelet_binary_src"] = str(res.bin_dir / "kubelet")
-            per_host[h.name] = hv
+            per_host.setdefault(h.name, {}).update(hv)
     return extravars, per_host
 
 
