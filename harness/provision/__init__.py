@@ -100,6 +100,15 @@ def role_inputs(
             for h in hosts:
                 if h.vars.get("harness_offline"):
                     per_host.setdefault(h.name, {})["harness_wheelhouse"] = wheels
+    if "cluster" in roles:
+        from harness.cluster.build import ensure_built
+
+        for h in hosts:
+            version = h.vars.get("cluster_version") or h.vars.get("kubelet_build_version")
+            if not version:
+                raise InputError(inventory_source(h), f"hosts.{h.name}.vars.kubelet_build_version", "missing")
+            res = ensure_built(str(version), components=("kubelet", "kube-apiserver"), progress=say)
+            per_host.setdefault(h.name, {})["cluster_build_dir"] = str(res.build.root)
     if "kubelet" in roles:
         from harness.config.kubelet import load_profile
 
@@ -116,6 +125,10 @@ def role_inputs(
                 hv["kubelet_binary_src"] = str(res.bin_dir / "kubelet")
             per_host.setdefault(h.name, {}).update(hv)
     return extravars, per_host
+
+
+def inventory_source(h: LabHost) -> str:
+    return f"inventory of {h.name}"
 
 
 @dataclass

@@ -61,6 +61,7 @@ class LabOptions:
     boot_timeout: float = 600.0
     kubelet_profile: str = str(REPO / "profiles" / "local.yaml")
     kubelet_version: str = "1.33.4"
+    cluster_profile: str = str(REPO / "profiles" / "vm-lab.yaml")
 
 
 def host_names(lab: str, n: int) -> list[str]:
@@ -98,6 +99,7 @@ def inventory_data(lab: str, hosts: dict[str, int], opts: LabOptions) -> dict[st
                 "containerd_systemd_cgroup": True,
                 "containerd_install_package": False,
                 "harness_offline": True,
+                "cluster_profile": opts.cluster_profile,
             },
         },
         "hosts": {name: {"address": "127.0.0.1", "port": port} for name, port in hosts.items()},
