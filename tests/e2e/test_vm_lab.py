@@ -101,3 +101,27 @@ def test_provision_and_run_s1_on_the_vm(vm: Path, tmp_path: Path) -> None:
     # the harness came from the wheelhouse: pip had no index to reach
     pipped = _ssh(vm, "ls /var/lib/harness-lab/*/harness/wheelhouse/ | grep -c '\\.whl$'")
     assert int(pipped.strip()) > 10
+
+
+def test_real_kubelet_in_the_vm_s1_and_an_eviction(vm: Path, tmp_path: Path) -> None:
+    """The harness's cluster inside the guest (etcd, kube-apiserver, containerd, kubelet 1.33.4 built
+    on the controller): S1 (kernel OOM in the container) and S2 (the kubelet evicts a BestEffort pod)."""
+    prov = harness(
+        "provision", str(vm), "--playbook", "cluster.yml", "--results", str(tmp_path), timeout=1800
+    )
+    assert prov.returncode == 0, prov.stderr[-3000:]
+    run = harness(
+        "run",
+        "suites/vm-kubelet.yaml",
+        "--backend",
+        "kubernetes",
+        "--inventory",
+        str(vm),
+        "--results",
+        str(tmp_path),
+        timeout=1800,
+    )
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out[-4000:]
+    assert "observed oom_killed" in out  # S1 leaker
+    assert "observed evicted" in out  # S2 slowleak
