@@ -21,7 +21,11 @@ from harness.hosts.ssh import SSHHost
 from harness.provision.inventory import load_inventory
 from tests.e2e.conftest import harness
 
-pytestmark = pytest.mark.skipif(os.environ.get("HARNESS_SKIP_VM") == "1", reason="HARNESS_SKIP_VM=1")
+pytestmark = [
+    pytest.mark.skipif(os.environ.get("HARNESS_SKIP_VM") == "1", reason="HARNESS_SKIP_VM=1"),
+    # TCG: provisioning and the first deployment (162 MiB wheelhouse, pip in the guest) take minutes
+    pytest.mark.timeout(3600),
+]
 
 
 @pytest.fixture(scope="session")
