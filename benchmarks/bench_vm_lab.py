@@ -60,7 +60,9 @@ def main() -> None:
         up_s, res = timed("lab", "up", name, "--hosts", "1", "--sockets", "2", "--memory", "4Gi")
         inventory = Path(res.stdout.strip().splitlines()[-1])
         accel = next((ln for ln in res.stderr.splitlines() if "TCG" in ln or "KVM" in ln), "")
-        boot = next((ln.split()[-4] for ln in res.stderr.splitlines() if "answers SSH" in ln), "?")
+        boot = next(
+            (ln.split()[-3].rstrip("s") for ln in res.stderr.splitlines() if "answers SSH" in ln), "?"
+        )
         print(f"lab up (1 VM):      {up_s:7.1f} s   boot to SSH {boot} s   {accel.split(': ', 1)[-1][:60]}")
 
         from harness.hosts.ssh import SSHHost
