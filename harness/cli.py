@@ -70,5 +70,9 @@ def _register() -> None:
 
     register_nightly(cli, runs_group)
 
+    from harness.commands.lab import lab_group
+
+    cli.add_command(lab_group)
+
 
 _register()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-shot, idempotent set-up of this host for the harness (run as root).
-#  - Debian packages: compiler for the workloads, Docker engine, containerd, runc
+#  - Debian packages: compiler for the workloads, Docker engine, containerd, runc, QEMU and
+#    mmdebstrap for the VM lab hosts (harness lab)
 #  - the Python package and its development tools (editable install)
 #  - the static workload binaries and their OCI images
 # Nothing is started here; daemons are started on demand by the harness itself.
@@ -9,7 +10,7 @@ cd "$(dirname "$0")/.."
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
-APT_PACKAGES=(gcc make libc6-dev docker.io containerd runc iproute2 procps openssl etcd-server containernetworking-plugins openssh-server chromium prometheus prometheus-pushgateway prometheus-node-exporter)
+APT_PACKAGES=(gcc make libc6-dev docker.io containerd runc iproute2 procps openssl etcd-server containernetworking-plugins openssh-server chromium prometheus prometheus-pushgateway prometheus-node-exporter qemu-system-x86 qemu-utils mmdebstrap e2fsprogs)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -168,6 +168,7 @@ def cleanup_cmd(backends: tuple[str, ...], force: bool) -> None:
     # lazy: commands load their libraries only when they run
     from harness.owned import including_live_owners, sweep_host, unowned_cgroups
     from harness.run import active_runs
+    from harness.vmlab.lab import cleanup_all as lab_cleanup_all
 
     running = active_runs()
     if running and not force:
@@ -186,6 +187,8 @@ def cleanup_cmd(backends: tuple[str, ...], force: bool) -> None:
             except HarnessError as exc:
                 click.echo(f"harness: {name}: {exc}", err=True)
         failed += sweep_host()
+        if not backends:  # the VMs of `harness lab up` (their registry), by pid; nothing else
+            failed += lab_cleanup_all(say=lambda m: click.echo(m, err=True))
     for rel in unowned_cgroups():
         click.echo(f"harness: left alone (no ledger names it, not made by a harness run): cgroup {rel}")
     if failed:

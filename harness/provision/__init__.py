@@ -94,6 +94,20 @@ def role_inputs(
         bundle = build_bundle()
         say(f"harness: bundle {bundle.name}")
         extravars["harness_bundle"] = str(bundle)
+        if any(h.vars.get("harness_offline") for h in hosts):
+            from harness.provision.wheelhouse import build_wheelhouse
+
+            wheels = str(build_wheelhouse(say=say))
+            for h in hosts:
+                if h.vars.get("harness_offline"):
+                    per_host.setdefault(h.name, {})["harness_wheelhouse"] = wheels
+    if "cluster" in roles:
+        for h in hosts:
+            version = h.vars.get("cluster_version") or h.vars.get("kubelet_build_version")
+            if not version:
+                raise InputError(inventory_source(h), f"hosts.{h.name}.vars.kubelet_build_version", "missing")
+            res = ensure_built(str(version), components=("kubelet", "kube-apiserver"), progress=say)
+            per_host.setdefault(h.name, {})["cluster_build_dir"] = str(res.build.root)
     if "kubelet" in roles:
         for h in hosts:
             hv: dict[str, Any] = {}
@@ -104,8 +118,12 @@ def role_inputs(
             if version and not h.vars.get("kubelet_binary_src"):
                 res = ensure_built(str(version), components=("kubelet",), progress=say)
                 hv["kubelet_binary_src"] = str(res.bin_dir / "kubelet")
-            per_host[h.name] = hv
+            per_host.setdefault(h.name, {}).update(hv)
     return extravars, per_host
+
+
+def inventory_source(h: LabHost) -> str:
+    return f"inventory of {h.name}"
 
 
 @dataclass

@@ -158,6 +158,7 @@ _KILLED_RE = re.compile(
 _KILL_DECISION_RE = re.compile(r"^(?P<prefix>.*?): Kill process (?P<pid>\d+) \((?P<comm>.*)\) score")
 # old kernels: "memorymonster cpuset=/ mems_allowed=0" right after the invoked line
 _LEGACY_CPUSET_RE = re.compile(r"^(?P<comm>.*) cpuset=(?P<cpuset>\S*) mems_allowed=(?P<mems>\S*)$")
+_OOM_GROUP_RE = re.compile(r"^Tasks in (?P<memcg>\S+) are going to be killed due to memory\.oom\.group set")
 _CGROUP_STATS_RE = re.compile(r"^Memory cgroup stats for (?P<memcg>\S+?):?(?: |$)")
 
 
@@ -198,7 +199,9 @@ class OomKill:
     ts_usec: int = 0
     invoked_ts_usec: int | None = None
     seq: int | None = None
-    kernel_format: str = "modern"  # "modern" (≥4.19 oom-kill: line), "legacy", or "bare"
+    # "modern" (≥4.19 oom-kill: line), "legacy", "bare", or "oom_group" (another task of a
+    # memory.oom.group cgroup killed with the victim)
+    kernel_format: str = "modern"
     t_mono: float | None = None
     t_wall: float | None = None
     t_mono_received: float | None = None
@@ -226,11 +229,14 @@ class OomParser:
 
     def __init__(self) -> None:
         self._pending: dict[str, object] = {}
+        self._last: OomKill | None = None  # the kill just completed
+        self._group: tuple[OomKill, str] | None = None  # (victim, cgroup) of a memory.oom.group kill
 
     def feed(self, record: KmsgRecord) -> list[OomKill]:
         msg = record.message
         if " invoked oom-killer: " in msg:
             m = _INVOKED_RE.match(msg)
+            self._group = None
             self._pending = {"invoked_ts_usec": record.ts_usec}
             if m:
                 self._pending.update(
@@ -267,11 +273,31 @@ class OomParser:
                     kernel_format="legacy", task_memcg=m["task_memcg"], oom_memcg=m["oom_memcg"]
                 )
             return []
+        m4 = _OOM_GROUP_RE.match(msg)
+        if m4 and self._last is not None:
+            # cgroup v2 memory.oom.group (the kubelet sets it for containers since 1.32): the kernel
+            # kills every task of that cgroup and prints "Killed process" again for each, the
+            # victim included (mm/oom_kill.c oom_kill_memcg_member)
+            self._group = (self._last, m4["memcg"])
+            return []
         if "Killed process " in msg:
             m = _KILLED_RE.match(msg)
-            if m:
-                return [self._complete(record, m)]
-            return []
+            if not m:
+                return []
+            if self._group is not None and not self._pending:
+                victim, memcg = self._group
+                if int(m["pid"]) == victim.pid:
+                    return []  # the same kill, printed again for the group
+                self._pending = {
+                    "constraint": victim.constraint,
+                    "oom_memcg": victim.oom_memcg,
+                    "task_memcg": memcg,
+                    "invoked_ts_usec": victim.invoked_ts_usec,
+                    "kernel_format": "oom_group",
+                }
+            kill = self._complete(record, m)
+            self._last = kill
+            return [kill]
         if msg.startswith("Out of memory and no killable processes"):
             self._pending = {}
             return []

@@ -236,3 +236,31 @@ def test_follower_handle_stamps_times() -> None:
         assert f.kills == [k]
     finally:
         f.stop()
+
+
+# kubelet 1.33 on cgroup v2 sets memory.oom.group on containers: Debian's 6.1 kernel in a VM lab
+# host printed the victim's "Killed process" line twice (dmesg of `harness lab`, S1 on the kubelet)
+OOM_GROUP_DMESG = """\
+[ 1604.209950] leak invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=992
+[ 1604.215958] CPU: 0 PID: 2167 Comm: leak Not tainted 6.1.0-57-cloud-amd64 #1  Debian 6.1.192-3
+[ 1604.259214] oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=825fd738e32f,mems_allowed=0-1,\
+oom_memcg=/kubepods/burstable/pod8bf6e4e4,task_memcg=/kubepods/burstable/pod8bf6e4e4/825fd738e32f,task=leak,pid=2167,uid=0
+[ 1604.260546] Memory cgroup out of memory: Killed process 2167 (leak) total-vm:1049712kB, anon-rss:130344kB, \
+file-rss:756kB, shmem-rss:0kB, UID:0 pgtables:288kB oom_score_adj:992
+[ 1604.269323] Tasks in /kubepods/burstable/pod8bf6e4e4/825fd738e32f are going to be killed due to memory.oom.group set
+[ 1604.269662] Memory cgroup out of memory: Killed process 2167 (leak) total-vm:1049712kB, anon-rss:130344kB, \
+file-rss:756kB, shmem-rss:0kB, UID:0 pgtables:288kB oom_score_adj:992
+[ 1604.269700] Memory cgroup out of memory: Killed process 2170 (leak) total-vm:1049712kB, anon-rss:1000kB, \
+file-rss:756kB, shmem-rss:0kB, UID:0 pgtables:288kB oom_score_adj:992
+"""
+
+
+def test_oom_group_repeats_the_victim_once_and_keeps_the_cgroup_of_the_others() -> None:
+    recs = [r for ln in OOM_GROUP_DMESG.splitlines() if (r := kmsg.parse_dmesg_line(ln)) is not None]
+    kills = kmsg.parse_oom_kills(recs)
+    assert [k.pid for k in kills] == [2167, 2170]
+    victim, member = kills
+    assert victim.oom_memcg == "/kubepods/burstable/pod8bf6e4e4" and victim.kernel_format == "modern"
+    assert member.scope == "memcg" and member.kernel_format == "oom_group"
+    assert member.oom_memcg == "/kubepods/burstable/pod8bf6e4e4"
+    assert member.task_memcg == "/kubepods/burstable/pod8bf6e4e4/825fd738e32f"
