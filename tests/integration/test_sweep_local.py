@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 
 from harness.host.cgroups import leftover_trees
+from harness.progress import Progress
 from harness.sweep.design import Design, Trial, next_step
-from harness.sweep.runner import Say, SweepConfig, run_sweep
+from harness.sweep.runner import SweepConfig, run_sweep
 from harness.sweep.store import SweepStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -63,7 +64,7 @@ def _replays(design: Design, trials: list[dict[str, Any]]) -> None:
 
 def test_measured_boundary_brackets_the_model(tmp_path: Path) -> None:
     cfg = _config()
-    res = run_sweep(cfg, SweepStore(tmp_path / "sweep"), say=Say(quiet=True))
+    res = run_sweep(cfg, SweepStore(tmp_path / "sweep"), say=Progress(quiet=True))
     assert res.status == "complete"
     assert res.predicted is not None and res.predicted.rate is not None
     # the model: 40 chunks of rate x 100 ms must fit below 64Mi with the process base
@@ -171,7 +172,7 @@ def test_profile_overrides_reach_the_trials_as_a_file(tmp_path: Path) -> None:
     cfg = _config()
     cfg.max_trials = 1
     cfg.profile_set = {"kernelMemcgNotification": True}
-    res = run_sweep(cfg, SweepStore(tmp_path / "sweep"), say=Say(quiet=True))
+    res = run_sweep(cfg, SweepStore(tmp_path / "sweep"), say=Progress(quiet=True))
     assert res.status == "complete" and len(res.trials) == 1
     text = (tmp_path / "sweep" / "kubelet-profile.yaml").read_text()
     assert "kernelMemcgNotification: true" in text and "kubeReserved" in text
