@@ -57,3 +57,9 @@ def test_bench_report_smallest() -> None:
     (row,) = json.loads(out.strip().splitlines()[-1])
     assert row["rows"] == 0.5 * 60 * 10 * (1 + 2 + 1)  # workload, node and kubepods cgroups, meminfo
     assert row["html_kib"] > 0 and row["png_kib"] > 0 and row["render_s"] > 0
+
+
+def test_bench_pods_suite_is_valid() -> None:
+    # without --run it only writes and validates the N-pod suite (the run needs the local cluster)
+    out = _bench("bench_pods.py", "--pods", "3")
+    assert "3 pods" in out, out
