@@ -124,13 +124,18 @@ class StatsView:
 
 def from_summaries(
     events: Iterable[Mapping[str, Any]], pods: Mapping[str, str], t0_wall: float
-) -> tuple[Schedule | None, dict[str, StatsView]]:
-    """The housekeeping schedule a run recorded, from its ``kubelet-stats``/``summary`` events.
+) -> tuple[list[Schedule], dict[str, StatsView]]:
+    """The housekeeping schedules a run recorded, from its ``kubelet-stats``/``summary`` events.
 
     ``pods``: pod name -> workload. Each distinct container stats time is one housekeeping; with
-    a poll every second and housekeepings at least 10 s apart none is missed. Returns None when
-    the run recorded no container stats (an older run, or a backend without a kubelet)."""
+    a poll every second and housekeepings at least 10 s apart none is missed. The summary prints
+    times in whole seconds (``metav1.Time`` marshals RFC 3339 without fractions), so a housekeeping
+    lies between its stamp and one second later, and no later than the poll that first showed it:
+    two schedules, the earliest and the latest times, bracket it (a kubelet sync in the same second
+    may have come before or after it). Empty when the run recorded no container stats (an older
+    run, or a backend without a kubelet)."""
     seen: dict[str, set[float]] = {}
+    latest: dict[tuple[str, float], float] = {}
     views: dict[str, StatsView] = {}
     for e in events:
         if e.get("source") != "kubelet-stats" or e.get("kind") != "summary" or not e.get("containers"):
@@ -148,9 +153,17 @@ def from_summaries(
                 if at is None:
                     continue
                 rel = at - t0_wall
+                polled = float(e["t_wall"]) - t0_wall if e.get("t_wall") is not None else rel + 1.0
                 if rel not in seen.setdefault(w, set()):
                     seen[w].add(rel)
                     views.setdefault(w, StatsView()).seen.append((rel, ws))
+                    latest[(w, rel)] = max(rel, min(rel + 1.0 - 1e-3, polled))
     if not seen:
-        return None, views
-    return Schedule("housekeeping as recorded", {w: sorted(ts) for w, ts in seen.items()}), views
+        return [], views
+    return [
+        Schedule("housekeeping as recorded (earliest)", {w: sorted(ts) for w, ts in seen.items()}),
+        Schedule(
+            "housekeeping as recorded (latest)",
+            {w: sorted(latest[(w, t)] for t in ts) for w, ts in seen.items()},
+        ),
+    ], views

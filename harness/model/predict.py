@@ -24,7 +24,7 @@ import bisect
 import heapq
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -578,7 +578,7 @@ def predict_scenario(
     phases: int = PHASES,
     stats_age_s: float = STATS_AGE_S,
     schedules: Mapping[str, Schedule] | None = None,
-    housekeeping: hk.Schedule | None = None,
+    housekeeping: hk.Schedule | Sequence[hk.Schedule] | None = None,
     pod_stats: bool = True,
 ) -> Prediction:
     """Predict each workload's outcome and time window for one scenario.
@@ -688,7 +688,7 @@ def _housekeeping_schedules(
     scenario: Scenario,
     kubelet: bool,
     schedules: Mapping[str, Schedule] | None,
-    recorded: hk.Schedule | None,
+    recorded: hk.Schedule | Sequence[hk.Schedule] | None,
     pod_stats: bool,
 ) -> list[hk.Schedule | None]:
     """The per-pod stats schedules to simulate each loop phase with (None = fresh stats).
@@ -698,8 +698,10 @@ def _housekeeping_schedules(
     pods = [w for w in scenario.workloads if w.placement == "pod"]
     if not kubelet or not pod_stats or len(pods) < 2:
         return [None]
-    if recorded is not None:
+    if isinstance(recorded, hk.Schedule):
         return [recorded]
+    if recorded:
+        return list(recorded)
     starts = {
         w.name: (schedules[w.name].start_s if schedules and w.name in schedules else w.leak.start_delay_s)
         for w in pods

@@ -6,6 +6,8 @@ import itertools
 import json
 from datetime import UTC, datetime
 
+import pytest
+
 from harness.model import housekeeping as hk
 from harness.model.predict import predict_scenario
 from harness.verdict.kubeletview import eviction_view, message_usage
@@ -115,8 +117,10 @@ def test_from_summaries_and_the_kubelet_view() -> None:
                 }
             )
         del i
-    sched, views = hk.from_summaries(events, {"p-young": "young"}, t0)
-    assert sched is not None and sched.times == {"young": [1.0, 11.0, 21.0]}
+    scheds, views = hk.from_summaries(events, {"p-young": "young"}, t0)
+    assert scheds[0].times == {"young": [1.0, 11.0, 21.0]}
+    # the latest: the first poll that showed each stamp (0.3 s after it)
+    assert scheds[1].times["young"] == pytest.approx([1.3, 11.3, 21.3])
     assert [v for _, v in views["young"].seen] == [10 * MI, 500 * MI, 1200 * MI]
     msg = (
         "The node was low on resource: memory. Threshold quantity: 1Gi, available: 900Mi. "
