@@ -34,9 +34,11 @@ from harness.config.suite import Scenario
 from harness.model import housekeeping as hk
 from harness.model.admit import admit_pod
 from harness.model.eviction import EvictionManager, PodUsage, observe
+from harness.model.fit import PREEMPT_MESSAGE, REASON_PREEMPTING, admit_fit
 from harness.model.layout import PlacedWorkload, place_workloads
+from harness.model.node import node_allocatable
 from harness.model.oom import OomCandidate, oom_kill_set, select_victim
-from harness.model.resources import MEMORY, pod_requests
+from harness.model.resources import CPU, MEMORY
 from harness.model.schedule import Schedule
 from harness.model.thresholds import MEMORY_AVAILABLE
 from harness.quantity import format_binary_si
@@ -496,17 +498,33 @@ class _Sim:
             if ok:
                 self.mm_state = state
         if ok:
-            minor = self.facts.kubelet_minor
-            used = sum(
-                pod_requests(o.pod, self.profile, minor).get(MEMORY, 0)
+            # predicate.go resource fit, then the critical-pod admission handler (``model.fit``)
+            running = [
+                o
                 for o in self.ws.values()
                 if o.pod is not None and o.started and o.outcome is None and o is not s
+            ]
+            alloc = {MEMORY: int(self.node_info["allocatable_bytes"])}
+            cpu = node_allocatable(self.profile, self.facts).allocatable_absolute.get(CPU)
+            if cpu is not None:
+                alloc[CPU] = cpu
+            fitted = admit_fit(
+                s.pod,
+                [o.pod for o in running if o.pod is not None],
+                alloc,
+                self.profile,
+                self.facts.kubelet_minor,
             )
-            want = pod_requests(s.pod, self.profile, minor).get(MEMORY, 0)
-            alloc = int(self.node_info["allocatable_bytes"])
-            if want and used + want > alloc:
-                ok, reason = False, "OutOfmemory"
-                message = f"Node didn't have enough resource: memory, requested: {want}, used: {used}, capacity: {alloc}"
+            ok, reason, message = fitted.admitted, fitted.reason, fitted.message
+            for victim in fitted.preempted:
+                o = self.ws[victim.metadata.name]
+                o.outcome, o.time = "evicted", t
+                o.mechanism = (
+                    f"preempted at admission of critical pod {s.spec.name} ({REASON_PREEMPTING}: "
+                    f"{PREEMPT_MESSAGE}; k8s: pkg/kubelet/preemption)"
+                )
+                o.killed_by = s.spec.name
+                self.push(t + KILL_LATENCY_S, "release", o.spec.name)
         if not ok:
             s.started = True
             s.outcome = "rejected"
