@@ -289,7 +289,9 @@ def pod_admission(profile: KubeletConfiguration, facts: NodeFacts, pod: Any) -> 
     res, _ = admit.admit_pod(pod, profile, facts, None)
     if not res.admitted:
         return {"admitted": False, "reason": res.reason, "message": res.message, "critical": pod.is_critical}
-    alloc = node.node_allocatable(profile, facts).allocatable_absolute
+    alloc = node.node_allocatable(
+        profile, facts
+    ).allocatable  # status.allocatable, as predicate.go sees the node
     f = fit.admit_fit(
         pod, [], {k: alloc[k] for k in ("cpu", "memory") if k in alloc}, profile, facts.kubelet_minor
     )
@@ -347,7 +349,10 @@ def model_predict(scenario_file: str, only: str | None, backend: str, as_json: b
 
     suite = load_suite(scenario_file)
     scenarios = [suite.scenario(only)] if only else suite.scenarios
-    preds = [predict_scenario(s, kubelet=backend == "kubernetes") for s in scenarios]
+    # lazy: commands load their libraries only when they run
+    from harness.model.sizing import size_workloads
+
+    preds = [predict_scenario(size_workloads(s), kubelet=backend == "kubernetes") for s in scenarios]
     obj: dict[str, Any] = {"suite": suite.name, "backend": backend, "scenarios": [p.to_dict() for p in preds]}
     if len(preds) == 1:
         obj["workloads"] = obj["scenarios"][0]["workloads"]

@@ -505,7 +505,7 @@ class _Sim:
                 if o.pod is not None and o.started and o.outcome is None and o is not s
             ]
             alloc = {MEMORY: int(self.node_info["allocatable_bytes"])}
-            cpu = node_allocatable(self.profile, self.facts).allocatable_absolute.get(CPU)
+            cpu = node_allocatable(self.profile, self.facts).allocatable.get(CPU)
             if cpu is not None:
                 alloc[CPU] = cpu
             fitted = admit_fit(

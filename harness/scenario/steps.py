@@ -232,7 +232,7 @@ def kubelet_views(live: LiveScenario, run: RunContext, outcomes: list[Outcome]) 
         view = eviction_view(name, pod.name, run.events.events, series)
         if view is not None:
             out[name] = view
-            run.events.add("harness", "kubelet_view", scenario=sc.name, workload=name, **view.to_dict())
+            run.events.add("harness", "kubelet_view", scenario=sc.name, **view.to_dict())
     return out
 
 
