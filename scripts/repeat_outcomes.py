@@ -119,6 +119,9 @@ def count(args: argparse.Namespace) -> int:
     joint: dict[str, Counter[str]] = defaultdict(Counter)
     for run in runs:
         outcomes = pd.read_parquet(run / "outcomes.parquet")
+        if "scenario" not in outcomes:
+            print(f"{run.name}: no outcomes recorded (the run failed); not counted", file=sys.stderr)
+            continue
         events = _records(pd.read_parquet(run / "events.parquet"))
         samples = pd.read_parquet(run / "samples.parquet", columns=["t_mono", "t_wall", "key"])
         for sc in wanted:
