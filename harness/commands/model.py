@@ -32,6 +32,15 @@ def node_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--numa-memory", help="Per-NUMA-node memory, e.g. 0=8Gi,1=8Gi."),
         click.option("--cgroup-version", type=click.Choice(["1", "2"]), help="Default 2."),
         click.option("--kubelet-version", help="Kubelet minor, e.g. 1.33 (default: newest supported, 1.34)."),
+        click.option(
+            "--oci-runtime",
+            type=click.Choice(["runc", "crun"]),
+            help="The container runtime's OCI runtime (container cpu.weight on cgroup v2; default runc).",
+        ),
+        click.option(
+            "--runtime-version",
+            help="Version of --oci-runtime, e.g. 1.3.2 (default: this host's `runc --version`, else 1.1.5).",
+        ),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -45,6 +54,8 @@ def build_facts(
     numa_memory: str | None,
     cgroup_version: str | None,
     kubelet_version: str | None,
+    oci_runtime: str | None = None,
+    runtime_version: str | None = None,
 ) -> NodeFacts:
     data: dict[str, Any]
     if facts_file:
@@ -69,6 +80,10 @@ def build_facts(
         data["cgroupVersion"] = int(cgroup_version)
     if kubelet_version:
         data["kubeletVersion"] = kubelet_version
+    if oci_runtime:
+        data["ociRuntime"] = oci_runtime
+    if runtime_version:
+        data[f"{data.get('ociRuntime', 'runc')}Version"] = runtime_version
     # lazy: commands load their libraries only when they run
     from harness.config.node import parse_facts
 
@@ -208,8 +223,21 @@ def pod_summary(profile: KubeletConfiguration, facts: NodeFacts, pod: Any) -> di
     from harness.model import cgroups, oom, qos, resources
 
     minor = facts.kubelet_minor
+    admission = pod_admission(profile, facts, pod)
+    if not admission["admitted"]:
+        # the kubelet refuses the pod: no cgroup is ever created for it
+        return {
+            "pod": pod.name,
+            "qos_class": qos.pod_qos(pod, profile, minor),
+            "requests": resources.pod_requests(pod, profile, minor),
+            "limits": resources.pod_limits(pod, profile, minor),
+            "admission": admission,
+        }
     pc = cgroups.pod_cgroup(pod, profile, facts)
-    cc = {c.path.rsplit("/", 1)[-1]: c for c in cgroups.container_cgroups(pod, profile, facts)}
+    cc = {
+        c.path.rsplit("/", 1)[-1]: c
+        for c in cgroups.container_cgroups(pod, profile, facts, include_init=True)
+    }
     containers = []
     for c in [*pod.spec.init_containers, *pod.spec.containers]:
         v = cc.get(c.name)
@@ -236,6 +264,7 @@ def pod_summary(profile: KubeletConfiguration, facts: NodeFacts, pod: Any) -> di
         "qos_class": qos.pod_qos(pod, profile, minor),
         "requests": resources.pod_requests(pod, profile, minor),
         "limits": resources.pod_limits(pod, profile, minor),
+        "admission": admission,
         "pod_cgroup": {
             "path": pc.path,
             "memory_limit_bytes": pc.memory_limit_bytes,
@@ -249,13 +278,46 @@ def pod_summary(profile: KubeletConfiguration, facts: NodeFacts, pod: Any) -> di
     }
 
 
+def pod_admission(profile: KubeletConfiguration, facts: NodeFacts, pod: Any) -> dict[str, Any]:
+    """The kubelet's admit handlers for this pod alone on the node, in their order (k8s:
+    pkg/kubelet/kubelet.go): topology/memory manager (``model.admit``), then the resource fit against
+    allocatable with the critical-pod handler (``model.fit``; alone on the node, a critical pod that
+    does not fit has nothing to preempt)."""
+    # lazy: commands load their libraries only when they run
+    from harness.model import admit, fit, node
+
+    res, _ = admit.admit_pod(pod, profile, facts, None)
+    if not res.admitted:
+        return {"admitted": False, "reason": res.reason, "message": res.message, "critical": pod.is_critical}
+    alloc = node.node_allocatable(
+        profile, facts
+    ).allocatable  # status.allocatable, as predicate.go sees the node
+    f = fit.admit_fit(
+        pod, [], {k: alloc[k] for k in ("cpu", "memory") if k in alloc}, profile, facts.kubelet_minor
+    )
+    return {
+        "admitted": f.admitted,
+        "reason": f.reason or None,
+        "message": f.message or None,
+        "critical": pod.is_critical,
+        "allocatable": {k: alloc.get(k) for k in ("cpu", "memory")},
+    }
+
+
 def _pod_text(out: dict[str, Any]) -> str:
+    adm = out["admission"]
+    if not adm["admitted"]:
+        return (
+            f"pod {out['pod']}: QoS {out['qos_class']}: refused at admission: {adm['reason']}: {adm['message']}"
+            + (" (a critical pod: nothing to preempt on an empty node)" if adm.get("critical") else "")
+        )
     lines = [f"pod {out['pod']}: QoS {out['qos_class']}", f"  pod cgroup {out['pod_cgroup']['path']}"]
     for k, v in out["pod_cgroup"].items():
         if k != "path":
             lines.append(f"    {k:<20} {v}")
     for c in out["containers"]:
-        lines.append(f"  container {c['name']}: oom_score_adj {c['oom_score_adj']}")
+        kind = " (init, runs to completion)" if c["init"] and not c["sidecar"] else ""
+        lines.append(f"  container {c['name']}{kind}: oom_score_adj {c['oom_score_adj']}")
         for k in ("memory_limit_bytes", "memory_high_bytes", "cpu_shares", "cpu_weight", "cpu_quota_us"):
             lines.append(f"    {k:<20} {c[k]}")
     return "\n".join(lines)
@@ -287,7 +349,10 @@ def model_predict(scenario_file: str, only: str | None, backend: str, as_json: b
 
     suite = load_suite(scenario_file)
     scenarios = [suite.scenario(only)] if only else suite.scenarios
-    preds = [predict_scenario(s, kubelet=backend == "kubernetes") for s in scenarios]
+    # lazy: commands load their libraries only when they run
+    from harness.model.sizing import size_workloads
+
+    preds = [predict_scenario(size_workloads(s), kubelet=backend == "kubernetes") for s in scenarios]
     obj: dict[str, Any] = {"suite": suite.name, "backend": backend, "scenarios": [p.to_dict() for p in preds]}
     if len(preds) == 1:
         obj["workloads"] = obj["scenarios"][0]["workloads"]
@@ -307,6 +372,8 @@ def model_predict(scenario_file: str, only: str | None, backend: str, as_json: b
                         )
                 if w.victims:
                     lines.append(f"  {'':<20}   victims: {', '.join(w.victims)}")
+                for n in w.notes:
+                    lines.append(f"  {'':<20}   note: {n}")
             for n in p.notes:
                 lines.append(f"  note: {n}")
         return "\n".join(lines)
@@ -410,4 +477,18 @@ def explain_text(
         ]
     if s["errors"]:
         lines += ["", "The kubelet would refuse to start:"] + [f"  {e}" for e in s["errors"]]
+    lines += ["", "Not modelled (predictions are made without them):"] + [f"  - {n}" for n in NOT_MODELLED]
     return "\n".join(lines)
+
+
+# Kubelet features that act on node memory and that the model does not reproduce: a prediction
+# for a node or scenario that depends on one of them is made without it.
+NOT_MODELLED = (
+    "local-storage eviction (nodefs/imagefs signals, inodes, ephemeral-storage limits, emptyDir sizeLimit)",
+    "pid eviction (pid.available) and pods' pid limits beyond the pod cgroup's pids.max",
+    "in-place pod resize (InPlacePodVerticalScaling): cgroup values are those of the pod as admitted",
+    "swap (NodeSwap / LimitedSwap, memory.swap.max): the model assumes a node without swap",
+    "image and container garbage collection (eviction reclaims node-level resources before pods)",
+    "the scheduler: pods are bound to the node as given; only the kubelet's own admission is modelled",
+    "the CPU manager beyond its topology hints, and device plugins / DRA",
+)

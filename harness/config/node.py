@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -65,8 +67,12 @@ class NodeFacts(BaseModel):
     kernel: str = ""
     # False where writing a negative oom_score_adj is refused (no CAP_SYS_RESOURCE)
     negative_oom_score_adj: bool = Field(True, alias="negativeOomScoreAdj")
-    # containerd/runc version matters for cgroup v2 container cpu.weight (spec §4.6)
+    # The OCI runtime and its version decide a container's cgroup v2 cpu.weight (spec §4.6): runc
+    # >= 1.3.2 and crun >= 1.23 convert CRI cpu_shares with the new quadratic formula
+    # (``model.cgroups.container_cpu_weight``). Detected from ``runc --version`` on this host.
+    oci_runtime: Literal["runc", "crun"] = Field("runc", alias="ociRuntime")
     runc_version: str = Field("1.1.5", alias="runcVersion")
+    crun_version: str = Field("1.21", alias="crunVersion")
 
     @field_validator("memory_capacity_bytes", "swap_bytes", mode="before")
     @classmethod
@@ -160,7 +166,27 @@ def detect_local_facts(root: str = "/") -> dict[str, Any]:
     pid_max = r / "proc/sys/kernel/pid_max"
     if pid_max.exists():
         facts["pidMax"] = int(pid_max.read_text())
+    for runtime in ("runc", "crun"):
+        v = runtime_version(runtime) if root == "/" else None
+        if v:
+            facts[f"{runtime}Version"] = v
     return facts
+
+
+def runtime_version(binary: str) -> str | None:
+    """``runc --version`` / ``crun --version`` of this host (first line ``<binary> version X.Y.Z``),
+    None when it is not installed or does not answer."""
+    path = shutil.which(binary, path="/usr/sbin:/usr/bin:/sbin:/bin:" + os.environ.get("PATH", ""))
+    if path is None:
+        return None
+    try:
+        out = subprocess.run(
+            [path, "--version"], capture_output=True, text=True, timeout=5, check=False
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = re.search(rf"{binary} version (\d+\.\d+(?:\.\d+)?)", out)
+    return m.group(1) if m else None
 
 
 def _parse_cpulist(s: str) -> list[int]:

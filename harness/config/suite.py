@@ -142,6 +142,12 @@ class Workload(BaseModel):
     # oom_score_adj for placement host/container (pods get the kubelet's value)
     oom_score_adj: int = Field(0, alias="oomScoreAdj", ge=-1000, le=1000)
     leak: Leak = Field(default_factory=Leak)
+    # The memory request (and limit, where one is set) derived from the node as the kubelet sees it
+    # at the scenario's start: "allocatable - 512Mi", "numa0Free + 256Mi" (``model.sizing``), so a
+    # scenario exercises the same outcome on any host.
+    memory_from_node: str | None = Field(
+        None, alias="memoryFromNode", pattern=r"^\s*(allocatable|numa0Free)\s*([+-]\s*[0-9.]+[A-Za-z]*)?\s*$"
+    )
 
     # filled in by the loader when pod_file is used
     pod_manifest: Pod | None = Field(None, exclude=True)

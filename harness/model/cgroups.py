@@ -135,7 +135,7 @@ def shares_to_weight_runc(s: int, runc_version: str) -> int:
     """
     if s == 0:
         return 0
-    if _version_tuple(runc_version) < (1, 3, 2):
+    if _version_tuple(runc_version) < RUNC_NEW_CONVERSION:
         return 1 + ((s - 2) * 9999) // 262142
     if s <= 2:
         return 1
@@ -143,6 +143,25 @@ def shares_to_weight_runc(s: int, runc_version: str) -> int:
         return 10000
     lg = math.log2(s)
     return math.ceil(10 ** ((lg * lg + 125 * lg) / 612.0 - 7.0 / 34.0))
+
+
+# crun >= 1.23 converts with the same quadratic formula as runc >= 1.3.2 (containers/crun PR #1767
+# "cgroup: change conversion from CPU shares to weight", issue #1721, released in crun 1.23)
+CRUN_NEW_CONVERSION = (1, 23, 0)
+# runc 1.3.2 (opencontainers/runc PR #4785, libcontainer/cgroups ``ConvertCPUSharesToCgroupV2Value``)
+RUNC_NEW_CONVERSION = (1, 3, 2)
+
+
+def container_cpu_weight(s: int, facts: NodeFacts) -> int:
+    """cpu.weight the node's OCI runtime writes for a container's CRI ``cpu_shares`` (cgroup v2).
+
+    The kubelet's own cgroups (kubepods, QoS, pod) use ``shares_to_weight_kubelet``; containers are
+    created by the runtime: runc below 1.3.2 and crun below 1.23 keep the linear formula, newer
+    ones the quadratic fit (``shares_to_weight_runc``)."""
+    if facts.oci_runtime == "crun":
+        new = _version_tuple(facts.crun_version) >= CRUN_NEW_CONVERSION
+        return shares_to_weight_runc(s, "1.3.2" if new else "1.1.0")
+    return shares_to_weight_runc(s, facts.runc_version)
 
 
 def _hugepage_unit(resource: str) -> str:
@@ -347,9 +366,15 @@ def _has_exclusive_cpus(c: ContainerView, qos: QOSClass, profile: KubeletConfigu
     return millis > 0 and millis % 1000 == 0
 
 
-def container_cgroups(pod: Pod, profile: KubeletConfiguration, facts: NodeFacts) -> list[CgroupValues]:
+def container_cgroups(
+    pod: Pod, profile: KubeletConfiguration, facts: NodeFacts, include_init: bool = False
+) -> list[CgroupValues]:
     """Values the runtime applies to each long-running container (regular containers and sidecars;
-    run-to-completion init containers are gone in steady state) (§4.5, §4.7, §3.5)."""
+    run-to-completion init containers are gone in steady state) (§4.5, §4.7, §3.5).
+
+    ``include_init``: also the run-to-completion init containers, first, with the values they run
+    with (their own limits: kuberuntime ``generateContainerConfig`` treats an init container like any
+    other; k8s: pkg/kubelet/kuberuntime/kuberuntime_container_linux.go ``generateLinuxContainerResources``)."""
     minor = facts.kubelet_minor
     view = pod_view(pod, profile, minor)
     qos = pod_qos(pod, profile, minor)
@@ -359,7 +384,7 @@ def container_cgroups(pod: Pod, profile: KubeletConfiguration, facts: NodeFacts)
     mem_qos = _memory_qos(profile, facts)
     allocatable = node_allocatable(profile, facts).allocatable_absolute.get(MEMORY, 0)
     out: list[CgroupValues] = []
-    running = [c for c in view.init_containers if c.is_sidecar] + list(view.containers)
+    running = [c for c in view.init_containers if c.is_sidecar or include_init] + list(view.containers)
     for c in running:
         cpu_lim_q = c.limits.get(CPU, Decimal(0))
         mem_lim_q = c.limits.get(MEMORY, Decimal(0))
@@ -379,9 +404,7 @@ def container_cgroups(pod: Pod, profile: KubeletConfiguration, facts: NodeFacts)
             path=f"{parent}/{c.name}",
             memory_limit_bytes=mem_lim or None,
             cpu_shares=shares,
-            cpu_weight=shares_to_weight_runc(shares, facts.runc_version)
-            if facts.cgroup_version == 2
-            else None,
+            cpu_weight=container_cpu_weight(shares, facts) if facts.cgroup_version == 2 else None,
             oom_group=True if oom_group else None,
             qos=qos,
             pod_uid=pod.uid,

@@ -24,18 +24,21 @@ import bisect
 import heapq
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from harness.config.kubelet import KubeletConfiguration
 from harness.config.node import NodeFacts
 from harness.config.suite import Scenario
+from harness.model import housekeeping as hk
 from harness.model.admit import admit_pod
 from harness.model.eviction import EvictionManager, PodUsage, observe
+from harness.model.fit import PREEMPT_MESSAGE, REASON_PREEMPTING, admit_fit
 from harness.model.layout import PlacedWorkload, place_workloads
+from harness.model.node import node_allocatable
 from harness.model.oom import OomCandidate, oom_kill_set, select_victim
-from harness.model.resources import MEMORY, pod_requests
+from harness.model.resources import CPU, MEMORY
 from harness.model.schedule import Schedule
 from harness.model.thresholds import MEMORY_AVAILABLE
 from harness.quantity import format_binary_si
@@ -60,6 +63,7 @@ NOTIFY_LATENCY_S = 0.5
 # interval (k8s: pkg/kubelet/cadvisor/cadvisor_linux.go ``defaultHousekeepingInterval = 10s``,
 # ``maxHousekeepingInterval = 15s``). ``predict_scenario(stats_age_s=...)`` models signals
 # computed from older stats (e.g. another stats provider or a slow on-demand update).
+# The per-pod stats the ranking uses are modelled apart, by ``model.housekeeping``.
 STATS_AGE_S = 0.0
 
 OUTCOMES = ("completed", "oom_killed", "node_oom_killed", "evicted", "rejected", "runtime_failed", "unknown")
@@ -171,6 +175,9 @@ class _W(PlacedWorkload):
     killed_by: str | None = None
     pending_kill_at: float | None = None
     started: bool = False
+    # evicted: the working set the kubelet ranked it on, and the age of those stats (s)
+    seen_ws: int | None = None
+    stats_age_s: float | None = None
 
 
 # --------------------------------------------------------------------------------------
@@ -188,8 +195,12 @@ class _Sim:
         baseline: Baseline,
         stats_age_s: float = STATS_AGE_S,
         schedules: Mapping[str, Schedule] | None = None,
+        housekeeping: hk.Schedule | None = None,
     ) -> None:
         self.scenario = scenario
+        # per-pod stats: None = as fresh as the sync; else each container's housekeepings
+        self.housekeeping = housekeeping
+        self.pod_history: dict[str, list[tuple[float, int]]] = {}
         self.schedules = dict(schedules or {})
         self.stats_age_s = stats_age_s
         # (time, root working set, kubepods working set) after every event, for stale stats
@@ -352,7 +363,7 @@ class _Sim:
                 continue
             if s.outcome is not None and not any(p.alive for p in s.procs):
                 continue
-            ws = sum(p.anon for p in s.procs if p.alive)
+            ws = self.pod_ws_seen(s, t)
             usages.append(PodUsage(pod=s.pod, working_set_bytes=ws, container_working_set={s.spec.name: ws}))
         res = self.manager.synchronize(t, obs, usages)
         if res.evicted is not None:
@@ -363,6 +374,15 @@ class _Sim:
                 s.time = t
                 met = ", ".join(f"{m.signal}<{m.value.text}" for m in res.met) or "threshold"
                 s.mechanism = f"kubelet eviction ({met}; sync at {t:.1f}s)"
+                s.seen_ws = res.evicted.working_set_bytes
+                if self.housekeeping is not None:
+                    seen = self.housekeeping.seen_at(name, t)
+                    s.stats_age_s = None if seen is None else t - seen
+                    s.mechanism += "; ranked on " + ", ".join(
+                        f"{u.pod.metadata.name} {format_binary_si(u.working_set_bytes or 0)}"
+                        + self.age_text(u.pod.metadata.name, t)
+                        for u in res.ranked
+                    )
             # The leak program exits on SIGTERM at once, so memory is freed after the
             # kill latency, whatever the grace period.
             self.push(t + KILL_LATENCY_S, "release", name)
@@ -373,6 +393,30 @@ class _Sim:
         elif periodic:
             # evictionMonitoringPeriod (k8s: pkg/kubelet/kubelet.go)
             self.push(t + 10.0, "sync", None)
+
+    def pod_ws_seen(self, s: _W, t: float) -> int:
+        """The pod's working set as the kubelet's ranking sees it at ``t``: as of its container's
+        last housekeeping (``model.housekeeping``), or the current one without a schedule."""
+        now = sum(p.anon for p in s.procs if p.alive)
+        seen = None if self.housekeeping is None else self.housekeeping.seen_at(s.spec.name, t)
+        if seen is None:
+            return now
+        hist = self.pod_history.get(s.spec.name, [])
+        i = bisect.bisect_right(hist, seen, key=lambda h: h[0])
+        return hist[i - 1][1] if i else 0
+
+    def age_text(self, name: str, t: float) -> str:
+        seen = None if self.housekeeping is None else self.housekeeping.seen_at(name, t)
+        return "" if seen is None else f" ({t - seen:.1f}s old)"
+
+    def record_pods(self, t: float) -> None:
+        for name, s in self.ws.items():
+            if s.pod is None:
+                continue
+            ws = sum(p.anon for p in s.procs if p.alive)
+            hist = self.pod_history.setdefault(name, [])
+            if not hist or hist[-1][1] != ws:
+                hist.append((t, ws))
 
     def maybe_notify(self, t: float) -> None:
         """kernelMemcgNotification (cgroup v1 only): a crossed memcg threshold syncs at once."""
@@ -436,6 +480,8 @@ class _Sim:
                     s.cache = 0
             if self.stats_age_s > 0:
                 self.ws_history.append((t, *self.working_sets()))
+            if self.housekeeping is not None:
+                self.record_pods(t)
 
     def admit(self, t: float, s: _W) -> bool:
         """The kubelet's admit handlers in their registration order (k8s: pkg/kubelet/kubelet.go
@@ -452,17 +498,33 @@ class _Sim:
             if ok:
                 self.mm_state = state
         if ok:
-            minor = self.facts.kubelet_minor
-            used = sum(
-                pod_requests(o.pod, self.profile, minor).get(MEMORY, 0)
+            # predicate.go resource fit, then the critical-pod admission handler (``model.fit``)
+            running = [
+                o
                 for o in self.ws.values()
                 if o.pod is not None and o.started and o.outcome is None and o is not s
+            ]
+            alloc = {MEMORY: int(self.node_info["allocatable_bytes"])}
+            cpu = node_allocatable(self.profile, self.facts).allocatable.get(CPU)
+            if cpu is not None:
+                alloc[CPU] = cpu
+            fitted = admit_fit(
+                s.pod,
+                [o.pod for o in running if o.pod is not None],
+                alloc,
+                self.profile,
+                self.facts.kubelet_minor,
             )
-            want = pod_requests(s.pod, self.profile, minor).get(MEMORY, 0)
-            alloc = int(self.node_info["allocatable_bytes"])
-            if want and used + want > alloc:
-                ok, reason = False, "OutOfmemory"
-                message = f"Node didn't have enough resource: memory, requested: {want}, used: {used}, capacity: {alloc}"
+            ok, reason, message = fitted.admitted, fitted.reason, fitted.message
+            for victim in fitted.preempted:
+                o = self.ws[victim.metadata.name]
+                o.outcome, o.time = "evicted", t
+                o.mechanism = (
+                    f"preempted at admission of critical pod {s.spec.name} ({REASON_PREEMPTING}: "
+                    f"{PREEMPT_MESSAGE}; k8s: pkg/kubelet/preemption)"
+                )
+                o.killed_by = s.spec.name
+                self.push(t + KILL_LATENCY_S, "release", o.spec.name)
         if not ok:
             s.started = True
             s.outcome = "rejected"
@@ -534,6 +596,8 @@ def predict_scenario(
     phases: int = PHASES,
     stats_age_s: float = STATS_AGE_S,
     schedules: Mapping[str, Schedule] | None = None,
+    housekeeping: hk.Schedule | Sequence[hk.Schedule] | None = None,
+    pod_stats: bool = True,
 ) -> Prediction:
     """Predict each workload's outcome and time window for one scenario.
 
@@ -543,29 +607,38 @@ def predict_scenario(
     ``schedules``: per workload, when its program really started and allocated each chunk
     (``model.schedule``): an *as-run* prediction, free of launch latency and of the host's
     allocation pace. Without it the plan (t = 0 + startDelay, one chunk per interval).
+    ``housekeeping``: when each pod's cached stats were taken, as a run recorded them
+    (``model.housekeeping.from_summaries``). Without it, with a kubelet and two pods or more, each
+    loop phase is simulated with fresh pod stats and with the sampled housekeeping schedules
+    (``model.housekeeping.sample_schedules``); a victim that only some stats ages give is an
+    alternative with its reason. ``pod_stats=False``: pods ranked on fresh stats only.
     """
     assert scenario.profile is not None and scenario.node is not None, "load the suite with load_suite()"
     profile, facts = scenario.profile, scenario.node
     baseline = baseline or Baseline()
     runs: list[_Sim] = []
     n = phases if kubelet else 1
+    hks = _housekeeping_schedules(scenario, kubelet, schedules, housekeeping, pod_stats)
     for i in range(n):
-        sim = _Sim(
-            scenario,
-            profile,
-            facts,
-            kubelet,
-            phase=10.0 * i / n,
-            baseline=baseline,
-            stats_age_s=stats_age_s,
-            schedules=schedules,
-        )
-        sim.run()
-        runs.append(sim)
+        for sched_hk in hks:
+            sim = _Sim(
+                scenario,
+                profile,
+                facts,
+                kubelet,
+                phase=10.0 * i / n,
+                baseline=baseline,
+                stats_age_s=stats_age_s,
+                schedules=schedules,
+                housekeeping=sched_hk,
+            )
+            sim.run()
+            runs.append(sim)
     first = runs[0]
     out: list[WorkloadPrediction] = []
     for name, s0 in first.ws.items():
         per = [(r.ws[name].outcome or "completed", r.ws[name]) for r in runs]
+        fresh = {o for (o, _), r in zip(per, runs, strict=True) if r.housekeeping is None}
         counts = Counter(o for o, _ in per)
         alts: list[Alternative] = []
         for outcome, cnt in counts.most_common():
@@ -597,16 +670,61 @@ def predict_scenario(
             qos_class=s0.qos,
             oom_score_adj=s0.oom_score_adj,
         )
-        if wp.race:
+        if wp.race and (len(fresh) > 1 or not fresh):
             wp.notes.append(
                 "race between "
                 + " and ".join(f"{a.outcome} ({a.share:.0%} of kubelet loop phases)" for a in alts)
                 + ": crossing and kill are closer than one eviction loop"
             )
+        stale = [a for a in alts if fresh and a.outcome not in fresh]
+        if stale:
+            stale_outcomes = {a.outcome for a in stale}
+            ages = [
+                age
+                for (o, _), r in zip(per, runs, strict=True)
+                if o in stale_outcomes and (age := r.ws[name].stats_age_s) is not None
+            ]
+            others = sorted(
+                {v for r in runs for v, vs in r.ws.items() if vs.outcome == "evicted" and v != name}
+            )
+            wp.notes.append(
+                "stats age: on fresh pod stats "
+                + "/".join(sorted(fresh))
+                + ", but the kubelet ranks pods on cAdvisor's cached container stats (housekeeping "
+                + f"every {hk.HOUSEKEEPING_INTERVAL_S:g} s plus jitter, up to {hk.max_age_s():g} s old): "
+                + " and ".join(f"{a.outcome} ({a.share:.0%} of phases x stats ages)" for a in stale)
+                + (f" when its stats are {min(ages):.1f}-{max(ages):.1f} s old" if ages else "")
+                + (f" or another pod's are (evicted elsewhere: {', '.join(others)})" if others else "")
+            )
         out.append(wp)
     return Prediction(
         scenario=scenario.name, kubelet=kubelet, workloads=out, node=first.node_info, notes=first.notes
     )
+
+
+def _housekeeping_schedules(
+    scenario: Scenario,
+    kubelet: bool,
+    schedules: Mapping[str, Schedule] | None,
+    recorded: hk.Schedule | Sequence[hk.Schedule] | None,
+    pod_stats: bool,
+) -> list[hk.Schedule | None]:
+    """The per-pod stats schedules to simulate each loop phase with (None = fresh stats).
+
+    Only a ranking among two pods or more depends on them, so one pod (or no kubelet) keeps the
+    fresh view alone. A recorded schedule replaces the samples (the as-run prediction)."""
+    pods = [w for w in scenario.workloads if w.placement == "pod"]
+    if not kubelet or not pod_stats or len(pods) < 2:
+        return [None]
+    if isinstance(recorded, hk.Schedule):
+        return [recorded]
+    if recorded:
+        return list(recorded)
+    starts = {
+        w.name: (schedules[w.name].start_s if schedules and w.name in schedules else w.leak.start_delay_s)
+        for w in pods
+    }
+    return [None, *hk.sample_schedules(starts, scenario.timeout_s)]
 
 
 def _survival_reason(s: _W) -> str:

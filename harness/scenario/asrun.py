@@ -7,6 +7,7 @@ from typing import Any
 
 from harness.config.suite import Scenario
 from harness.launch.base import EventSink, Handle
+from harness.model import housekeeping as hk
 from harness.model.predict import Prediction, predict_scenario
 from harness.model.schedule import SLOW_FRACTION, schedule_from_lines
 from harness.progress import Progress
@@ -51,7 +52,18 @@ def predict_as_run(
             return planned
     if not schedules:
         return planned
-    pred = predict_scenario(sc, kubelet=kubelet, baseline=baseline, schedules=schedules)
+    recorded = recorded_housekeeping(handles, t0_mono, events) if kubelet else []
+    pred = predict_scenario(
+        sc, kubelet=kubelet, baseline=baseline, schedules=schedules, housekeeping=recorded
+    )
+    for r in recorded:
+        events.add(
+            "harness",
+            "as_run_housekeeping",
+            scenario=sc.name,
+            basis=r.label,
+            detail=json.dumps({w: [round(t, 3) for t in ts] for w, ts in r.times.items()}),
+        )
     for wp in pred.workloads:
         before = planned.workload(wp.name)
         wp.planned_outcome = before.label
@@ -85,3 +97,18 @@ def predict_as_run(
                 f"{wp.outcome}{' (race)' if wp.race else ''}, planned {wp.planned_outcome}"
             )
     return pred
+
+
+def recorded_housekeeping(handles: dict[str, Handle], t0_mono: float, events: EventSink) -> list[hk.Schedule]:
+    """When each pod's container stats were taken, from the run's ``/stats/summary`` polls: the
+    kubelet ranked pods on these (``model.housekeeping``), so the as-run prediction uses them
+    instead of the planned samples (two schedules: the stamps are whole seconds). Empty when the
+    run recorded no container stats."""
+    pods = {h.pod.name: w for w, h in handles.items() if h.pod is not None}
+    if not pods or not events.events:
+        return []
+    first = events.events[0]
+    t0_wall = t0_mono + (float(first["t_wall"]) - float(first["t_mono"]))
+    since = [e for e in events.events if float(e["t_mono"]) >= t0_mono]
+    schedules, _ = hk.from_summaries(since, pods, t0_wall)
+    return schedules

@@ -10,6 +10,7 @@ from harness.scenario.context import LiveScenario, ResolvedScenario, RunContext,
 from harness.scenario.resolve import after_kubelet_start, resolve
 from harness.scenario.steps import (
     classify_workloads,
+    kubelet_views,
     launch_workloads,
     new_live,
     observe_node,
@@ -84,6 +85,7 @@ def judge_workloads(
     (as-run) or its launch latency (planned), plus the longest chunk."""
     sc = live.resolved.scenario
     out = []
+    views = kubelet_views(live, run, outcomes) if run.backend.kubelet else {}
     for w, o in zip(sc.workloads, outcomes, strict=True):
         wp = pred.workload(w.name)
         t_obs = (o.t_mono - live.ctx.t0_mono) if o.t_mono is not None else None
@@ -97,6 +99,10 @@ def judge_workloads(
             interval_s=max(w.leak.interval_s, wp.max_chunk_s or 0.0),
             deviations=live.handles[w.name].deviations,
         )
+        view = views.get(w.name)
+        if view is not None:
+            v.kubelet_view, v.eviction_stats_age_s = view.text(), view.stats_age_s
+            v.reasons.append(view.text())
         run.progress.say(
             f"  {'ok  ' if v.passed else 'FAIL'} {w.name:<14} predicted {v.predicted:<16} observed {o.outcome:<16}"
             + (f" t={t_obs:.2f}s" if t_obs is not None else "")

@@ -13,6 +13,7 @@ from harness.config.suite import Scenario
 from harness.errors import HarnessError
 from harness.model.layout import node_layout
 from harness.model.predict import Baseline
+from harness.model.sizing import size_workloads
 from harness.scenario.context import ResolvedScenario, RunContext
 
 
@@ -28,7 +29,12 @@ def resolve(spec: Scenario, run: RunContext) -> ResolvedScenario:
             f"  node-pressure threshold from the idle node: evictionHard memory.available="
             f"{(profile.eviction_hard or {}).get('memory.available')} ({profile.source})"
         )
-    sc = spec.model_copy(update={"node": node, "profile": profile})
+    sc = size_workloads(spec.model_copy(update={"node": node, "profile": profile}))
+    for w, before in zip(sc.workloads, spec.workloads, strict=True):
+        if before.memory_from_node:
+            run.progress.say(
+                f"  {w.name}: memory {w.resources.requests.get('memory')} = {before.memory_from_node} on this node"
+            )
     return ResolvedScenario(
         scenario=sc, baseline=baseline, layout=node_layout(sc, kubelet=run.backend.kubelet)
     )
@@ -88,4 +94,4 @@ def after_kubelet_start(res: ResolvedScenario, run: RunContext) -> ResolvedScena
     from its new checkpoint); the baseline and the derived profile stay those of the scenario."""
     assert res.scenario.node is not None
     sc = res.scenario.model_copy(update={"node": real_node(res.scenario.node, run)})
-    return ResolvedScenario(scenario=sc, baseline=res.baseline, layout=res.layout)
+    return ResolvedScenario(scenario=size_workloads(sc), baseline=res.baseline, layout=res.layout)

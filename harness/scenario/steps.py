@@ -16,10 +16,12 @@ from harness.hostperf import warm_up_scenario
 from harness.launch.base import KubeletStart, ScenarioContext
 from harness.quantity import format_mib
 from harness.sample.cgroupfs import CgroupPaths, parse_memory_events, parse_oom_control
+from harness.sample.sampler import read_progress
 from harness.scenario.context import LiveScenario, ResolvedScenario, RunContext
 from harness.verdict import Verdict
 from harness.verdict.cgroups import cgroup_verdict, scenario_conformance
 from harness.verdict.kubelet import kubelet_start_verdict
+from harness.verdict.kubeletview import EvictionView, eviction_view
 from harness.verdict.memorymanager import memory_manager_verdict
 from harness.verdict.oomscore import scenario_oom_scores
 
@@ -219,6 +221,31 @@ def evidence(live: LiveScenario, run: RunContext, name: str) -> WorkloadEvidence
         t_kubelet_mono=h.kubelet.t_mono,
         admission_reason=h.kubelet.admission_reason,
     )
+
+
+def kubelet_views(live: LiveScenario, run: RunContext, outcomes: list[Outcome]) -> dict[str, EvictionView]:
+    """Per evicted workload, the kubelet's view at its eviction (``verdict.kubeletview``)."""
+    sc = live.resolved.scenario
+    evicted = [
+        w.name
+        for w, o in zip(sc.workloads, outcomes, strict=True)
+        if o.outcome == "evicted" and live.handles[w.name].pod is not None
+    ]
+    if not evicted:
+        return {}
+    run.sampler.flush()
+    samples = read_progress(run.sampler.progress_dir)
+    out = {}
+    for name in evicted:
+        pod = live.handles[name].pod
+        assert pod is not None
+        mine = samples[samples["key"] == f"{sc.name}/{name}"]
+        series = list(zip(mine["t_wall"].tolist(), mine["working_set"].tolist(), strict=True))
+        view = eviction_view(name, pod.name, run.events.events, series)
+        if view is not None:
+            out[name] = view
+            run.events.add("harness", "kubelet_view", scenario=sc.name, **view.to_dict())
+    return out
 
 
 def oom_kill_count(cg: Path, version: int) -> int | None:

@@ -25,6 +25,9 @@ class Verdict:
     reasons: list[str] = field(default_factory=list)
     host_deviations: list[str] = field(default_factory=list)
     race: bool = False
+    # an eviction on a real kubelet: what it ranked the pod on (``verdict.kubeletview``)
+    kubelet_view: str | None = None
+    eviction_stats_age_s: float | None = None
 
     @classmethod
     def check(

@@ -214,11 +214,8 @@ class ClusterWatch:
                 t = s["node"]["memory"].get("time")
                 if t != last_stats_time:
                     last_stats_time = t
-                    pods = {
-                        p["podRef"]["name"]: (p.get("memory") or {}).get("workingSetBytes")
-                        for p in s.get("pods", [])
-                        if p["podRef"].get("namespace") == NAMESPACE
-                    }
+                    ours = [p for p in s.get("pods", []) if p["podRef"].get("namespace") == NAMESPACE]
+                    pods = {p["podRef"]["name"]: (p.get("memory") or {}).get("workingSetBytes") for p in ours}
                     ctx.events.add(
                         "kubelet-stats",
                         "summary",
@@ -226,4 +223,22 @@ class ClusterWatch:
                         available_bytes=s["node"]["memory"].get("availableBytes"),
                         working_set_bytes=s["node"]["memory"].get("workingSetBytes"),
                         detail=json.dumps(pods),
+                        containers=json.dumps(container_stats(ours)),
                     )
+
+
+def container_stats(pods: list[dict[str, Any]]) -> dict[str, dict[str, list[Any]]]:
+    """Per pod and container, ``[stats time, working set]`` of the summary's container memory.
+
+    The eviction manager ranks pods on the sum of their containers' working sets
+    (k8s: pkg/kubelet/eviction/helpers.go ``podMemoryUsage``), and these come from cAdvisor's cache,
+    refreshed at each container's own housekeeping (google/cadvisor manager/container.go); every new
+    time seen here is one housekeeping of that container (``model.housekeeping``)."""
+    out: dict[str, dict[str, list[Any]]] = {}
+    for p in pods:
+        row = {}
+        for c in p.get("containers") or []:
+            mem = c.get("memory") or {}
+            row[str(c.get("name"))] = [mem.get("time"), mem.get("workingSetBytes")]
+        out[str(p["podRef"]["name"])] = row
+    return out
