@@ -25,5 +25,20 @@ class InputError(HarnessError):
         super().__init__(f"{where}: {reason}")
 
 
+class InputErrors(InputError):
+    """Several problems in one file: every one is listed, one line each naming file and field."""
+
+    def __init__(self, file: str | None, errors: list[tuple[str | None, str]]) -> None:
+        assert errors
+        self.errors = errors
+        field, reason = errors[0]
+        super().__init__(file, field, reason)
+        where = file or "<input>"
+        lines = [f"{where}: {f}: {r}" if f else f"{where}: {r}" for f, r in errors]
+        if len(lines) > 1:
+            lines.insert(0, f"{where}: {len(lines)} errors")
+        self.args = ("\n".join(lines),)
+
+
 class HostError(HarnessError):
     """The host lacks something the harness needs (daemon, capability, file)."""

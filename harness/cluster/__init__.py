@@ -46,6 +46,7 @@ from harness.cluster.runtime import (
     ensure_cluster_containerd,
     stop_cluster_containerd,
 )
+from harness.config.errors import load_yaml_mapping, safe_load
 from harness.config.kubelet import load_profile
 from harness.errors import HarnessError, HostError
 from harness.host.cgroups import hierarchies, rmdir_tree
@@ -315,8 +316,7 @@ class Cluster:
         """The profile's KubeletConfiguration verbatim, plus only what a local node needs."""
 
         load_profile(profile)  # validates (file + field in errors)
-        with open(profile) as f:
-            cfg: dict[str, Any] = yaml.safe_load(f)
+        cfg: dict[str, Any] = load_yaml_mapping(profile)
         minor = int(normalize_version(version).split(".")[1])
         pki = self.pki
         local: dict[str, Any] = {
@@ -365,7 +365,7 @@ class Cluster:
     def _clear_manager_state(self, new: dict[str, Any]) -> list[str]:
         """Delete the memory/cpu manager state files when their policy or reservations change."""
         try:
-            old = yaml.safe_load(self.kubelet_config_path.read_text()) or {}
+            old = safe_load(self.kubelet_config_path.read_text()) or {}
         except OSError:
             old = {}
         changed = [f for f in MANAGER_FIELDS if old.get(f) != new.get(f)]
@@ -394,7 +394,7 @@ class Cluster:
         unchanged = (
             d.running()
             and self.kubelet_config_path.exists()
-            and yaml.safe_load(self.kubelet_config_path.read_text()) == config
+            and safe_load(self.kubelet_config_path.read_text()) == config
             and self.record().get("kubelet_binary") == str(built.bin_dir / "kubelet")
         )
         if unchanged:

@@ -11,6 +11,7 @@ import click
 import yaml
 
 from harness.backends import NAMES
+from harness.config.errors import safe_load
 from harness.errors import HarnessError, InputError
 from harness.paths import sweeps_dir
 
@@ -33,7 +34,7 @@ def _parse_sets(values: tuple[str, ...], option: str) -> dict[str, Any]:
         if not eq or not key.strip():
             raise InputError(None, option, f"expected FIELD=VALUE, got {v!r}")
         try:
-            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+            out[key.strip()] = safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError as exc:
             raise InputError(None, option, f"{key}: value {raw!r} is not YAML: {exc}") from None
     return out
