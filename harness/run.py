@@ -22,7 +22,7 @@ from harness import __version__
 from harness.backends import get_backend
 from harness.config.node import detect_local_facts
 from harness.config.suite import Scenario, Suite
-from harness.errors import HarnessError
+from harness.errors import HarnessError, HostError, note_run_dir
 from harness.host.cgroups import cgroup_version, remove_tree
 from harness.host.probes import probe_negative_oom_score_adj
 from harness.launch.base import REPO, Backend, EventSink
@@ -89,6 +89,7 @@ def run_suite(
     run_id = new_run_id(suite.name, backend_name)
     results_dir.mkdir(parents=True, exist_ok=True)
     store = RunStore(results_dir, run_id)
+    note_run_dir(store.dir)  # an internal error's traceback is saved in the run
     facts = host_facts(backend)
     _record_start(store, suite, backend_name, scenarios, facts, labels)
     progress.say(f"harness: run {run_id} ({len(scenarios)} scenarios, backend {backend_name})")
@@ -138,7 +139,7 @@ def _require_ready(backend: Backend) -> None:
     failed = [c for c in backend.sanity_checks() if not c.ok]
     if failed:
         c = failed[0]
-        raise HarnessError(
+        raise HostError(
             f"backend {backend.name}: {c.name}: {c.detail}" + (f" (fix: {c.fix})" if c.fix else "")
         )
 

@@ -181,7 +181,7 @@ class Cluster:
         config = self.kubelet_config(profile, v)
         start = self.start_kubelet(built, config, profile=profile)
         if not start.ok:
-            raise HarnessError(f"the kubelet v{v} did not start: {start.error or start.log_tail}")
+            raise HostError(f"the kubelet v{v} did not start: {start.error or start.log_tail}")
         timings["kubelet"] = round(time.monotonic() - t, 1)
         t = time.monotonic()
         self.wait_node_ready()
@@ -460,7 +460,7 @@ class Cluster:
             except OSError as exc:
                 last = f"GET node: {exc}"
             time.sleep(0.5)
-        raise HarnessError(
+        raise HostError(
             f"node {self.node_name} not Ready after {timeout:.0f} s: {last}; kubelet log {self.daemon('kubelet').log}"
         )
 
@@ -470,13 +470,11 @@ class Cluster:
             if ok():
                 return
             if not d.running():
-                raise HarnessError(
+                raise HostError(
                     f"{d.name} exited while waiting for {what}; last log lines ({d.log}):\n{d.log_tail()}"
                 )
             time.sleep(0.3)
-        raise HarnessError(
-            f"{what} not ready after {timeout:.0f} s; last log lines ({d.log}):\n{d.log_tail()}"
-        )
+        raise HostError(f"{what} not ready after {timeout:.0f} s; last log lines ({d.log}):\n{d.log_tail()}")
 
     # ---- down / status ---------------------------------------------------------------------
     def down(self, *, purge: bool = False) -> list[str]:
@@ -576,7 +574,7 @@ class Cluster:
         """The cluster record, or a clear error when the cluster is not running."""
         missing = [n for n in ("etcd", "kube-apiserver", "kubelet") if not self.daemon(n).running()]
         if missing:
-            raise HarnessError(
+            raise HostError(
                 f"the local cluster is not running ({', '.join(missing)} down); start it with `harness cluster up`"
             )
         return self.record()

@@ -76,8 +76,9 @@ def run_cmd(
       harness run suites/local.yaml --backend docker --scenario S1
       harness run suites/local.yaml --label kubelet=1.33.4 --label lab=nightly
       harness run suites/local.yaml --inventory lab.yaml --forks 4   # on every lab host
-    Exit 0 when every verdict matches, 1 on a mismatch, 2 on bad input or a harness error,
-    130 when interrupted (results are kept and marked interrupted).
+    Exit 0 when every verdict matches, 1 on a mismatch, 2 on bad input, 3 when the host failed
+    (a daemon, a kubelet that will not start), 4 on an internal error (the traceback is saved in
+    the run), 130 when interrupted (results are kept and marked interrupted).
     """
     if inventory_file:
         # lazy: commands load their libraries only when they run

@@ -224,7 +224,8 @@ def sweep_cmd(
           --rate-range 32Mi/s:2Gi/s --set kernelMemcgNotification=true --model-only
       harness sweep suites/sweep-local.yaml --resume 20261123T190000Z-S11-local-process-1a2b
     Exit 0 when the predicted boundary agrees with the measured one, 1 when it does not (or
-    cannot be compared), 2 on bad input or a harness error, 130 when interrupted (resumable).
+    cannot be compared), 2 on bad input, 3 when the host failed, 4 on an internal error, 130 when
+    interrupted (resumable).
     """
     # lazy: commands load their libraries only when they run
     from harness.config.durations import parse_duration
