@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,11 +127,15 @@ def run_suite(
         progress.say("harness: interrupted: workloads stopped, results flushed, run marked interrupted")
     finally:
         restore_signal_handlers(prev_handlers)
-        _stop_run(run)
-        _write_results(run, suite.name, result, outcomes, time.monotonic() - t_run)
-        result.status = status
-        store.finish(status)
-        active.unlink(missing_ok=True)
+        try:
+            _stop_run(run)
+        finally:
+            # a second signal during teardown must not skip the tables or finish()
+            with _signals_deferred():
+                _write_results(run, suite.name, result, outcomes, time.monotonic() - t_run)
+                result.status = status
+                store.finish(status)
+                active.unlink(missing_ok=True)
     return result
 
 
@@ -235,24 +239,38 @@ def _stop_run(run: RunContext) -> None:
 
 def _write_results(
     run: RunContext, suite_name: str, result: RunResult, outcomes: list[dict[str, Any]], seconds: float
-) -> None:
-    """The run's tables, JUnit file and verdict counts (results/README.md)."""
+) -> list[str]:
+    """The run's tables, JUnit file and verdict counts (results/README.md).
+
+    Each write is guarded: one that fails (a full disk, a bad value) is reported and the others,
+    and the caller's ``finish()``, still happen. Returns the names of the writes that failed.
+    """
     store = run.store
-    try:
-        finalize(store.progress, store.dir / "samples.parquet")
-    except Exception as exc:
-        run.progress.say(f"harness: warning: could not write samples.parquet: {exc}")
-    store.write_table("events", run.events.events)
-    store.write_table("predictions", result.predictions)
-    store.write_table("outcomes", outcomes)
     vd = [v.to_dict() for v in result.verdicts]
-    store.write_table("verdicts", vd)
-    store.write_junit(suite_name, vd, seconds)
-    store.update(
-        host_deviations=sorted({d for v in result.verdicts for d in v.host_deviations}),
-        verdicts_passed=sum(v.passed for v in result.verdicts),
-        verdicts_total=len(result.verdicts),
-    )
+    writes: list[tuple[str, Callable[[], object]]] = [
+        ("samples.parquet", lambda: finalize(store.progress, store.dir / "samples.parquet")),
+        ("events.parquet", lambda: store.write_table("events", run.events.events)),
+        ("predictions.parquet", lambda: store.write_table("predictions", result.predictions)),
+        ("outcomes.parquet", lambda: store.write_table("outcomes", outcomes)),
+        ("verdicts.parquet", lambda: store.write_table("verdicts", vd)),
+        ("junit.xml", lambda: store.write_junit(suite_name, vd, seconds)),
+        (
+            "run.json counts",
+            lambda: store.update(
+                host_deviations=sorted({d for v in result.verdicts for d in v.host_deviations}),
+                verdicts_passed=sum(v.passed for v in result.verdicts),
+                verdicts_total=len(result.verdicts),
+            ),
+        ),
+    ]
+    failed = []
+    for name, write in writes:
+        try:
+            write()
+        except Exception as exc:  # keep writing the others
+            failed.append(name)
+            run.progress.say(f"harness: warning: could not write {name}: {type(exc).__name__}: {exc}")
+    return failed
 
 
 ACTIVE_DIR = Path(os.environ.get("HARNESS_ACTIVE_DIR", "/run/harness/active"))
@@ -291,6 +309,20 @@ def _short_cgroup(path: str, run_id: str) -> str:
         scenario, _, inner = rest.partition("/")
         return f"{inner or 'node'} ({scenario})"
     return path
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """SIGINT/SIGTERM/SIGHUP held back while the run's files are written, delivered afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    sigs = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def install_signal_handlers() -> dict[int, Any]:
