@@ -179,6 +179,9 @@ def _record_start(
         node={s.name: s.node.model_dump(by_alias=True) for s in scenarios if s.node},
         command=sys.argv,
         labels=dict(labels or {}),
+        # who writes this run: `harness cleanup` / `runs list` mark it killed once this process is gone
+        pid=os.getpid(),
+        pid_start=proc_start_time(os.getpid()),
     )
 
 

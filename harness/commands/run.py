@@ -147,10 +147,16 @@ def cleanup_cmd(backends: tuple[str, ...], force: bool) -> None:
     """Remove every workload, container and cgroup the harness created.
 
     Works after the harness itself was killed with SIGKILL: leftovers are found by the
-    'harness' cgroup prefix and by container labels, and processes are stopped by pid.
+    'harness' cgroup prefix and by container labels, and processes are stopped by pid. A run
+    left 'running' by a killed harness (under $HARNESS_RESULTS) is marked 'killed', its progress
+    files become its tables and its page-cache files are removed.
     """
     # lazy: commands load their libraries only when they run
+    from harness.paths import results_dir
+    from harness.recovery import recover_killed_runs
     from harness.run import active_runs
+
+    recover_killed_runs(results_dir(), lambda m: click.echo(m, err=True))
 
     running = active_runs()
     if running and not force:

@@ -64,6 +64,15 @@ def atomic_file(path: Path, write: Any) -> Path:
     return path
 
 
+def write_table(path: Path, rows: Iterable[dict[str, Any]] | pd.DataFrame) -> Path:
+    """A table as Parquet (nested values as JSON text), atomically."""
+    df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    for col in df.columns:
+        if df[col].dtype == object:
+            df[col] = df[col].map(lambda v: json.dumps(v, default=str) if isinstance(v, dict | list) else v)
+    return atomic_file(path, lambda tmp: df.to_parquet(tmp, index=False))
+
+
 class RunStore:
     def __init__(self, results_dir: Path, run_id: str) -> None:
         self.dir = Path(results_dir) / run_id
@@ -86,13 +95,7 @@ class RunStore:
         self.update(status=status, finished=datetime.now(UTC).isoformat())
 
     def write_table(self, name: str, rows: Iterable[dict[str, Any]] | pd.DataFrame) -> Path:
-        df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
-        for col in df.columns:
-            if df[col].dtype == object:
-                df[col] = df[col].map(
-                    lambda v: json.dumps(v, default=str) if isinstance(v, dict | list) else v
-                )
-        return atomic_file(self.dir / f"{name}.parquet", lambda tmp: df.to_parquet(tmp, index=False))
+        return write_table(self.dir / f"{name}.parquet", rows)
 
     def add_rows(self, name: str, rows: list[dict[str, Any]]) -> Path:
         """Append rows to a small table (rewritten whole, so it is complete after every call)."""
