@@ -127,12 +127,14 @@ def run_suite(
         progress.say("harness: interrupted: workloads stopped, results flushed, run marked interrupted")
     finally:
         restore_signal_handlers(prev_handlers)
-        try:
-            _stop_run(run)
-        finally:
-            # a second signal during teardown must not skip the tables or finish()
-            with _signals_deferred():
+        # a second signal during teardown must not skip the cleanup, the tables or finish()
+        with teardown_signals(progress) as seen:
+            try:
+                _stop_run(run)
+            finally:
                 _write_results(run, suite.name, result, outcomes, time.monotonic() - t_run)
+                if seen and status == "complete":
+                    status = "interrupted"
                 result.status = status
                 store.finish(status)
                 active.unlink(missing_ok=True)
@@ -315,17 +317,29 @@ def _short_cgroup(path: str, run_id: str) -> str:
 
 
 @contextlib.contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """SIGINT/SIGTERM/SIGHUP held back while the run's files are written, delivered afterwards."""
+def teardown_signals(progress: Progress | None = None) -> Iterator[list[int]]:
+    """While a run tears down and writes its files, SIGINT/SIGTERM/SIGHUP are noted, not obeyed.
+
+    Before, the run's own handlers were restored first, so a second Ctrl-C or a SIGTERM during
+    teardown killed the process half-way: workloads and cgroups left, tables and run.json's
+    status never written. The signals seen are yielded; the previous handlers come back at the end.
+    """
+    seen: list[int] = []
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield seen
         return
-    sigs = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+
+    def note(signum: int, frame: Any) -> None:
+        seen.append(signum)
+        if progress is not None:
+            progress.say(f"harness: signal {signum} during teardown: finishing the teardown first")
+
+    prev = {s: signal.signal(s, note) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
-        yield
+        yield seen
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for s, h in prev.items():
+            signal.signal(s, h)
 
 
 def install_signal_handlers() -> dict[int, Any]:
