@@ -134,7 +134,7 @@ def run(rate_mib: float, seconds: float, touch: float) -> dict[str, Any]:
         out = out_file.read()
         out_file.close()
     finally:
-        cg.remove()  # also on Ctrl-C and SIGTERM (main turns it into KeyboardInterrupt)
+        cg.remove()  # also on Ctrl-C and SIGTERM (a KeyboardInterrupt, see the end of the file)
     evs = [json.loads(ln) for ln in out.decode().splitlines() if ln.strip()]
     chunks = [e for e in evs if e["event"] == "chunk"]
     start = next(e for e in evs if e["event"] == "start")
@@ -160,17 +160,12 @@ def run(rate_mib: float, seconds: float, touch: float) -> dict[str, Any]:
     }
 
 
-def _interrupted(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--rates", default="1,4,16,64,256,1024", help="MiB/s, comma separated")
     ap.add_argument("--touch", type=float, default=1.0)
     a = ap.parse_args()
-    signal.signal(signal.SIGTERM, _interrupted)  # unwind through cg.remove()
     if not LEAK.exists():
         print(f"{LEAK} missing: run make -C workloads", file=sys.stderr)
         return 2
@@ -202,4 +197,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM unwinds like Ctrl-C: cleanup runs
     sys.exit(main())

@@ -12,8 +12,10 @@ instance; the remote sampler: its own sshd on loopback). Run under the machine-w
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -65,3 +67,31 @@ def test_benchmark_runs_with_its_smallest_parameters(
         f"no figures ({figures!r}) in:\n{proc.stdout[-3000:]}"
     )
     assert _bench_cgroups() <= before, f"{script} left cgroups: {_bench_cgroups() - before}"
+
+
+@pytest.mark.parametrize(
+    ("script", "args"),
+    [
+        ("bench_leak_rate.py", ["--seconds", "20", "--rates", "16"]),
+        ("bench_sampler.py", ["--seconds", "20", "--rates", "10", "--counts", "10"]),
+        ("bench_oom_latency.py", ["--kills", "50"]),
+    ],
+    ids=["bench_leak_rate.py", "bench_sampler.py", "bench_oom_latency.py"],
+)
+def test_benchmark_interrupted_removes_its_cgroups(script: str, args: list[str]) -> None:
+    before = _bench_cgroups()
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "benchmarks" / script), *args],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while not (_bench_cgroups() - before) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _bench_cgroups() - before, f"{script} made no cgroup within 30 s"
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    assert _bench_cgroups() <= before, f"{script} left cgroups after SIGTERM: {_bench_cgroups() - before}"
