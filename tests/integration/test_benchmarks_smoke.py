@@ -37,8 +37,13 @@ BENCHMARKS = [
         300,
     ),
     ("bench_sweep.py", ["--trials", "1"], r"\d+\.\d+\s*s", 300),
-    ("bench_remote_sampler.py", ["--seconds", "1", "--cgroups", "10", "--hz", "10"], r"agent.*\d", 300),
-    ("bench_containerd_launch.py", ["-n", "2"], r"started.*\d", 300),
+    (
+        "bench_remote_sampler.py",
+        ["--seconds", "1", "--cgroups", "10", "--hz", "10"],
+        r"^\s+10\s+10\s+\d+\.\d+",
+        300,
+    ),
+    ("bench_containerd_launch.py", ["-n", "2"], r"task started\s+median\s+\d+\.\d+ ms", 300),
 ]
 
 
