@@ -94,7 +94,7 @@ def test_sigkilled_run_is_marked_killed_and_gets_its_tables(tmp_path: Path) -> N
 
 def test_real_run_sigkilled_mid_scenario_then_runs_list(tmp_path: Path) -> None:
     results = tmp_path / "results"
-    env = {**_env(tmp_path), "HARNESS_WORKDIR": "/var/tmp/harness"}
+    env = {**_env(tmp_path), "HARNESS_WORKDIR": "/var/tmp/harness", "PYTHONUNBUFFERED": "1"}
     env.pop("HARNESS_ACTIVE_DIR")
     p = subprocess.Popen(
         [
@@ -120,9 +120,9 @@ def test_real_run_sigkilled_mid_scenario_then_runs_list(tmp_path: Path) -> None:
         deadline = time.monotonic() + 60
         for line in p.stdout:
             lines.append(line)
-            if "started" in line or time.monotonic() > deadline:
+            # one second into the scenario: samples streamed, the page-cache file being written
+            if "t=  1.0s]" in line or time.monotonic() > deadline:
                 break
-        time.sleep(2.0)  # a few samples streamed, page-cache files written
     finally:
         os.kill(p.pid, signal.SIGKILL)
         p.wait()
