@@ -26,6 +26,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -110,6 +111,9 @@ def run(rate_mib: float, seconds: float, touch: float) -> dict[str, Any]:
             f.write("0")
 
     try:
+        # stdout to a file, not a pipe: nobody reads a pipe while sampling, and at 16 MiB/s the
+        # chunk events filled it (64 KiB) within a second and the leak blocked in write() for ever
+        out_file = tempfile.TemporaryFile()  # noqa: SIM115 - read and closed after the poll loop
         p = subprocess.Popen(
             [
                 str(LEAK),
@@ -119,18 +123,18 @@ def run(rate_mib: float, seconds: float, touch: float) -> dict[str, Any]:
                 f"--touch={touch:g}",
                 "--hold-ms=0",
             ],
-            stdout=subprocess.PIPE,
+            stdout=out_file,
             preexec_fn=join,
         )
         samples: list[tuple[float, int]] = []
         while p.poll() is None:
             samples.append((time.monotonic(), cg.anon()))
             time.sleep(0.02)
-        out = p.stdout.read() if p.stdout else b""
-        if p.stdout:
-            p.stdout.close()
+        out_file.seek(0)
+        out = out_file.read()
+        out_file.close()
     finally:
-        cg.remove()
+        cg.remove()  # also on Ctrl-C and SIGTERM (a KeyboardInterrupt, see the end of the file)
     evs = [json.loads(ln) for ln in out.decode().splitlines() if ln.strip()]
     chunks = [e for e in evs if e["event"] == "chunk"]
     start = next(e for e in evs if e["event"] == "start")
@@ -193,4 +197,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM unwinds like Ctrl-C: cleanup runs
     sys.exit(main())

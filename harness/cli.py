@@ -1,7 +1,8 @@
 """``harness``: thin commands over the library.
 
-Exit codes: 0 success / all verdicts match; 1 a verdict mismatch or a regression;
-2 bad input or a harness error (one clear line, no traceback).
+Exit codes, the same for every command (harness/errors.py): 0 success / every verdict matches;
+1 a verdict mismatch or a change found; 2 bad input or usage; 3 the host or lab failed;
+4 an internal error (one line, the traceback saved to a file); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -11,19 +12,47 @@ import sys
 import click
 
 from harness import __version__
-from harness.errors import HarnessError
+from harness.errors import EXIT_INTERRUPTED, HarnessError, exit_code, save_traceback
+
+EXIT_CODES_HELP = """\b
+Exit codes (every command):
+  0    success: every verdict matches, no change found
+  1    a verdict mismatch, or compare found a change
+  2    bad input or usage
+  3    the host or lab failed (daemon, SSH, build, a kubelet that will not start)
+  4    internal error (one line; the traceback is saved under the run or a temp dir)
+  130  interrupted
+"""
+
+
+def report_error(exc: BaseException) -> int:
+    """Print one line for an error that ends a command; its exit code."""
+    code = exit_code(exc)
+    if code == EXIT_INTERRUPTED:
+        click.echo("harness: interrupted", err=True)
+    elif isinstance(exc, HarnessError):
+        click.echo(f"harness: error: {exc}", err=True)
+    else:
+        try:
+            where = f"traceback in {save_traceback(exc)}"
+        except OSError as err:  # pragma: no cover - nowhere to write
+            where = f"traceback not saved: {err}"
+        line = str(exc).splitlines()[0] if str(exc) else ""
+        click.echo(f"harness: internal error: {type(exc).__name__}: {line} ({where})", err=True)
+    return code
 
 
 class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
-        except HarnessError as exc:
-            click.echo(f"harness: error: {exc}", err=True)
-            ctx.exit(2)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise  # click's own: usage errors exit 2, ctx.exit(n) exits n
+        except (Exception, KeyboardInterrupt) as exc:
+            ctx.exit(report_error(exc))
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
 @click.version_option(__version__, prog_name="harness")
 def cli() -> None:
     """Stress-test how the kubelet and the Linux kernel protect node memory."""
@@ -32,9 +61,8 @@ def cli() -> None:
 def main() -> None:
     try:
         cli(standalone_mode=True)
-    except HarnessError as exc:  # pragma: no cover - defensive
-        click.echo(f"harness: error: {exc}", err=True)
-        sys.exit(2)
+    except (Exception, KeyboardInterrupt) as exc:  # pragma: no cover - outside a command (options)
+        sys.exit(report_error(exc))
 
 
 def _register() -> None:

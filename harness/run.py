@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from harness import __version__
 from harness.backends import get_backend
 from harness.config.node import detect_local_facts
 from harness.config.suite import Scenario, Suite
-from harness.errors import HarnessError
+from harness.errors import HarnessError, HostError, note_run_dir
 from harness.host.cgroups import cgroup_version, remove_tree
 from harness.host.probes import probe_negative_oom_score_adj
 from harness.hostperf import measure_for_run
@@ -94,6 +94,7 @@ def run_suite(
     run_id = new_run_id(suite.name, backend_name)
     results_dir.mkdir(parents=True, exist_ok=True)
     store = RunStore(results_dir, run_id)
+    note_run_dir(store.dir)  # an internal error's traceback is saved in the run
     facts = host_facts(backend)
     facts["pageFaults"] = measure_for_run(run_id, progress.say)  # run.json host.pageFaults
     _record_start(store, suite, backend_name, scenarios, facts, labels)
@@ -140,12 +141,18 @@ def run_suite(
         progress.say("harness: interrupted: workloads stopped, results flushed, run marked interrupted")
     finally:
         restore_signal_handlers(prev_handlers)
-        _stop_run(run)
-        _write_results(run, suite.name, result, outcomes, time.monotonic() - t_run)
-        result.status = status
-        store.finish(status)
-        close_run_ledger(ledger, run_id)
-        active.unlink(missing_ok=True)
+        # a second signal during teardown must not skip the cleanup, the tables or finish()
+        with teardown_signals(progress) as seen:
+            try:
+                _stop_run(run)
+            finally:
+                _write_results(run, suite.name, result, outcomes, time.monotonic() - t_run)
+                if seen and status == "complete":
+                    status = "interrupted"
+                result.status = status
+                store.finish(status)
+                close_run_ledger(ledger, run_id)
+                active.unlink(missing_ok=True)
     return result
 
 
@@ -153,7 +160,7 @@ def _require_ready(backend: Backend) -> None:
     failed = [c for c in backend.sanity_checks() if not c.ok]
     if failed:
         c = failed[0]
-        raise HarnessError(
+        raise HostError(
             f"backend {backend.name}: {c.name}: {c.detail}" + (f" (fix: {c.fix})" if c.fix else "")
         )
 
@@ -189,6 +196,9 @@ def _record_start(
         node={s.name: s.node.model_dump(by_alias=True) for s in scenarios if s.node},
         command=sys.argv,
         labels=dict(labels or {}),
+        # who writes this run: `harness cleanup` / `runs list` mark it killed once this process is gone
+        pid=os.getpid(),
+        pid_start=proc_start_time(os.getpid()),
     )
 
 
@@ -251,24 +261,38 @@ def _stop_run(run: RunContext) -> None:
 
 def _write_results(
     run: RunContext, suite_name: str, result: RunResult, outcomes: list[dict[str, Any]], seconds: float
-) -> None:
-    """The run's tables, JUnit file and verdict counts (results/README.md)."""
+) -> list[str]:
+    """The run's tables, JUnit file and verdict counts (results/README.md).
+
+    Each write is guarded: one that fails (a full disk, a bad value) is reported and the others,
+    and the caller's ``finish()``, still happen. Returns the names of the writes that failed.
+    """
     store = run.store
-    try:
-        finalize(store.progress, store.dir / "samples.parquet")
-    except Exception as exc:
-        run.progress.say(f"harness: warning: could not write samples.parquet: {exc}")
-    store.write_table("events", run.events.events)
-    store.write_table("predictions", result.predictions)
-    store.write_table("outcomes", outcomes)
     vd = [v.to_dict() for v in result.verdicts]
-    store.write_table("verdicts", vd)
-    store.write_junit(suite_name, vd, seconds)
-    store.update(
-        host_deviations=sorted({d for v in result.verdicts for d in v.host_deviations}),
-        verdicts_passed=sum(v.passed for v in result.verdicts),
-        verdicts_total=len(result.verdicts),
-    )
+    writes: list[tuple[str, Callable[[], object]]] = [
+        ("samples.parquet", lambda: finalize(store.progress, store.dir / "samples.parquet")),
+        ("events.parquet", lambda: store.write_table("events", run.events.events)),
+        ("predictions.parquet", lambda: store.write_table("predictions", result.predictions)),
+        ("outcomes.parquet", lambda: store.write_table("outcomes", outcomes)),
+        ("verdicts.parquet", lambda: store.write_table("verdicts", vd)),
+        ("junit.xml", lambda: store.write_junit(suite_name, vd, seconds)),
+        (
+            "run.json counts",
+            lambda: store.update(
+                host_deviations=sorted({d for v in result.verdicts for d in v.host_deviations}),
+                verdicts_passed=sum(v.passed for v in result.verdicts),
+                verdicts_total=len(result.verdicts),
+            ),
+        ),
+    ]
+    failed = []
+    for name, write in writes:
+        try:
+            write()
+        except Exception as exc:  # keep writing the others
+            failed.append(name)
+            run.progress.say(f"harness: warning: could not write {name}: {type(exc).__name__}: {exc}")
+    return failed
 
 
 ACTIVE_DIR = Path(os.environ.get("HARNESS_ACTIVE_DIR", "/run/harness/active"))
@@ -322,6 +346,32 @@ def _short_cgroup(path: str, run_id: str) -> str:
         scenario, _, inner = rest.partition("/")
         return f"{inner or 'node'} ({scenario})"
     return path
+
+
+@contextlib.contextmanager
+def teardown_signals(progress: Progress | None = None) -> Iterator[list[int]]:
+    """While a run tears down and writes its files, SIGINT/SIGTERM/SIGHUP are noted, not obeyed.
+
+    Before, the run's own handlers were restored first, so a second Ctrl-C or a SIGTERM during
+    teardown killed the process half-way: workloads and cgroups left, tables and run.json's
+    status never written. The signals seen are yielded; the previous handlers come back at the end.
+    """
+    seen: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield seen
+        return
+
+    def note(signum: int, frame: Any) -> None:
+        seen.append(signum)
+        if progress is not None:
+            progress.say(f"harness: signal {signum} during teardown: finishing the teardown first")
+
+    prev = {s: signal.signal(s, note) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield seen
+    finally:
+        for s, h in prev.items():
+            signal.signal(s, h)
 
 
 def install_signal_handlers() -> dict[int, Any]:

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError, InputError
+from harness.errors import EXIT_HOST, EXIT_INPUT, EXIT_INTERNAL, HarnessError, HostError, InputError
 
 SIDES = ("from", "to")
 LABEL_CHECK = "upgrade"
@@ -230,7 +230,7 @@ def execute(
     say(f"building v{check.from_version} and v{check.to_version} (cached builds return at once)")
     rc = runner(build_command([check.from_version, check.to_version]), logs / "build.log")
     if rc != 0:
-        raise HarnessError(
+        raise HostError(
             f"cluster build failed (exit {rc}); see {logs / 'build.log'}: {_tail(logs / 'build.log')}"
         )
     say(f"built in {time.monotonic() - t:.0f} s")
@@ -258,8 +258,11 @@ def execute(
         if not res.ok:
             what = f"cluster up --version {step.version}" if res.up_rc != 0 else f"run of {check.suite}"
             code = res.up_rc if res.up_rc != 0 else res.run_rc
-            raise HarnessError(
+            err = (HarnessError if res.up_rc == 0 and code == EXIT_INPUT else HostError)(
                 f"step {step.index + 1} ({what}) failed with exit {code}; see {log}: {_tail(log)}"
             )
+            # a run's bad input (2) or internal error (4) is the gate's too; anything else is the lab's (3)
+            err.code = code if res.up_rc == 0 and code in (EXIT_INPUT, EXIT_INTERNAL) else EXIT_HOST
+            raise err
         say(f"  done in {res.seconds:.0f} s (run exit {res.run_rc})")
     return results

@@ -48,6 +48,7 @@ from harness.cluster.runtime import (
     instance,
     stop_cluster_containerd,
 )
+from harness.config.errors import load_yaml_mapping, safe_load
 from harness.config.kubelet import load_profile
 from harness.errors import HarnessError, HostError
 from harness.host.cgroups import CGROUP_ROOT, hierarchies, rmdir_tree
@@ -196,7 +197,7 @@ class Cluster:
         config = self.kubelet_config(profile, v)
         start = self.start_kubelet(built, config, profile=profile)
         if not start.ok:
-            raise HarnessError(f"the kubelet v{v} did not start: {start.error or start.log_tail}")
+            raise HostError(f"the kubelet v{v} did not start: {start.error or start.log_tail}")
         timings["kubelet"] = round(time.monotonic() - t, 1)
         t = time.monotonic()
         self.wait_node_ready()
@@ -367,8 +368,7 @@ class Cluster:
         """The profile's KubeletConfiguration verbatim, plus only what a local node needs."""
 
         load_profile(profile)  # validates (file + field in errors)
-        with open(profile) as f:
-            cfg: dict[str, Any] = yaml.safe_load(f)
+        cfg: dict[str, Any] = load_yaml_mapping(profile)
         minor = int(normalize_version(version).split(".")[1])
         pki = self.pki
         local: dict[str, Any] = {
@@ -420,7 +420,7 @@ class Cluster:
     def _clear_manager_state(self, new: dict[str, Any]) -> list[str]:
         """Delete the memory/cpu manager state files when their policy or reservations change."""
         try:
-            old = yaml.safe_load(self.kubelet_config_path.read_text()) or {}
+            old = safe_load(self.kubelet_config_path.read_text()) or {}
         except OSError:
             old = {}
         changed = [f for f in MANAGER_FIELDS if old.get(f) != new.get(f)]
@@ -456,7 +456,7 @@ class Cluster:
         unchanged = (
             d.running()
             and self.kubelet_config_path.exists()
-            and yaml.safe_load(self.kubelet_config_path.read_text()) == config
+            and safe_load(self.kubelet_config_path.read_text()) == config
             and self.record().get("kubelet_binary") == str(built.bin_dir / "kubelet")
         )
         if unchanged:
@@ -539,7 +539,7 @@ class Cluster:
             except OSError as exc:
                 last = f"GET node: {exc}"
             time.sleep(0.5)
-        raise HarnessError(
+        raise HostError(
             f"node {self.node_name} not Ready after {timeout:.0f} s: {last}; kubelet log {self.daemon('kubelet').log}"
         )
 
@@ -549,13 +549,11 @@ class Cluster:
             if ok():
                 return
             if not d.running():
-                raise HarnessError(
+                raise HostError(
                     f"{d.name} exited while waiting for {what}; last log lines ({d.log}):\n{d.log_tail()}"
                 )
             time.sleep(0.3)
-        raise HarnessError(
-            f"{what} not ready after {timeout:.0f} s; last log lines ({d.log}):\n{d.log_tail()}"
-        )
+        raise HostError(f"{what} not ready after {timeout:.0f} s; last log lines ({d.log}):\n{d.log_tail()}")
 
     # ---- down / status ---------------------------------------------------------------------
     def down(self, *, purge: bool = False) -> list[str]:
@@ -678,7 +676,7 @@ class Cluster:
         """The cluster record, or a clear error when the cluster is not running."""
         missing = [n for n in ("etcd", "kube-apiserver", "kubelet") if not self.daemon(n).running()]
         if missing:
-            raise HarnessError(
+            raise HostError(
                 f"the local cluster is not running ({', '.join(missing)} down); start it with `harness cluster up`"
             )
         return self.record()

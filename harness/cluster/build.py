@@ -227,12 +227,12 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str], log: Path, step: str) -
         missing = _UNAVAILABLE_RE.findall(proc.stdout)
         if missing:
             mods = ", ".join(sorted({f"{m}@{v}" for m, v, _ in missing}))
-            raise HarnessError(
+            raise HostError(
                 f"building Kubernetes: the Go module proxy does not serve {mods} ({step}); "
                 f"choose another patch release of that minor (see {log})"
             )
         tail = "\n".join(proc.stdout.strip().splitlines()[-15:])
-        raise HarnessError(f"building Kubernetes: {step} failed (exit {proc.returncode}); log {log}:\n{tail}")
+        raise HostError(f"building Kubernetes: {step} failed (exit {proc.returncode}); log {log}:\n{tail}")
     return proc.stdout
 
 
@@ -271,15 +271,15 @@ def _build(build: Build, components: tuple[str, ...], say: Progress) -> BuildRes
     try:
         info = json.loads(out[out.index("{") :])
     except ValueError as exc:
-        raise HarnessError(
+        raise HostError(
             f"building Kubernetes: cannot read `go mod download -json` output (see {build.log})"
         ) from exc
     if info.get("Error"):
-        raise HarnessError(f"building Kubernetes v{v}: {info['Error']}")
+        raise HostError(f"building Kubernetes v{v}: {info['Error']}")
     k8s_go_mod = Path(info["GoMod"]).read_text()
     staging = staging_modules(k8s_go_mod)
     if not staging:
-        raise HarnessError(f"building Kubernetes v{v}: no staging replace lines in {info['GoMod']}")
+        raise HostError(f"building Kubernetes v{v}: no staging replace lines in {info['GoMod']}")
     gm = _GO_DIRECTIVE_RE.search(k8s_go_mod)
     (build.src_dir / "go.mod").write_text(wrapper_go_mod(v, staging, gm.group(1) if gm else "1.22.0"))
     (build.src_dir / "go.sum").unlink(missing_ok=True)

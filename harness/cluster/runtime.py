@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.engines.containerd import ContainerdInstance, ensure_containerd, status, stop
-from harness.errors import HarnessError, HostError
+from harness.errors import HostError
 from harness.images import LEAK_IMAGE, PAUSE_IMAGE, build_all, import_into_containerd
 from harness.procs import alive, read_pid
 
@@ -91,7 +91,7 @@ def stop_cluster_containerd(cluster: Cluster) -> bool:
     was = pid is not None and alive(pid)
     failed = stop(inst)
     if failed:
-        raise HarnessError("stopping the cluster's containerd: " + "; ".join(failed))
+        raise HostError("stopping the cluster's containerd: " + "; ".join(failed))
     return was
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from harness.errors import HarnessError
+from harness.errors import HostError
 
 
 @click.command("provision")
@@ -61,7 +61,7 @@ def provision_cmd(
       harness provision lab.yaml --playbook facts.yml --limit lab-a
       harness provision lab.yaml --playbook teardown.yml
       harness provision lab.yaml --check --diff      # the kubelet config diff, nothing changed
-    Exit 0 when every host succeeded, 2 when a host failed (one line per host) or on bad input.
+    Exit 0 when every host succeeded, 3 when a host failed (one line per host), 2 on bad input.
     """
     # lazy: commands load their libraries only when they run
     from harness.provision import load_inventory, provision
@@ -89,7 +89,7 @@ def provision_cmd(
     click.echo(f"harness: provisioning {res.status}{mode}; results in {res.run_dir}")
     if res.failed:
         names = ", ".join(f"{h.name} ({h.error})" for h in res.failed)
-        raise HarnessError(f"{len(res.failed)} of {len(res.hosts)} host(s) failed: {names}")
+        raise HostError(f"{len(res.failed)} of {len(res.hosts)} host(s) failed: {names}")
 
 
 def run_on_inventory_cmd(
@@ -141,5 +141,5 @@ def run_on_inventory_cmd(
         sys.exit(130)
     if res.failed_hosts:
         names = "; ".join(f"{h.name}: {h.error}" for h in res.failed_hosts)
-        raise HarnessError(f"{len(res.failed_hosts)} of {len(res.hosts)} host(s) failed: {names}")
+        raise HostError(f"{len(res.failed_hosts)} of {len(res.hosts)} host(s) failed: {names}")
     sys.exit(0 if bad == 0 else 1)

@@ -222,6 +222,10 @@ def runs_list_cmd(filters: tuple[str, ...], results_dir: str, as_json: bool, no_
     # lazy: commands load their libraries only when they run
     from harness.catalog import Catalog, select_runs
 
+    # lazy: commands load their libraries only when they run
+    from harness.recovery import recover_killed_runs
+
+    recover_killed_runs(Path(results_dir), lambda m: click.echo(m, err=True))
     cat = Catalog(results_dir, use_index=not no_index)
     runs = select_runs(",".join(filters), results_dir, catalog=cat)
     if as_json:

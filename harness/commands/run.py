@@ -86,8 +86,9 @@ def run_cmd(
       harness run suites/local.yaml --backend docker --scenario S1
       harness run suites/local.yaml --label kubelet=1.33.4 --label lab=nightly
       harness run suites/local.yaml --inventory lab.yaml --forks 4   # on every lab host
-    Exit 0 when every verdict matches, 1 on a mismatch, 2 on bad input or a harness error,
-    130 when interrupted (results are kept and marked interrupted).
+    Exit 0 when every verdict matches, 1 on a mismatch, 2 on bad input, 3 when the host failed
+    (a daemon, a kubelet that will not start), 4 on an internal error (the traceback is saved in
+    the run), 130 when interrupted (results are kept and marked interrupted).
     """
     if inventory_file:
         # lazy: commands load their libraries only when they run
@@ -164,11 +165,17 @@ def cleanup_cmd(backends: tuple[str, ...], force: bool) -> None:
     ledger under /run/harness/owned before creating it (harness.owned), and cleanup removes exactly
     what the ledgers of dead runs name, processes by pid and start time. A run in progress, and
     anything no ledger names (another tool's harness/<x> cgroup, container or task), is left alone.
+    A run left 'running' by a killed harness (under $HARNESS_RESULTS) is marked 'killed', its
+    progress files become its tables and its page-cache files are removed.
     """
     # lazy: commands load their libraries only when they run
     from harness.owned import including_live_owners, sweep_host, unowned_cgroups
+    from harness.paths import results_dir
+    from harness.recovery import recover_killed_runs
     from harness.run import active_runs
     from harness.vmlab.lab import cleanup_all as lab_cleanup_all
+
+    recover_killed_runs(results_dir(), lambda m: click.echo(m, err=True))
 
     running = active_runs()
     if running and not force:

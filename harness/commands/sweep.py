@@ -11,6 +11,7 @@ import click
 import yaml
 
 from harness.backends import NAMES
+from harness.config.errors import safe_load
 from harness.errors import HarnessError, InputError
 from harness.paths import sweeps_dir
 
@@ -33,7 +34,7 @@ def _parse_sets(values: tuple[str, ...], option: str) -> dict[str, Any]:
         if not eq or not key.strip():
             raise InputError(None, option, f"expected FIELD=VALUE, got {v!r}")
         try:
-            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+            out[key.strip()] = safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError as exc:
             raise InputError(None, option, f"{key}: value {raw!r} is not YAML: {exc}") from None
     return out
@@ -234,9 +235,9 @@ def sweep_cmd(
           --rate-range 32Mi/s:2Gi/s --set kernelMemcgNotification=true --model-only
       harness sweep suites/sweep-local.yaml --resume 20261123T190000Z-S11-local-process-1a2b
     Exit 0 when the predicted boundary agrees with the measured one, 1 when it does not (or
-    cannot be compared), 2 on bad input or a harness error, 3 when the host could not reach the
-    predicted boundary (no flip measured, every achieved rate below it), 130 when interrupted
-    (resumable).
+    cannot be compared), 2 on bad input, 3 when the host failed or could not reach the predicted
+    boundary (no flip measured, every achieved rate below it), 4 on an internal error, 130 when
+    interrupted (resumable).
     """
     # lazy: commands load their libraries only when they run
     from harness.config.durations import parse_duration

@@ -93,8 +93,9 @@ def upgrade_cmd(
     (A B A B ..., so host drift hits both), each run labelled upgrade=<check-id>, side=from|to,
     repeat=N; then compares the sides like 'harness compare' and writes OUTPUT/report.html (the
     gate's table, both timelines side by side per scenario). The cluster is left on --to.
-    Exit 0 no change, 1 the kubelet's behaviour changed, 2 bad input or a step that failed
-    (build, cluster up, a run's harness error; the step's log is named), 130 interrupted.
+    Exit 0 no change, 1 the kubelet's behaviour changed, 2 bad input (or a run's), 3 a step of the
+    lab failed (build, cluster up, a run's host error; the step's log is named), 4 an internal
+    error, 130 interrupted.
     """
     from harness.compare import CompareOptions
     from harness.upgrade import UpgradeCheck, execute, new_check_id, normalize_version, plan, step_commands

@@ -18,8 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from harness import quantity
 from harness.config.durations import parse_duration
-from harness.config.errors import first_error, load_yaml_mapping
-from harness.errors import InputError
+from harness.config.errors import all_errors, load_yaml_mapping
+from harness.errors import InputError, InputErrors
 
 API_VERSION = "kubelet.config.k8s.io/v1beta1"
 KIND = "KubeletConfiguration"
@@ -288,7 +288,7 @@ def parse_profile(data: dict[str, Any], source: str = "<profile>") -> KubeletCon
     try:
         cfg = KubeletConfiguration.model_validate(data)
     except ValidationError as exc:
-        raise first_error(exc, source, KubeletConfiguration) from None
+        raise InputErrors(source, all_errors(exc, KubeletConfiguration)) from None
     cfg.source = source
     return cfg
 

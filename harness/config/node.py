@@ -17,7 +17,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness import quantity
-from harness.config.errors import first_error, load_yaml_mapping
+from harness.config.errors import all_errors, load_yaml_mapping
+from harness.errors import InputErrors
 
 SUPPORTED_MINORS = range(28, 35)  # kubelet 1.28 .. 1.34
 NEWEST_MINOR = SUPPORTED_MINORS[-1]
@@ -217,7 +218,7 @@ def parse_facts(data: dict[str, Any], source: str = "<facts>") -> NodeFacts:
     try:
         return NodeFacts.model_validate(data)
     except ValidationError as exc:
-        raise first_error(exc, source, NodeFacts) from None
+        raise InputErrors(source, all_errors(exc, NodeFacts)) from None
 
 
 def load_facts(path: str | Path) -> NodeFacts:

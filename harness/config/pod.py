@@ -14,8 +14,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from harness import quantity
-from harness.config.errors import first_error, load_yaml_documents
-from harness.errors import InputError
+from harness.config import podschema
+from harness.config.errors import all_errors, load_yaml_documents
+from harness.errors import InputError, InputErrors
 
 # k8s: pkg/apis/scheduling/types.go SystemCriticalPriority = 2 * HighestUserDefinablePriority
 SYSTEM_CRITICAL_PRIORITY = 2_000_000_000
@@ -35,7 +36,7 @@ class Resources(BaseModel):
     @classmethod
     def _q(cls, v: dict[str, Any]) -> dict[str, Any]:
         for k, q in v.items():
-            quantity.parse(q, what=f"quantity for {k}")
+            quantity.parse_nonnegative(q, what=f"quantity for {k}")
         return v
 
     def request_bytes(self, name: str = "memory") -> int:
@@ -147,10 +148,17 @@ def parse_pod(data: Any, source: str = "<pod>") -> Pod:
         raise InputError(source, None, "expected a Pod mapping")
     if data.get("kind", "Pod") != "Pod":
         raise InputError(source, "kind", f"expected 'Pod', got {data.get('kind')!r}")
+    # every problem of the manifest at once, as the API server lists them
+    errors: list[tuple[str | None, str]] = [(e.field, e.reason) for e in podschema.unknown_fields(data)]
+    pod: Pod | None = None
     try:
-        return Pod.model_validate(data)
+        pod = Pod.model_validate(data)
     except ValidationError as exc:
-        raise first_error(exc, source, Pod) from None
+        errors += [e for e in all_errors(exc, Pod) if e not in errors]
+    errors += [(e.field, e.reason) for e in podschema.pod_requests_above_limits(data)]
+    if errors or pod is None:
+        raise InputErrors(source, errors)
+    return pod
 
 
 def load_pods(path: str | Path) -> list[Pod]:

@@ -31,12 +31,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from harness import quantity
 from harness.backends import NAMES, BackendName
+from harness.config import podschema
 from harness.config.durations import parse_duration
-from harness.config.errors import first_error, load_yaml_mapping
+from harness.config.errors import all_errors, first_error, load_yaml_mapping
 from harness.config.kubelet import KubeletConfiguration, load_profile
 from harness.config.node import NodeFacts, detect_local_facts
 from harness.config.pod import Pod, load_pods, parse_pod
-from harness.errors import InputError
+from harness.errors import InputError, InputErrors
 
 API_VERSION = "harness/v1"
 
@@ -117,8 +118,15 @@ class WorkloadResources(BaseModel):
         for k, q in v.items():
             if k not in ("cpu", "memory") and not k.startswith("hugepages-"):
                 raise ValueError(f"unsupported resource {k!r}")
-            quantity.parse(q, what=f"quantity for {k}")
+            quantity.parse_nonnegative(q, what=f"quantity for {k}")
         return v
+
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> WorkloadResources:
+        errs = podschema.requests_above_limits({"requests": self.requests, "limits": self.limits}, "")
+        if errs:
+            raise ValueError("; ".join(f"{e.field.lstrip('.')}: {e.reason}" for e in errs))
+        return self
 
 
 class Workload(BaseModel):
@@ -318,7 +326,7 @@ def load_suite(path: str | Path, *, detect_host: bool = True) -> Suite:
     try:
         suite = Suite.model_validate(data)
     except ValidationError as exc:
-        raise first_error(exc, source, Suite) from None
+        raise InputErrors(source, all_errors(exc, Suite)) from None
     suite.source = source
     base = p.parent
     suite_profile = load_profile(_resolve(base, suite.profile_file))

@@ -276,7 +276,7 @@ def ctr(
     except subprocess.TimeoutExpired:
         raise HostError(f"{' '.join(cmd[3:])} on {address} did not finish within {timeout:g}s") from None
     if check and r.returncode != 0:
-        raise HarnessError(
+        raise HostError(
             f"ctr {' '.join(cmd[3:])} failed (exit {r.returncode}) on {address}: "
             f"{(r.stderr or r.stdout).strip()[-1000:]}"
         )

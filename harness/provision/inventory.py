@@ -34,11 +34,10 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.config.durations import parse_duration
-from harness.config.errors import first_error, load_yaml_mapping
+from harness.config.errors import first_error, load_yaml_mapping, safe_load
 from harness.errors import InputError
 from harness.hosts.ssh import SSHTarget
 
@@ -192,7 +191,7 @@ def known_role_variables(playbooks: Path = PLAYBOOKS) -> set[str]:
     names: set[str] = set()
     files = [playbooks / "group_vars" / "all.yml", *sorted(playbooks.glob("roles/*/defaults/main.yml"))]
     for f in files:
-        data = yaml.safe_load(f.read_text()) or {}
+        data = safe_load(f.read_text()) or {}
         if isinstance(data, dict):
             names.update(str(k) for k in data)
     return names

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from harness.config.errors import safe_load
 from harness.errors import HarnessError, InputError
 from harness.provision.inventory import PLAYBOOKS, Inventory, LabHost
 
@@ -87,7 +88,7 @@ def playbook_roles(path: Path) -> set[str]:
     """Roles a playbook uses (``roles:`` entries and ``include_role`` names)."""
     roles: set[str] = set()
     try:
-        plays = yaml.safe_load(path.read_text()) or []
+        plays = safe_load(path.read_text()) or []
     except yaml.YAMLError as exc:
         raise InputError(str(path), None, f"invalid YAML: {exc}") from None
 

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
-import pandas as pd
 import subprocess
+
+import pandas as pd
 
 SCHEMA_VERSION = 1
 
@@ -37,6 +38,39 @@ def atomic_write(path: Path, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def atomic_file(path: Path, write: Any) -> Path:
+    """``write(tmp)`` then fsync and rename over ``path``: a reader (or a crash) never sees half a
+    file. The temporary file is removed if ``write`` fails; the folder is fsynced after the rename."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+    return path
+
+
+def write_table(path: Path, rows: Iterable[dict[str, Any]] | pd.DataFrame) -> Path:
+    """A table as Parquet (nested values as JSON text), atomically."""
+    df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    for col in df.columns:
+        if df[col].dtype == object:
+            df[col] = df[col].map(lambda v: json.dumps(v, default=str) if isinstance(v, dict | list) else v)
+    return atomic_file(path, lambda tmp: df.to_parquet(tmp, index=False))
 
 
 class RunStore:
@@ -61,17 +95,7 @@ class RunStore:
         self.update(status=status, finished=datetime.now(UTC).isoformat())
 
     def write_table(self, name: str, rows: Iterable[dict[str, Any]] | pd.DataFrame) -> Path:
-        df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
-        for col in df.columns:
-            if df[col].dtype == object:
-                df[col] = df[col].map(
-                    lambda v: json.dumps(v, default=str) if isinstance(v, dict | list) else v
-                )
-        path = self.dir / f"{name}.parquet"
-        tmp = path.with_name(f".{path.name}.tmp")
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-        return path
+        return write_table(self.dir / f"{name}.parquet", rows)
 
     def add_rows(self, name: str, rows: list[dict[str, Any]]) -> Path:
         """Append rows to a small table (rewritten whole, so it is complete after every call)."""

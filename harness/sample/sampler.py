@@ -40,6 +40,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
+from harness.results import atomic_file
 from harness.sample.cgroupfs import (
     CgroupPaths,
     CgroupVersion,
@@ -596,5 +597,5 @@ def finalize(
     df = df.sort_values(["tick", "scope", "key"], kind="stable").reset_index(drop=True)
     target = Path(out_path) if out_path is not None else Path(progress_dir).parent / "samples.parquet"
     table = pa.Table.from_pandas(df, schema=SCHEMA, preserve_index=False)
-    pq.write_table(table, target)
+    atomic_file(target, lambda tmp: pq.write_table(table, tmp))
     return df

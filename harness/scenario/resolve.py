@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 
 from harness import quantity
+from harness.config.errors import load_yaml_mapping
 from harness.config.kubelet import KubeletConfiguration, load_profile
 from harness.config.node import NodeFacts
 from harness.config.suite import Scenario
@@ -77,7 +78,7 @@ def pressure_profile(
             f"scenario {spec.name}: memory.available is {available >> 20} MiB, less than pressureMargin "
             f"{spec.pressure_margin}: the host is too busy for this scenario"
         )
-    data = yaml.safe_load(Path(profile.source).read_text())
+    data = load_yaml_mapping(profile.source)
     data.setdefault("evictionHard", {})["memory.available"] = f"{threshold_mib}Mi"
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{spec.name}.yaml"

@@ -16,7 +16,7 @@ from harness.cluster.client import api_client
 from harness.cluster.runtime import instance
 from harness.config.suite import Workload
 from harness.engines.containerd import answers
-from harness.errors import HarnessError
+from harness.errors import HarnessError, HostError
 from harness.host.cgroups import cgroup_version, memory_root
 from harness.launch.base import (
     LABEL_RUN,
@@ -263,7 +263,7 @@ class KubernetesBackend(Backend):
                         self._bind_cgroup(h, pod, cid.split("://", 1)[-1])
                         return
             time.sleep(0.05)
-        raise HarnessError(f"pod {NAMESPACE}/{name} did not start within {timeout:.0f} s")
+        raise HostError(f"pod {NAMESPACE}/{name} did not start within {timeout:.0f} s")
 
     def _bind_cgroup(self, h: Handle, pod: dict[str, Any], cid: str) -> None:
         uid = pod["metadata"]["uid"]
