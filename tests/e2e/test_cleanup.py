@@ -218,7 +218,7 @@ def _run_things(backend: str, run_id: str) -> dict[str, list[str]]:
 
 @pytest.mark.parametrize("backend", ["process", "docker", "containerd", "kubernetes"])
 def test_sigkill_at_a_random_point_then_cleanup_removes_the_run_and_nothing_else(
-    tmp_path: Path, backend: str
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
 ) -> None:
     """SIGKILL the harness at a random moment of a scenario (seeded, printed), then ``harness
     cleanup``: nothing of the run is left (cgroups, processes, containers, tasks, pods, its
@@ -227,6 +227,8 @@ def test_sigkill_at_a_random_point_then_cleanup_removes_the_run_and_nothing_else
         require_docker()
     if backend == "kubernetes" and os.environ.get("HARNESS_SKIP_KUBELET") == "1":
         pytest.skip("HARNESS_SKIP_KUBELET=1")
+    if backend == "kubernetes":
+        request.getfixturevalue("local_cluster")  # the suite starts what it needs
     seed = int(os.environ.get("HARNESS_FAULT_SEED", str(random.randrange(1 << 30))))
     delay = random.Random(seed).uniform(0.0, 4.0)
     print(f"fault seed {seed}: SIGKILL {delay:.2f} s after the workloads started")
