@@ -51,11 +51,14 @@ def _wait_for_workloads(tmp_path: Path, timeout: float = 60, min_pids: int = 3) 
     """Wait until the run has started workloads (pids inside its harness cgroup)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
+        runs = {d.name for d in tmp_path.iterdir() if d.is_dir()}
         for top in leftover_trees():
-            if top.name.startswith("other-"):
-                continue
-            pids = sorted(set(iter_pids(top)))
-            if len(pids) >= min_pids and any(tmp_path.iterdir()):
+            if top.name not in runs:
+                continue  # only this run's own tree: not a decoy, another run or a page-fault probe
+            # the run-start page-fault probe and a scenario's warm-up are not workloads
+            probes = {pid for d in [top / "hostperf", *top.glob("*/warmup")] for pid in iter_pids(d)}
+            pids = sorted(set(iter_pids(top)) - probes)
+            if len(pids) >= min_pids:
                 return pids
         time.sleep(0.2)
     raise AssertionError("the run never started its workloads")
