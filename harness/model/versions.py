@@ -86,11 +86,15 @@ def hard_eviction_grace_override_s(kubelet_minor: int) -> int:
 def sidecar_oom_score_rule(profile: KubeletConfiguration, kubelet_minor: int) -> bool:
     """Whether a sidecar's oom_score_adj is capped by the smallest regular container (spec §3.2).
 
-    The branch came with PR kubernetes#128029 (opened Oct 2024, KEP-753 update approved Feb 2025),
-    i.e. first released in 1.33; it was guarded by the SidecarContainers gate.
-    NOTE: the spec (§3.2) guesses "≈1.29–1.30 [inferred]"; the PR dates say 1.33.
+    The branch came with PR kubernetes#128029. It is in v1.32.5's pkg/kubelet/qos/policy.go
+    ``GetContainerOOMScoreAdjust`` behind ``features.SidecarContainers`` (beta, on by default), and in
+    v1.33.4's without the gate check (the gate is GA). Found by the upgrade gate on the real kubelet:
+    1.32.5 gave a sidecar 979, the app's value, where this model said 999 (read from the module
+    sources that ``harness cluster build`` downloads).
     """
-    return kubelet_minor >= 33 and gate_enabled("SidecarContainers", profile, kubelet_minor)
+    if kubelet_minor >= 33:
+        return True
+    return kubelet_minor >= 32 and gate_enabled("SidecarContainers", profile, kubelet_minor)
 
 
 def single_process_oom_kill_configurable(kubelet_minor: int) -> bool:

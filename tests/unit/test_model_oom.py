@@ -92,12 +92,15 @@ def sidecar_pod() -> Pod:
     )
 
 
-def test_sidecar_never_scores_above_smallest_regular_container_from_133() -> None:
-    """PR #128029 (1.33): sidecar 100Mi would give 1000 − 6 = 994, but is capped by the smallest
-    regular container (2Gi → 1000 − 125 = 875). Before 1.33 the plain formula applies."""
+def test_sidecar_never_scores_above_smallest_regular_container_from_132() -> None:
+    """PR #128029: sidecar 100Mi would give 1000 − 6 = 994, but is capped by the smallest regular
+    container (2Gi → 1000 − 125 = 875). In v1.32.5's policy.go behind the SidecarContainers gate
+    (on by default), in 1.33 without it; the real 1.32.5 kubelet applies it. Before 1.32 the plain
+    formula applies."""
     pod = sidecar_pod()
     assert adj(pod, "s", minor=33) == 875
-    assert adj(pod, "s", minor=32) == 994
+    assert adj(pod, "s", minor=32) == 875
+    assert adj(pod, "s", minor=31) == 994
     assert adj(pod, "b", minor=33) == 875
 
 

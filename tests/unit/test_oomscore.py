@@ -47,7 +47,9 @@ def _node(tmp: Path, values: dict[str, int]) -> tuple[dict[str, Any], Path, Path
     return obj, mem, proc
 
 
-@pytest.mark.parametrize(("version", "sidecar"), [("1.32.5", 999), ("1.33.4", 979), ("1.34.1", 979)])
+@pytest.mark.parametrize(
+    ("version", "sidecar"), [("1.31.9", 999), ("1.32.5", 979), ("1.33.4", 979), ("1.34.1", 979)]
+)
 def test_the_sidecar_rule_by_version(tmp_path: Path, version: str, sidecar: int) -> None:
     """From 1.33 (kubernetes PR #128029) a sidecar gets at most the smallest regular container's value."""
     profile = load_profile(REPO / "profiles" / "cluster-default.yaml")
