@@ -35,9 +35,20 @@ def mem_total(meminfo: Path = Path("/proc/meminfo")) -> int:
     return int(m.group(1)) * 1024
 
 
+def daemons_limit(total: int) -> int:
+    """:data:`DAEMONS_LIMIT`, or a third of a small host's memory (a 4 GiB lab VM)."""
+    return min(DAEMONS_LIMIT, total // 3)
+
+
+def host_reserve(total: int) -> int:
+    """:data:`HOST_RESERVE`, or an eighth of a small host's memory."""
+    return min(HOST_RESERVE, total // 8)
+
+
 def pod_ceiling(total: int) -> int:
-    """The most ``kubepods`` may hold: the host's memory minus the daemons' limit and the reserve."""
-    ceiling = total - DAEMONS_LIMIT - HOST_RESERVE
+    """The most ``kubepods`` may hold: the host's memory minus the daemons' limit and the reserve
+    (both scaled down on hosts under 12 GiB, e.g. the 4 GiB VM lab guests)."""
+    ceiling = total - daemons_limit(total) - host_reserve(total)
     if ceiling < GiB:
         raise HostError(f"this host has {total / GiB:.1f} GiB: too little for the local cluster's ceiling")
     return ceiling
@@ -55,7 +66,7 @@ def _read_limit(d: Path, version: int) -> int | None:
 
 
 def confine_daemons(pids: list[int], *, root: Path = CGROUP_ROOT) -> Path:
-    """Create ``harness-cluster`` (memory controller) with :data:`DAEMONS_LIMIT` and move ``pids``
+    """Create ``harness-cluster`` (memory controller) with :func:`daemons_limit` and move ``pids``
     there (their future children follow). Returns the cgroup directory."""
     version = cgroup_version(root)
     mem = memory_root(version, root)
@@ -66,7 +77,7 @@ def confine_daemons(pids: list[int], *, root: Path = CGROUP_ROOT) -> Path:
             ctl = mem / "cgroup.subtree_control"
             if "memory" not in ctl.read_text().split():
                 ctl.write_text("+memory")
-        _limit_file(d, version).write_text(str(DAEMONS_LIMIT))
+        _limit_file(d, version).write_text(str(daemons_limit(mem_total())))
         for pid in pids:
             (d / "cgroup.procs").write_text(str(pid))
     except OSError as exc:

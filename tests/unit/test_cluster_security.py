@@ -110,6 +110,9 @@ def test_ceiling_caps_kubepods_below_the_hosts_memory_and_confines_the_daemons(t
     assert int((d / "memory.limit_in_bytes").read_text()) == DAEMONS_LIMIT
     assert (d / "cgroup.procs").read_text() == "4242"
     assert pod_ceiling(total) + DAEMONS_LIMIT <= total - HOST_RESERVE
+    # a 4 GiB lab VM (3.8 GiB MemTotal) still gets a cluster, with the shares scaled down
+    small = 4123615232
+    assert GiB <= pod_ceiling(small) < small - small // 3
 
 
 HOLD_CLUSTER = """
