@@ -284,7 +284,7 @@ def test_an_unknown_host_key_is_rejected(env: Env, first_run: Any) -> None:
     assert empty.read_text() == ""
 
 
-def test_cli_reports_each_host_and_exits_2_when_one_fails(env: Env, first_run: Any) -> None:
+def test_cli_reports_each_host_and_exits_3_when_one_fails(env: Env, first_run: Any) -> None:
     r = subprocess.run(
         [
             sys.executable,
@@ -302,7 +302,7 @@ def test_cli_reports_each_host_and_exits_2_when_one_fails(env: Env, first_run: A
         text=True,
         timeout=300,
     )
-    assert r.returncode == 2, r.stderr
+    assert r.returncode == 3, r.stderr  # a lab host failed: exit 3 (README: exit codes)
     lines = r.stdout.splitlines()
     assert any(ln.split()[:2] == ["lab-a", "ok"] for ln in lines)
     assert any(ln.split()[:2] == ["lab-c", "unreachable"] for ln in lines)

@@ -84,8 +84,8 @@ def test_scenario_on_two_hosts_in_parallel_and_a_refusing_host(
         text=True,
         timeout=600,
     )
-    # lab-c failed: exit 2 with one error line naming it; the other two completed
-    assert r.returncode == 2, r.stderr[-3000:]
+    # lab-c failed: exit 3 (a lab host failed) with one error line naming it; the other two completed
+    assert r.returncode == 3, r.stderr[-3000:]
     err = [ln for ln in r.stderr.splitlines() if ln.startswith("harness: error:")]
     assert len(err) == 1 and "1 of 3 host(s) failed: lab-c: the server refused key" in err[0]
     assert "harness: 2/2 verdicts match on 2/3 host(s); run partial" in r.stdout
