@@ -57,7 +57,8 @@ def _check_run(run: Path, backend: str) -> pd.DataFrame:
     s6 = samples[samples["key"] == "s6-page-cache/writer"]
     # page cache: usage reaches the limit region, working set stays small
     assert s6["usage"].max() > 96 << 20
-    assert s6["working_set"].max() < s6["usage"].max() / 4  # mostly inactive file pages
+    # part of the page cache is inactive (how much the kernel keeps active varies: 46-69 MiB of 128 seen)
+    assert s6["working_set"].max() < 0.75 * s6["usage"].max()
     return verdicts
 
 
