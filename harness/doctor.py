@@ -18,11 +18,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness.backends import get_backend
-from harness.engines.containerd import ctr, default_instance, status, which
+from harness.engines.containerd import ctr, default_instance, status
 from harness.engines.docker import _client, docker_status
 from harness.errors import HarnessError
 from harness.images import LEAK_IMAGE, image_name
 from harness.launch.base import Check
+from harness.launch.containerd.backend import binary_checks
 
 SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -41,14 +42,7 @@ def docker_checks() -> list[Check]:
         return checks
     st = docker_status()
     if not st.get("answering"):
-        checks.append(
-            Check(
-                "engine",
-                True,
-                f"not running (started on demand by a run; socket {st['socket']})",
-                "harness doctor --fix starts it now",
-            )
-        )
+        checks.append(_not_running(str(st["socket"])))
         return checks
     driver = st.get("cgroup_driver")
     checks.append(Check("engine", True, f"Docker {st.get('server_version')} on {st['socket']}"))
@@ -62,6 +56,16 @@ def docker_checks() -> list[Check]:
     )
     checks.append(_docker_image(str(st["socket"])))
     return checks
+
+
+def _not_running(socket: str) -> Check:
+    """An engine that does not answer: fine for doctor (a run starts it), said with the fix."""
+    return Check(
+        "engine",
+        True,
+        f"not running (started on demand by a run; socket {socket})",
+        "harness doctor --fix starts it now",
+    )
 
 
 def _docker_image(socket: str) -> Check:
@@ -81,30 +85,13 @@ def _docker_image(socket: str) -> Check:
 
 def containerd_checks() -> list[Check]:
 
-    checks = []
-    for exe, pkg in (
-        ("containerd", "containerd"),
-        ("ctr", "containerd"),
-        ("containerd-shim-runc-v2", "containerd"),
-        ("runc", "runc"),
-    ):
-        path = which(exe)
-        checks.append(
-            Check(f"{exe} binary", path is not None, path or f"Debian package {pkg}", "run scripts/setup.sh")
-        )
+    checks = binary_checks()
     if not all(c.ok for c in checks):
         return checks
     inst = default_instance()
     st = status(inst)
     if not st.get("answering"):
-        checks.append(
-            Check(
-                "engine",
-                True,
-                f"not running (started on demand by a run; socket {st['socket']})",
-                "harness doctor --fix starts it now",
-            )
-        )
+        checks.append(_not_running(str(st["socket"])))
         return checks
     checks.append(Check("engine", True, f"containerd {st.get('server_version')} on {st['socket']}"))
 

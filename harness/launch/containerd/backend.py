@@ -75,6 +75,22 @@ class _Task:
     reader: threading.Thread | None = None
 
 
+def binary_checks() -> list[Check]:
+    """containerd, ctr, the runc shim and runc on PATH (shared by the backend and ``harness doctor``)."""
+    checks = []
+    for exe, pkg in (
+        ("containerd", "containerd"),
+        ("ctr", "containerd"),
+        ("containerd-shim-runc-v2", "containerd"),
+        ("runc", "runc"),
+    ):
+        path = which(exe)
+        checks.append(
+            Check(f"{exe} binary", path is not None, path or f"Debian package {pkg}", "run scripts/setup.sh")
+        )
+    return checks
+
+
 class ContainerdBackend(Backend):
     name = "containerd"
     launch_slack_s = 2.0  # ctr run: container, snapshot, shim, task start
@@ -137,19 +153,7 @@ class ContainerdBackend(Backend):
 
     def sanity_checks(self) -> list[Check]:
 
-        checks = []
-        for exe, pkg in (
-            ("containerd", "containerd"),
-            ("ctr", "containerd"),
-            ("containerd-shim-runc-v2", "containerd"),
-            ("runc", "runc"),
-        ):
-            path = which(exe)
-            checks.append(
-                Check(
-                    f"{exe} binary", path is not None, path or f"Debian package {pkg}", "run scripts/setup.sh"
-                )
-            )
+        checks = binary_checks()
         if not all(c.ok for c in checks):
             return checks
         try:
