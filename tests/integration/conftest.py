@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import subprocess
 import time
@@ -29,6 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from harness.sample.kmsg import KmsgClock, OomKill, OomParser, parse_record
+from harness.sample.kmsg import KmsgRecord as HarnessKmsgRecord
 
 REPO = Path(__file__).resolve().parents[2]
 WORKLOADS = REPO / "workloads"
@@ -251,29 +253,85 @@ class Kmsg:
         self.records.extend(new)
         return new
 
-    def oom_kill_pids(self) -> dict[int, str]:
-        """pid -> the ``oom-kill:...`` line of every OOM kill logged so far."""
+    def oom_kills(self) -> dict[int, OomKill]:
+        """pid -> every OOM kill logged so far, joined by the harness's own :class:`OomParser`.
+
+        The kernel rate-limits the OOM report (``dump_header``, whose summary is the
+        ``oom-kill:...task_memcg=`` line) to 10 per 5 s (mm/oom_kill.c ``oom_rs``,
+        DEFAULT_RATELIMIT_INTERVAL/BURST), but always prints "Killed process". After many kills in a
+        row a kill can therefore arrive "bare", without its cgroup; the ``full_oom_reports`` fixture waits
+        for a fresh window first.
+        """
         self.poll()
-        out = {}
+        parser = OomParser()
+        out: dict[int, OomKill] = {}
         for r in self.records:
-            if r.message.startswith("oom-kill:"):
-                m = re.search(r"[,:]pid=(\d+)", r.message)
-                if m:
-                    out[int(m.group(1))] = r.message
+            for kill in parser.feed(HarnessKmsgRecord(6, r.seq, r.ts_us, "-", r.message)):
+                out[kill.pid] = kill
         return out
 
-    def wait_for_oom_kill(self, pid: int, timeout: float = 5.0) -> str:
+    def wait_for_oom_kill(self, pid: int, timeout: float = 5.0) -> OomKill:
+        """The kill of ``pid`` (``task_memcg`` is None if the kernel suppressed its report)."""
         deadline = time.monotonic() + timeout
         while True:
-            found = self.oom_kill_pids().get(pid)
+            found = self.oom_kills().get(pid)
             if found is not None:
                 return found
             if time.monotonic() > deadline:
-                raise AssertionError(f"no oom-kill line for pid {pid} in /dev/kmsg within {timeout}s")
+                raise AssertionError(f"no 'Killed process {pid}' line in /dev/kmsg within {timeout}s")
             time.sleep(0.02)
 
     def close(self) -> None:
         os.close(self.fd)
+
+
+# mm/oom_kill.c: static DEFINE_RATELIMIT_STATE(oom_rs, DEFAULT_RATELIMIT_INTERVAL, DEFAULT_RATELIMIT_BURST)
+# guards dump_header(); include/linux/ratelimit_types.h: DEFAULT_RATELIMIT_INTERVAL (5 * HZ),
+# DEFAULT_RATELIMIT_BURST 10.
+OOM_REPORT_INTERVAL_S = 5.0
+
+
+def wait_for_full_oom_reports(margin: float = 0.3) -> float:
+    """Wait until the kernel's OOM report rate limit has a fresh window; return the seconds waited.
+
+    The window of ``oom_rs`` opens at some kill and lasts 5 s; once 5 s have passed since the last
+    kill of any kind, the next kill starts a new window with a burst of 10 full reports. Tests that
+    assert the ``oom-kill:`` summary (its cgroups) call this first, so the kills of the tests
+    before them cannot have used up the burst. Kernel timestamps and ``CLOCK_MONOTONIC`` share a
+    base here (``KmsgClock`` measures the offset exactly).
+    """
+    clock = KmsgClock()
+    with contextlib.suppress(OSError):
+        clock.probe()
+    fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)  # from the oldest record kept
+    last = None
+    try:
+        while True:
+            try:
+                raw = os.read(fd, 8192)
+            except BlockingIOError:
+                break
+            except BrokenPipeError:
+                continue
+            if not raw:
+                break
+            rec = parse_record(raw)
+            if rec and ("Killed process " in rec.message or " invoked oom-killer: " in rec.message):
+                last = rec.ts_usec
+    finally:
+        os.close(fd)
+    if last is None:
+        return 0.0
+    wait = clock.to_mono(last) + OOM_REPORT_INTERVAL_S + margin - time.monotonic()
+    if wait > 0:
+        time.sleep(wait)
+    return max(wait, 0.0)
+
+
+@pytest.fixture
+def full_oom_reports() -> float:
+    """The next (up to 10) OOM kills get the kernel's full report, ``oom-kill:`` summary included."""
+    return wait_for_full_oom_reports()
 
 
 @pytest.fixture

@@ -192,7 +192,7 @@ def test_start_failure_quotes_the_log(tmp_path: Path) -> None:
 
 
 def test_task_oom_kill_agrees_across_containerd_kmsg_and_counter(
-    containerd_engine: Any, kmsg: Kmsg, cgroup_top: str, tmp_path: Path
+    containerd_engine: Any, kmsg: Kmsg, cgroup_top: str, tmp_path: Path, full_oom_reports: float
 ) -> None:
     inst = default_instance()
     b = ContainerdBackend()
@@ -221,7 +221,7 @@ def test_task_oom_kill_agrees_across_containerd_kmsg_and_counter(
             memory_limit=64 * MiB,
         )
         assert seen.wait(30), "no /tasks/exit within 30 s"
-        line = kmsg.wait_for_oom_kill(pid)
+        kill = kmsg.wait_for_oom_kill(pid)
         counter = Path(f"/sys/fs/cgroup/memory{cg}/memory.oom_control").read_text()
     finally:
         follower.stop()
@@ -231,12 +231,12 @@ def test_task_oom_kill_agrees_across_containerd_kmsg_and_counter(
     assert "/tasks/oom" in topics and topics.index("/tasks/oom") < topics.index("/tasks/exit")
     exit_ev = events[topics.index("/tasks/exit")]
     assert exit_ev.payload["exit_status"] == 137 and exit_ev.payload["pid"] == pid
-    assert f"task_memcg={cg}" in line and f"oom_memcg={cg}" in line
+    assert kill.scope == "memcg" and kill.kernel_format == "modern"
+    assert kill.task_memcg == cg and kill.oom_memcg == cg
     assert "oom_kill 1" in counter.splitlines()
     # containerd's timestamp of the OOM and the kernel's record are the same moment (same clock base)
-    kernel = next(r for r in kmsg.records if r.message.startswith("oom-kill:") and f"pid={pid}," in r.message)
     oom_ev = events[topics.index("/tasks/oom")]
-    assert abs(wall_to_mono(oom_ev.t_wall) - kernel.ts_us / 1e6) < 0.5
+    assert abs(wall_to_mono(oom_ev.t_wall) - kill.ts_usec / 1e6) < 0.5
     assert not ctr(inst, "containers", "ls", "-q", namespace=NAMESPACE).stdout.split().count(cid)
 
 

@@ -26,7 +26,9 @@ needs_kmsg = pytest.mark.skipif(not os.access(KMSG, os.R_OK), reason="/dev/kmsg 
 @needs_v1
 @needs_kmsg
 @pytest.mark.timeout(60)
-def test_memcg_oom_kill_seen_by_kmsg_and_counter(sample_cgroup: SampleCgroup) -> None:
+def test_memcg_oom_kill_seen_by_kmsg_and_counter(
+    sample_cgroup: SampleCgroup, full_oom_reports: float
+) -> None:
     cg = sample_cgroup
     changes: list[OomCounterChange] = []
     with KmsgFollower() as follower, OomWatcher(on_change=changes.append, mode="event") as watcher:
@@ -57,7 +59,7 @@ def test_memcg_oom_kill_seen_by_kmsg_and_counter(sample_cgroup: SampleCgroup) ->
 @needs_v1
 @needs_kmsg
 @pytest.mark.timeout(90)
-def test_several_kills_counted_by_both_sources(sample_cgroup: SampleCgroup) -> None:
+def test_several_kills_counted_by_both_sources(sample_cgroup: SampleCgroup, full_oom_reports: float) -> None:
     cg = sample_cgroup
     n = 3
     with KmsgFollower() as follower, OomWatcher(mode="event") as watcher:
@@ -70,6 +72,38 @@ def test_several_kills_counted_by_both_sources(sample_cgroup: SampleCgroup) -> N
     pids = {p.pid for p in cg.procs}
     assert {k.pid for k in follower.kills if k.task_memcg == cg.rel} == pids
     assert sum(c.new - c.old for c in watcher.changes if c.counter == "oom_kill") == n
+
+
+@pytest.mark.integration
+@needs_v1
+@needs_kmsg
+@pytest.mark.timeout(90)
+def test_kills_past_the_kernels_report_limit_are_still_seen(
+    sample_cgroup: SampleCgroup, full_oom_reports: float
+) -> None:
+    """The kernel prints the full OOM report (with the ``oom-kill:`` cgroup summary) for at most 10
+    kills per 5 s (mm/oom_kill.c ``oom_rs``); later kills print only "Killed process". The follower
+    must still report every kill, by pid and as a memcg kill, and the counter must count them all."""
+    cg = sample_cgroup
+    n = 13
+    with KmsgFollower() as follower, OomWatcher(mode="event") as watcher:
+        watcher.add("leaker", cg.paths)
+        for _ in range(n):
+            proc = cg.allocate(step_mib=8, pause=0.0)
+            assert proc.wait(30) == -9
+        pids = {p.pid for p in cg.procs}
+        assert wait_until(lambda: pids <= {k.pid for k in follower.kills}, 5), "a kill was missed"
+        assert wait_until(lambda: watcher.counters("leaker").get("oom_kill") == n, 5)
+    kills = sorted((k for k in follower.kills if k.pid in pids), key=lambda k: k.ts_usec)
+    assert len(kills) == n and all(k.scope == "memcg" for k in kills)
+    span = (kills[-1].ts_usec - kills[0].ts_usec) / 1e6
+    full = [k for k in kills if k.kernel_format == "modern"]
+    assert all(k.task_memcg == cg.rel for k in full)
+    if span < 5.0:  # all in one rate-limit window: exactly the burst got full reports
+        assert len(full) == 10, (span, [k.kernel_format for k in kills])
+        assert all(k.kernel_format == "bare" and k.task_memcg is None for k in kills[10:])
+    else:
+        assert len(full) >= 10
 
 
 @pytest.mark.integration

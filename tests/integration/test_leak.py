@@ -65,7 +65,9 @@ def test_arguments_from_the_suite_model_are_accepted(leak_binary: Path, memcg: M
     assert len(of(evs, "max")) == 2
 
 
-def test_oom_killed_at_the_limit(leak_binary: Path, memcg: MemCgroup, kmsg: Kmsg) -> None:
+def test_oom_killed_at_the_limit(
+    leak_binary: Path, memcg: MemCgroup, kmsg: Kmsg, full_oom_reports: float
+) -> None:
     chunk = 4 * MiB
     before = memcg.oom_kills()
     p = memcg.popen([leak_binary, f"--chunk={chunk}", "--interval-ms=20", "--max=0"])
@@ -78,8 +80,9 @@ def test_oom_killed_at_the_limit(leak_binary: Path, memcg: MemCgroup, kmsg: Kmsg
     # killed while allocating the next chunk: the last one reported fits, the next one does not
     assert last < memcg.limit <= last + chunk
     assert not of(evs, "exit")
-    line = kmsg.wait_for_oom_kill(p.pid)
-    assert f"task_memcg={memcg.name}" in line
+    kill = kmsg.wait_for_oom_kill(p.pid)
+    assert kill.scope == "memcg" and kill.kernel_format == "modern"
+    assert kill.task_memcg == memcg.name and kill.oom_memcg == memcg.name
     assert memcg.oom_kills() == before + 1
 
 
