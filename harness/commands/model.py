@@ -15,6 +15,7 @@ from harness.config.kubelet import KubeletConfiguration, load_profile
 from harness.config.node import NodeFacts, detect_local_facts, load_facts, parse_numa_memory
 from harness.config.pod import load_pods
 from harness.errors import InputError
+from harness.model.swap import FIRST_MINOR as FIRST_SWAP_MINOR
 from harness.quantity import format_binary_si, to_bytes
 
 
@@ -475,10 +476,38 @@ def explain_text(
             f"(~{g / 10 / 1048576:.1f} MiB/s) can reach the kubepods limit between two eviction",
             "checks, and the kernel OOM killer acts before the kubelet.",
         ]
+    lines += [
+        "",
+        "Swap (memorySwap.swapBehavior, kuberuntime_container_linux.go):",
+        f"  {swap_text(profile, facts)}",
+    ]
     if s["errors"]:
         lines += ["", "The kubelet would refuse to start:"] + [f"  {e}" for e in s["errors"]]
     lines += ["", "Not modelled (predictions are made without them):"] + [f"  - {n}" for n in NOT_MODELLED]
     return "\n".join(lines)
+
+
+def swap_text(profile: KubeletConfiguration, facts: NodeFacts) -> str:
+    """One line: what the kubelet gives containers of each QoS class in swap on this node."""
+    if facts.kubelet_minor < FIRST_SWAP_MINOR:
+        return f"kubelet {facts.kubelet_version}: swap rules before 1.30 are not modelled"
+    if not facts.swap_controller:
+        return "no swap controller (swap accounting off): the kubelet writes no swap limit"
+    node = f"node swap {format_binary_si(facts.swap_bytes)}"
+    if profile.swap_behavior != "LimitedSwap":
+        what = (
+            "memory.swap.max 0 for every container"
+            if facts.cgroup_version == 2
+            else ("memory.memsw.limit_in_bytes = the memory limit (no swap beyond it)")
+        )
+        return f"{profile.swap_behavior or 'NoSwap (default)'}: {what}; {node}"
+    if facts.cgroup_version != 2:
+        return f"LimitedSwap needs cgroup v2: NoSwap here; {node}"
+    share = facts.swap_bytes / facts.memory_capacity_bytes
+    return (
+        f"LimitedSwap: a Burstable container with request != limit gets memory.swap.max = request x "
+        f"{share:.3f} (swap/MemTotal); Guaranteed, BestEffort and critical pods 0; {node}"
+    )
 
 
 # Kubelet features that act on node memory and that the model does not reproduce: a prediction
@@ -487,7 +516,8 @@ NOT_MODELLED = (
     "local-storage eviction (nodefs/imagefs signals, inodes, ephemeral-storage limits, emptyDir sizeLimit)",
     "pid eviction (pid.available) and pods' pid limits beyond the pod cgroup's pids.max",
     "in-place pod resize (InPlacePodVerticalScaling): cgroup values are those of the pod as admitted",
-    "swap (NodeSwap / LimitedSwap, memory.swap.max): the model assumes a node without swap",
+    "swap in the eviction signals (memory.available ignores swap; a swapping pod's working set is "
+    "modelled as if it stayed resident) and swap rules of kubelets before 1.30",
     "image and container garbage collection (eviction reclaims node-level resources before pods)",
     "the scheduler: pods are bound to the node as given; only the kubelet's own admission is modelled",
     "the CPU manager beyond its topology hints, and device plugins / DRA",

@@ -45,6 +45,16 @@ ENFORCE_KEYS = {
 }
 
 
+class MemorySwap(BaseModel):
+    """``memorySwap``: k8s: staging/src/k8s.io/kubelet/config/v1beta1/types.go MemorySwapConfiguration.
+
+    ``swapBehavior`` "" (default) and "NoSwap" give containers no swap; "LimitedSwap" gives Burstable
+    containers a share (``model.swap``). "UnlimitedSwap" was removed in 1.30 (KEP-2400)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    swap_behavior: Literal["", "NoSwap", "LimitedSwap"] = Field("", alias="swapBehavior")
+
+
 class ReservedMemory(BaseModel):
     """One ``reservedMemory`` entry: ``{numaNode: 0, limits: {memory: 1Gi}}``."""
 
@@ -80,7 +90,7 @@ _OTHER_FIELDS = [
     "contentType", "kubeAPIQPS", "kubeAPIBurst", "serializeImagePulls", "maxParallelImagePulls",
     "podsPerCore", "enableControllerAttachDetach", "protectKernelDefaults",
     "makeIPTablesUtilChains", "iptablesMasqueradeBit", "iptablesDropBit", "failSwapOn",
-    "memorySwap", "containerLogMaxSize", "containerLogMaxFiles", "containerLogMaxWorkers",
+    "containerLogMaxSize", "containerLogMaxFiles", "containerLogMaxWorkers",
     "containerLogMonitorInterval", "configMapAndSecretChangeDetectionStrategy",
     "showHiddenMetricsForVersion", "allowedUnsafeSysctls", "volumePluginDir", "providerID",
     "logging", "enableSystemLogHandler", "enableSystemLogQuery", "shutdownGracePeriod",
@@ -120,6 +130,7 @@ class KubeletConfiguration(BaseModel):
     qos_reserved: dict[str, str] = Field(default_factory=dict, alias="qosReserved")
     memory_throttling_factor: float = Field(0.9, alias="memoryThrottlingFactor", gt=0, le=1)
     single_process_oom_kill: bool | None = Field(None, alias="singleProcessOOMKill")
+    memory_swap: MemorySwap = Field(default_factory=MemorySwap, alias="memorySwap")
 
     # --- eviction ---
     eviction_hard: dict[str, str] | None = Field(None, alias="evictionHard")
@@ -254,6 +265,11 @@ class KubeletConfiguration(BaseModel):
             for k, v in DEFAULT_EVICTION_HARD.items():
                 merged.setdefault(k, v)
         return merged
+
+    @property
+    def swap_behavior(self) -> str:
+        """``memorySwap.swapBehavior`` ("" is the default, NoSwap)."""
+        return self.memory_swap.swap_behavior
 
     @property
     def memory_manager_static(self) -> bool:

@@ -65,6 +65,10 @@ class NodeFacts(BaseModel):
     page_size: int = Field(4096, alias="pageSize")
     pid_max: int = Field(4194304, alias="pidMax")
     swap_bytes: int = Field(0, alias="swap")
+    # whether the swap controller exists for the kubelet (k8s: kuberuntime_container_linux.go
+    # swapControllerAvailable): v1 memory.memsw.limit_in_bytes (swap accounting), v2 memory.swap.max
+    # in the kubelet's own cgroup. Debian's kernels have both.
+    swap_controller: bool = Field(True, alias="swapController")
     kernel: str = ""
     # False where writing a negative oom_score_adj is refused (no CAP_SYS_RESOURCE)
     negative_oom_score_adj: bool = Field(True, alias="negativeOomScoreAdj")
@@ -137,6 +141,7 @@ def detect_local_facts(root: str = "/") -> dict[str, Any]:
         "cpus": os.cpu_count() or 1,
         "cgroupVersion": 2 if (r / "sys/fs/cgroup/cgroup.controllers").exists() else 1,
         "swap": int(swap_m.group(1)) * 1024 if swap_m else 0,
+        "swapController": swap_controller(r),
         "kernel": os.uname().release,
         "pageSize": os.sysconf("SC_PAGE_SIZE"),
     }
@@ -172,6 +177,24 @@ def detect_local_facts(root: str = "/") -> dict[str, Any]:
         if v:
             facts[f"{runtime}Version"] = v
     return facts
+
+
+def swap_controller(root: Path) -> bool:
+    """k8s: pkg/kubelet/kuberuntime/kuberuntime_container_linux.go ``swapControllerAvailable``, for a
+    kubelet in this process's cgroup: v1 ``memory/memory.memsw.limit_in_bytes``, v2
+    ``<own cgroup>/memory.swap.max`` (the root cgroup has none, so a process there sees none)."""
+    cg = root / "sys/fs/cgroup"
+    if not (cg / "cgroup.controllers").exists():
+        return (cg / "memory/memory.memsw.limit_in_bytes").exists()
+    try:
+        own = next(
+            line.split(":", 2)[2]
+            for line in (root / "proc/self/cgroup").read_text().splitlines()
+            if line.startswith("0::")
+        )
+    except (OSError, StopIteration):
+        return False
+    return (cg / own.strip().lstrip("/") / "memory.swap.max").exists()
 
 
 def runtime_version(binary: str) -> str | None:

@@ -21,7 +21,7 @@ import errno
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from harness.errors import HostError
@@ -75,9 +75,12 @@ class CgroupTree:
         return self.mem_root / self.rel(path)
 
     # creation
-    def create(self, limits: dict[str, int | None]) -> None:
+    def create(
+        self, limits: dict[str, int | None], swap: Mapping[str, tuple[int | None, int | None]] | None = None
+    ) -> None:
         """Create every cgroup in ``limits`` (and their parents) and set the memory limits,
-        outermost first so that a child limit is never written under a smaller parent."""
+        outermost first so that a child limit is never written under a smaller parent; then the
+        swap limits in ``swap`` (path -> (v2 memory.swap.max, v1 memory.memsw.limit_in_bytes))."""
         paths = sorted(set(limits) | {""}, key=lambda p: (p.count("/") + (1 if p else 0), p))
         for p in paths:
             self._mkdirs(p)
@@ -85,6 +88,22 @@ class CgroupTree:
             lim = limits.get(p)
             if lim is not None:
                 self.set_limit(p, lim)
+        for p, (v2, v1) in (swap or {}).items():
+            self.set_swap(p, v2 if self.version == 2 else v1)
+
+    def set_swap(self, path: str, value: int | None) -> None:
+        """Write the swap limit the kubelet would have the runtime write (v2 ``memory.swap.max``,
+        v1 ``memory.memsw.limit_in_bytes``, which must be at least the memory limit). Skipped where
+        the kernel has no swap accounting (the kubelet then writes nothing either)."""
+        if value is None:
+            return
+        f = self.abs(path) / ("memory.memsw.limit_in_bytes" if self.version == 1 else "memory.swap.max")
+        if not f.exists():
+            return
+        try:
+            f.write_text(str(value))
+        except OSError as exc:
+            raise HostError(f"cannot set {f} to {value}: {exc.strerror}") from None
 
     def _mkdirs(self, path: str) -> None:
         parts = self.rel(path).split("/")

@@ -248,7 +248,7 @@ class Backend(ABC):
     def prepare(self, ctx: ScenarioContext) -> KubeletStart | None:
         """Make the node ready for the scenario: by default build its cgroup tree with the model's
         limits. A backend that (re)starts a kubelet returns how that went (a refusal is an outcome)."""
-        ctx.tree.create(ctx.layout.limits)
+        ctx.tree.create(ctx.layout.limits, swap=ctx.layout.swap)
         return None
 
     def observe_node(self, ctx: ScenarioContext, handles: Mapping[str, Handle]) -> NodeObservations | None:

@@ -208,7 +208,9 @@ class DockerBackend(Backend):
         )
         if limit is not None and workload.placement != "host":
             kwargs["mem_limit"] = limit
-            kwargs["memswap_limit"] = limit
+            # memory+swap: no swap (the kubelet's NoSwap), or the model's LimitedSwap share on v2
+            extra = layout.swap_max_bytes if ctx.tree.version == 2 and layout.swap_max_bytes else 0
+            kwargs["memswap_limit"] = limit + extra
         run_ledger(ctx.run_id).add(
             "docker-container", socket=str(DEFAULT_RUN_DIR / SOCKET_NAME), name=name, run=ctx.run_id
         )

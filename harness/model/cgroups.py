@@ -53,6 +53,7 @@ from harness.model.resources import (
     pod_view,
     to_int,
 )
+from harness.model.swap import container_swap
 from harness.model.versions import gate_enabled
 
 CgroupLevel = Literal["kubepods", "qos", "pod", "container"]
@@ -84,6 +85,8 @@ class CgroupValues:
     memory_min_bytes: int | None = None  # v2 MemoryQoS
     memory_high_bytes: int | None = None  # v2 MemoryQoS (containers)
     oom_group: bool | None = None  # v2 memory.oom.group written by the runtime
+    swap_max_bytes: int | None = None  # v2 memory.swap.max written for the container (model.swap)
+    memsw_limit_bytes: int | None = None  # v1 memory.memsw.limit_in_bytes (model.swap)
     hugetlb_limits: dict[str, int] = field(default_factory=dict)  # "hugepages-2Mi" -> bytes
     qos: QOSClass | None = None
     pod_uid: str | None = None
@@ -423,6 +426,8 @@ def container_cgroups(
         v.hugetlb_limits = {
             size: to_int(size, c.limits.get(size, Decimal(0))) for size in _host_hugepage_sizes(facts)
         }
+        sw = container_swap(pod, c, profile, facts, mem_lim)
+        v.swap_max_bytes, v.memsw_limit_bytes = sw.swap_max_bytes, sw.memsw_limit_bytes
         if mem_qos:
             req = to_int(MEMORY, c.requests.get(MEMORY, Decimal(0)))
             own_lim = to_int(MEMORY, c.limits.get(MEMORY, Decimal(0)))  # container-level only
@@ -485,6 +490,8 @@ def expected_files(v: CgroupValues, cgroup_version: int, page_size: int = 4096) 
         for size, limit in v.hugetlb_limits.items():
             hp = _hugepage_bytes(size)
             files[f"hugetlb.{_hugepage_unit(size)}.limit_in_bytes"] = str(_round_down(limit, hp))
+        if v.memsw_limit_bytes is not None:
+            files["memory.memsw.limit_in_bytes"] = str(_round_down(v.memsw_limit_bytes, page_size))
         return files
     files["memory.max"] = "max" if mem is None else str(_round_down(mem, page_size))
     if v.cpu_weight is not None:
@@ -503,6 +510,8 @@ def expected_files(v: CgroupValues, cgroup_version: int, page_size: int = 4096) 
         files["memory.high"] = str(_round_down(v.memory_high_bytes, page_size))
     if v.oom_group is not None:
         files["memory.oom.group"] = "1" if v.oom_group else "0"
+    if v.swap_max_bytes is not None:  # stored in pages like memory.max (mm/page_counter.c)
+        files["memory.swap.max"] = str(_round_down(v.swap_max_bytes, page_size))
     return files
 
 

@@ -122,6 +122,9 @@ class WorkloadLayout:
     effective_oom_score_adj: int  # what the kernel will use on this host
     memory_limit_bytes: int | None
     oom_group: bool
+    # the container's swap files as the kubelet asks for them (model.swap); None = not written
+    swap_max_bytes: int | None = None  # cgroup v2 memory.swap.max
+    memsw_limit_bytes: int | None = None  # cgroup v1 memory.memsw.limit_in_bytes
 
 
 @dataclass
@@ -133,6 +136,15 @@ class NodeLayout:
     notes: list[str]
     node: dict[str, Any]
 
+    @property
+    def swap(self) -> dict[str, tuple[int | None, int | None]]:
+        """Own cgroup of each pod workload -> (v2 memory.swap.max, v1 memory.memsw.limit_in_bytes)."""
+        return {
+            w.cgroup: (w.swap_max_bytes, w.memsw_limit_bytes)
+            for w in self.workloads.values()
+            if w.swap_max_bytes is not None or w.memsw_limit_bytes is not None
+        }
+
 
 def node_layout(scenario: Scenario, *, kubelet: bool = False) -> NodeLayout:
     """Cgroup paths, memory limits and oom_score_adj of every workload of a scenario."""
@@ -140,6 +152,14 @@ def node_layout(scenario: Scenario, *, kubelet: bool = False) -> NodeLayout:
     ws, limits, notes, node_info = place_workloads(scenario, scenario.profile, scenario.node, kubelet)
     out: dict[str, WorkloadLayout] = {}
     for name, s in ws.items():
+        swap: tuple[int | None, int | None] = (None, None)
+        if s.spec.placement == "pod" and s.pod is not None:
+            own = next(
+                v
+                for v in cg.container_cgroups(s.pod, scenario.profile, scenario.node)
+                if v.path == s.cgroups[-1]
+            )
+            swap = (own.swap_max_bytes, own.memsw_limit_bytes)
         out[name] = WorkloadLayout(
             name=name,
             placement=s.spec.placement,
@@ -150,5 +170,7 @@ def node_layout(scenario: Scenario, *, kubelet: bool = False) -> NodeLayout:
             effective_oom_score_adj=s.oom_score_adj,
             memory_limit_bytes=limits.get(s.cgroups[-1]),
             oom_group=s.oom_group,
+            swap_max_bytes=swap[0],
+            memsw_limit_bytes=swap[1],
         )
     return NodeLayout(limits=limits, workloads=out, notes=notes, node=node_info)

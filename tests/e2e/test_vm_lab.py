@@ -38,7 +38,8 @@ def lab_image() -> str:
 @pytest.fixture(scope="module")
 def vm(lab_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     name = f"e2e-{uuid.uuid4().hex[:6]}"
-    res = harness("lab", "up", name, "--hosts", "1", "--sockets", "2", "--memory", "4Gi")
+    # with swap: every container must still be OOM-killed at its limit (the kubelet's NoSwap)
+    res = harness("lab", "up", name, "--hosts", "1", "--sockets", "2", "--memory", "4Gi", "--swap", "1Gi")
     try:
         assert res.returncode == 0, res.stderr
         yield Path(res.stdout.strip().splitlines()[-1])
@@ -70,6 +71,8 @@ def test_vm_is_a_multi_socket_cgroup_v2_systemd_host(vm: Path) -> None:
     assert "systemd" in lines
     assert "some avg10=" in out
     assert lines[-1] == "offline"
+    swap_kib = int(_ssh(vm, "awk '/^SwapTotal:/ {print $2}' /proc/meminfo").strip())
+    assert swap_kib > 512 * 1024  # the --swap disk is on
 
 
 def test_provision_and_run_s1_on_the_vm(vm: Path, tmp_path: Path) -> None:

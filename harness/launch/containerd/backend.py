@@ -311,6 +311,10 @@ class ContainerdBackend(Backend):
         except (OSError, ValueError, IndexError):
             raise HostError(f"ctr run wrote no pid for {workload.name} ({pidfile})") from None
         h.pids = [pid]
+        if workload.placement == "pod":  # ctr sets no swap limit: write what the kubelet would
+            ctx.tree.set_swap(
+                layout.cgroup, layout.swap_max_bytes if ctx.tree.version == 2 else layout.memsw_limit_bytes
+            )
         self._set_oom_score_adj(ctx, h, applied, t_ran)
         ctx.events.add(
             "harness", "launched", workload=workload.name, pid=pid, cgroup=str(h.cgroup_abs), detail=cid
