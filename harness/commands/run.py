@@ -166,7 +166,9 @@ def cleanup_cmd(backends: tuple[str, ...], force: bool) -> None:
     what the ledgers of dead runs name, processes by pid and start time. A run in progress, and
     anything no ledger names (another tool's harness/<x> cgroup, container or task), is left alone.
     A run left 'running' by a killed harness (under $HARNESS_RESULTS) is marked 'killed', its
-    progress files become its tables and its page-cache files are removed.
+    progress files become its tables and its page-cache files are removed. VM labs whose QEMUs all
+    stopped are removed; a running lab (or one whose up/down is in progress) is left alone unless
+    --force.
     """
     # lazy: commands load their libraries only when they run
     from harness.owned import including_live_owners, sweep_host, unowned_cgroups
@@ -194,8 +196,8 @@ def cleanup_cmd(backends: tuple[str, ...], force: bool) -> None:
             except HarnessError as exc:
                 click.echo(f"harness: {name}: {exc}", err=True)
         failed += sweep_host()
-        if not backends:  # the VMs of `harness lab up` (their registry), by pid; nothing else
-            failed += lab_cleanup_all(say=lambda m: click.echo(m, err=True))
+        if not backends:  # stopped labs of `harness lab up` (running ones with --force), by pid
+            failed += lab_cleanup_all(say=lambda m: click.echo(m, err=True), force=force)
     for rel in unowned_cgroups():
         click.echo(f"harness: left alone (no ledger names it, not made by a harness run): cgroup {rel}")
     if failed:

@@ -34,8 +34,9 @@ from typing import Any
 import yaml
 
 from harness import procs
-from harness.errors import HarnessError, InputError
+from harness.errors import HarnessError, HostError, InputError
 from harness.hosts.ssh import HostKeyMismatchError, SSHError, SSHHost, UnknownHostKeyError
+from harness.locks import exclusive
 from harness.provision.inventory import load_inventory
 from harness.vmlab import LAB_ROOT
 from harness.vmlab.image import Image, build_image
@@ -144,11 +145,24 @@ def vm_running(h: dict[str, Any]) -> bool:
     return str(h["overlay"]) in " ".join(procs.cmdline(int(pid)))
 
 
+def lab_lock(name: str) -> str:
+    """The machine-wide lock of one lab: held by ``up`` and ``down`` (harness.locks)."""
+    return f"lab-{name}"
+
+
 def up(name: str, opts: LabOptions, *, say: Say | None = None) -> dict[str, Any]:
-    """Boot a lab of ``opts.hosts`` VMs and wait until each answers SSH with its known host key."""
+    """Boot a lab of ``opts.hosts`` VMs and wait until each answers SSH with its known host key.
+
+    Holds the lab's lock: a second ``up`` or a ``down`` of the same lab waits for it, and
+    ``harness cleanup`` leaves a lab alone while it is being brought up."""
     say = say or (lambda _m: None)
     if not _NAME.match(name):
         raise InputError("lab up", "NAME", f"{name!r}: use lower-case letters, digits and '-' (at most 32)")
+    with exclusive(lab_lock(name), f"bring the VM lab {name} up", say=say):
+        return _up(name, opts, say)
+
+
+def _up(name: str, opts: LabOptions, say: Say) -> dict[str, Any]:
     if opts.cgroup not in (1, 2):
         raise InputError("lab up", "--cgroup", "1 or 2")
     check_topology(opts.memory, opts.cpus, opts.sockets)
@@ -330,9 +344,16 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def down(name: str, *, say: Say | None = None, keep: bool = False) -> list[str]:
+def down(
+    name: str, *, say: Say | None = None, keep: bool = False, lock_timeout: float | None = None
+) -> list[str]:
     """Stop the lab's VMs and (unless ``keep``) remove its folder; what could not be stopped."""
     say = say or (lambda _m: None)
+    with exclusive(lab_lock(name), f"take the VM lab {name} down", say=say, timeout=lock_timeout):
+        return _down(name, say, keep)
+
+
+def _down(name: str, say: Say, keep: bool) -> list[str]:
     reg = load_registry(name)
     if reg is None:
         raise HarnessError(f"no lab {name!r} (labs: {', '.join(list_labs()) or 'none'})")
@@ -349,11 +370,25 @@ def down(name: str, *, say: Say | None = None, keep: bool = False) -> list[str]:
     return failed
 
 
-def cleanup_all(say: Say | None = None) -> list[str]:
-    """Every lab the registry knows: stop its QEMUs (by pid) and remove it. For ``harness cleanup``."""
+def cleanup_all(say: Say | None = None, *, force: bool = False) -> list[str]:
+    """For ``harness cleanup``: remove the labs whose VMs are all stopped (a crashed QEMU, a host
+    rebooted), by their registry. A lab with a running VM is in use (someone's ``lab up``, perhaps a
+    run on it) and is left alone unless ``force``; so is a lab whose ``up``/``down`` holds its lock."""
+    say = say or (lambda _m: None)
     failed: list[str] = []
     for name in list_labs():
-        failed += down(name, say=say)
+        reg = load_registry(name)
+        running = [h for h, rec in (reg or {}).get("hosts", {}).items() if vm_running(rec)]
+        if running and not force:
+            say(
+                f"harness: lab {name} is running ({', '.join(running)}): left alone "
+                f"(harness lab down {name}, or cleanup --force)"
+            )
+            continue
+        try:
+            failed += down(name, say=say, lock_timeout=0)
+        except HostError as exc:
+            say(f"harness: lab {name}: left alone, {exc}")
     return failed
 
 
