@@ -154,7 +154,9 @@ class Workload(BaseModel):
     # at the scenario's start: "allocatable - 512Mi", "numa0Free + 256Mi" (``model.sizing``), so a
     # scenario exercises the same outcome on any host.
     memory_from_node: str | None = Field(
-        None, alias="memoryFromNode", pattern=r"^\s*(allocatable|numa0Free)\s*([+-]\s*[0-9.]+[A-Za-z]*)?\s*$"
+        None,
+        alias="memoryFromNode",
+        pattern=r"^\s*(allocatable|numa\d+Free)\s*([+-]\s*[0-9.]+[A-Za-z]*)?\s*$",
     )
 
     # filled in by the loader when pod_file is used

@@ -56,6 +56,15 @@ def hierarchies(root: Path = CGROUP_ROOT) -> list[Path]:
     return out
 
 
+def controller_dir(controller: str, root: Path = CGROUP_ROOT) -> Path | None:
+    """The hierarchy directory serving ``controller`` (v1 ``cpu,cpuacct`` serves cpu; v2: the
+    unified root), None where it is not mounted."""
+    for d in hierarchies(root):
+        if d == root or controller in d.name.split(","):
+            return d
+    return None
+
+
 class CgroupTree:
     """One scenario's node: create, set limits, place processes, remove."""
 

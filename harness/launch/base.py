@@ -114,6 +114,8 @@ class ObservedPod:
     container_id: str | None  # the runtime's directory name of its container (None: never ran)
     admitted: bool = True
     api_object: Mapping[str, Any] = field(default_factory=dict)  # the pod as the API server has it now
+    # its container's cpuset.mems as the kernel shows it (e.g. "0-1"); None when unreadable
+    cpuset_mems: str | None = None
 
 
 @dataclass

@@ -7,8 +7,8 @@ is an expression over
 
 - ``allocatable``: the node's allocatable memory (k8s: pkg/kubelet/cm/node_container_manager_linux.go
   status.allocatable: capacity - kubeReserved - systemReserved - evictionHard; ``model.node``);
-- ``numa0Free``: what the Static memory manager can give from NUMA node 0, its memory minus the
-  ``reservedMemory`` of node 0 (k8s: pkg/kubelet/cm/memorymanager/policy_static.go
+- ``numa0Free`` (``numa1Free``, ... for each NUMA node): what the Static memory manager can give
+  from that NUMA node, its memory minus its ``reservedMemory`` (k8s: pkg/kubelet/cm/memorymanager/policy_static.go
   ``getDefaultMachineState``: Allocatable = TotalMemSize - SystemReserved); without the Static
   policy, the node's memory.
 
@@ -26,19 +26,22 @@ from harness.config.suite import Scenario
 from harness.errors import HarnessError
 from harness.model.node import node_allocatable
 
-_EXPR = re.compile(r"^\s*(allocatable|numa0Free)\s*(?:([+-])\s*([0-9.]+[A-Za-z]*))?\s*$")
+_EXPR = re.compile(r"^\s*(allocatable|numa\d+Free)\s*(?:([+-])\s*([0-9.]+[A-Za-z]*))?\s*$")
 
 
 def node_bases(profile: KubeletConfiguration, facts: NodeFacts) -> dict[str, int]:
     alloc = node_allocatable(profile, facts).allocatable.get("memory", 0)
-    node0 = next((n.memory_bytes for n in facts.numa_nodes if n.id == 0), facts.memory_capacity_bytes)
-    if profile.memory_manager_policy == "Static":
-        node0 -= sum(
-            quantity.to_bytes(r.limits["memory"])
-            for r in profile.reserved_memory
-            if r.numa_node == 0 and "memory" in r.limits
-        )
-    return {"allocatable": int(alloc), "numa0Free": int(node0)}
+    nodes = {n.id: n.memory_bytes for n in facts.numa_nodes} or {0: facts.memory_capacity_bytes}
+    out = {"allocatable": int(alloc)}
+    for nid, mem in nodes.items():
+        if profile.memory_manager_policy == "Static":
+            mem -= sum(
+                quantity.to_bytes(r.limits["memory"])
+                for r in profile.reserved_memory
+                if r.numa_node == nid and "memory" in r.limits
+            )
+        out[f"numa{nid}Free"] = int(mem)
+    return out
 
 
 def evaluate(expr: str, bases: dict[str, int]) -> int:
@@ -46,6 +49,10 @@ def evaluate(expr: str, bases: dict[str, int]) -> int:
     if m is None:
         raise ValueError(f"invalid memoryFromNode {expr!r}")
     base, sign, q = m.groups()
+    if base not in bases:
+        raise ValueError(
+            f"memoryFromNode {expr!r}: this node has no {base[:-4]} (it has {', '.join(sorted(bases))})"
+        )
     v = bases[base]
     if q:
         v = v + quantity.to_bytes(q) if sign == "+" else v - quantity.to_bytes(q)
@@ -64,12 +71,15 @@ def size_workloads(sc: Scenario) -> Scenario:
         if not w.memory_from_node:
             workloads.append(w)
             continue
-        v = evaluate(w.memory_from_node, bases)
+        try:
+            v = evaluate(w.memory_from_node, bases)
+        except ValueError as exc:
+            raise HarnessError(f"scenario {sc.name}: workload {w.name}: {exc}") from None
         if v <= 0:
+            have = ", ".join(f"{k} {b >> 20} MiB" for k, b in bases.items())
             raise HarnessError(
                 f"scenario {sc.name}: workload {w.name}: memoryFromNode {w.memory_from_node!r} is "
-                f"{v >> 20} MiB on this node (allocatable {bases['allocatable'] >> 20} MiB, NUMA node 0 free "
-                f"{bases['numa0Free'] >> 20} MiB): this host cannot run the scenario"
+                f"{v >> 20} MiB on this node ({have}): this host cannot run the scenario"
             )
         mem = f"{v >> 20}Mi"
         res = w.resources.model_copy(deep=True)

@@ -43,7 +43,7 @@ def controller_dirs(root: Path = CGROUP_ROOT) -> dict[str, Path]:
     controller is in the unified root)."""
     hs = hierarchies(root)
     if hs == [root]:
-        return dict.fromkeys(("memory", "cpu", "pids", "hugetlb"), root)
+        return dict.fromkeys(("memory", "cpu", "pids", "hugetlb", "cpuset"), root)
     out: dict[str, Path] = {}
     for d in hs:
         for c in d.name.split(","):

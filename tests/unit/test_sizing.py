@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from harness.config.kubelet import KubeletConfiguration
+from harness.config.node import NodeFacts
 from harness.config.suite import load_suite
 from harness.errors import HarnessError
 from harness.model.predict import predict_scenario
-from harness.model.sizing import evaluate, size_workloads
+from harness.model.sizing import evaluate, node_bases, size_workloads
 
 ROOT = Path(__file__).resolve().parents[2]
 GI, MI = 1 << 30, 1 << 20
@@ -52,3 +54,28 @@ def test_a_host_too_small_is_a_clear_error() -> None:
         HarnessError, match=r"s10-no-numa-alignment: workload big: memoryFromNode .* this host cannot"
     ):
         size_workloads(s10("s10-no-numa-alignment", 9 * GI, 9 * GI))  # type: ignore[arg-type]
+
+
+def test_every_numa_node_has_its_free_base() -> None:
+    """numa<N>Free per NUMA node: its memory minus its reservedMemory (Static policy only)."""
+    facts = NodeFacts.model_validate(
+        {"memoryCapacity": 4 * GI, "numaNodes": [{"id": 0, "memory": 2 * GI}, {"id": 1, "memory": 2 * GI}]}
+    )
+    static = KubeletConfiguration.model_validate(
+        {
+            "memoryManagerPolicy": "Static",
+            "kubeReserved": {"memory": "256Mi"},
+            "systemReserved": {"memory": "1536Mi"},
+            "evictionHard": {"memory.available": "512Mi"},
+            "reservedMemory": [
+                {"numaNode": 0, "limits": {"memory": "1280Mi"}},
+                {"numaNode": 1, "limits": {"memory": "1024Mi"}},
+            ],
+        }
+    )
+    bases = node_bases(static, facts)
+    assert (bases["numa0Free"], bases["numa1Free"]) == (768 * MI, 1024 * MI)
+    assert node_bases(KubeletConfiguration(), facts)["numa1Free"] == 2 * GI
+    assert evaluate("numa1Free - 128Mi", bases) == 896 * MI
+    with pytest.raises(ValueError, match="no numa2"):
+        evaluate("numa2Free", bases)

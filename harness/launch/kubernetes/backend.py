@@ -17,7 +17,7 @@ from harness.cluster.runtime import instance
 from harness.config.suite import Workload
 from harness.engines.containerd import answers
 from harness.errors import HarnessError, HostError
-from harness.host.cgroups import cgroup_version, memory_root
+from harness.host.cgroups import cgroup_version, controller_dir, memory_root
 from harness.launch.base import (
     LABEL_RUN,
     Backend,
@@ -185,6 +185,7 @@ class KubernetesBackend(Backend):
                 container_id=h.container_id,
                 admitted=h.kubelet.admission_reason is None,
                 api_object=self._current_pod(h.pod.name),
+                cpuset_mems=_cpuset_mems(h.cgroup) if h.container_id else None,
             )
             for w in ctx.scenario.workloads
             if (h := handles.get(w.name)) is not None and h.pod is not None and w.placement == "pod"
@@ -464,3 +465,12 @@ class KubernetesBackend(Backend):
         finally:
             with contextlib.suppress(Exception):
                 api.close()
+
+
+def _cpuset_mems(rel: str) -> str | None:
+    """``cpuset.mems`` of a container cgroup (``rel``: below the cgroup root), as the kernel shows it."""
+    d = controller_dir("cpuset")
+    try:
+        return (d / rel / "cpuset.mems").read_text().strip() if d is not None else None
+    except OSError:
+        return None
