@@ -54,6 +54,7 @@ from harness.errors import HarnessError, HostError
 from harness.host.cgroups import CGROUP_ROOT, hierarchies, rmdir_tree
 from harness.images import PAUSE_IMAGE
 from harness.locks import exclusive
+from harness.model.cgroupnames import Driver, kubelet_cgroup
 from harness.owned import Ledger
 from harness.procs import read_pid
 
@@ -132,6 +133,21 @@ class Cluster:
     @property
     def server(self) -> str:
         return f"https://127.0.0.1:{APISERVER_PORT}"
+
+    @property
+    def cgroup_driver(self) -> Driver:
+        """The kubelet's (and runc's) cgroup driver: ``systemd`` where systemd is PID 1 (sd_booted:
+        ``/run/systemd/system`` exists; the kubeadm default, and what a lab host runs), ``cgroupfs``
+        elsewhere (this controller). ``HARNESS_CGROUP_DRIVER`` overrides it."""
+        env = os.environ.get("HARNESS_CGROUP_DRIVER", "")
+        if env in ("cgroupfs", "systemd"):
+            return env  # type: ignore[return-value]
+        return "systemd" if Path("/run/systemd/system").is_dir() else "cgroupfs"
+
+    @property
+    def kubepods(self) -> str:
+        """The kubelet's kubepods cgroup below the cgroup root, as its driver names it."""
+        return kubelet_cgroup("kubepods", self.cgroup_driver)
 
     @property
     def containerd_socket(self) -> Path:
@@ -373,7 +389,7 @@ class Cluster:
         pki = self.pki
         local: dict[str, Any] = {
             "containerRuntimeEndpoint": f"unix://{self.containerd_socket}",
-            "cgroupDriver": "cgroupfs",  # no systemd here; containerd runs runc with SystemdCgroup=false
+            "cgroupDriver": self.cgroup_driver,  # and containerd runs runc with SystemdCgroup to match
             "address": "127.0.0.1",
             "port": KUBELET_PORT,
             "readOnlyPort": 0,
@@ -516,7 +532,7 @@ class Cluster:
         if cd is not None:
             pids.append(cd)
         confine_daemons(pids, root=self.cgroup_root)
-        capped = cap_kubepods(root=self.cgroup_root)
+        capped = cap_kubepods(root=self.cgroup_root, kubepods=self.kubepods)
         if capped is not None:
             self.progress(f"kubepods capped at {capped / (1 << 30):.2f} GiB (the harness's ceiling)")
 
@@ -615,7 +631,7 @@ class Cluster:
         mine = {str(e.get("path")) for e in led.live("cluster-cgroup")}
         out = []
         for mount in hierarchies(self.cgroup_root):
-            top = mount / "kubepods"
+            top = mount / self.kubepods
             if not top.exists() and str(top) not in mine:
                 led.add("cluster-cgroup", path=str(top))
                 out.append(top)
@@ -626,6 +642,14 @@ class Cluster:
         cluster's ledger says its kubelet created (never another kubelet's); returns what stayed."""
         led = Ledger.open(CLUSTER_OWNER, directory=self.ledger_dir)
         failed = []
+        if self.cgroup_driver == "systemd" and led.live("cluster-cgroup") and shutil.which("systemctl"):
+            # the systemd driver's slices are units: stop them (systemd removes their cgroups)
+            subprocess.run(
+                ["systemctl", "stop", self.kubepods.split("/")[0]],
+                capture_output=True,
+                timeout=60,
+                check=False,
+            )
         for e in led.live("cluster-cgroup"):
             top = Path(str(e.get("path")))
             if top.is_dir():

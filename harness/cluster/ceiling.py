@@ -85,11 +85,14 @@ def confine_daemons(pids: list[int], *, root: Path = CGROUP_ROOT) -> Path:
     return d
 
 
-def cap_kubepods(total: int | None = None, *, root: Path = CGROUP_ROOT) -> int | None:
-    """Lower ``kubepods`` to :func:`pod_ceiling` if the kubelet left it higher; returns the limit
-    written (None when it was already at or below the ceiling, or does not exist yet)."""
+def cap_kubepods(
+    total: int | None = None, *, root: Path = CGROUP_ROOT, kubepods: str = "kubepods"
+) -> int | None:
+    """Lower ``kubepods`` (``kubepods.slice`` with the systemd driver) to :func:`pod_ceiling` if the
+    kubelet left it higher; returns the limit written (None when it was already at or below the
+    ceiling, or does not exist yet)."""
     version = cgroup_version(root)
-    kp = memory_root(version, root) / "kubepods"
+    kp = memory_root(version, root) / kubepods
     if not kp.is_dir():
         return None
     ceiling = pod_ceiling(mem_total() if total is None else total)

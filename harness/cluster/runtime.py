@@ -5,7 +5,8 @@ Config (containerd 1.6, ``version = 2``), following local-cluster-notes §3.1:
 * root ``<cluster state>/containerd``, state and socket under ``/run/harness/cluster/containerd``;
   no TCP listener (debug and metrics addresses empty; the CRI streaming server stays on 127.0.0.1);
 * ``sandbox_image`` = the harness's locally imported pause image (nothing can be pulled);
-* runc v2 with ``SystemdCgroup = false`` (the kubelet's ``cgroupDriver: cgroupfs``);
+* runc v2 with ``SystemdCgroup`` matching the kubelet's ``cgroupDriver`` (systemd where systemd is
+  PID 1, cgroupfs elsewhere: ``Cluster.cgroup_driver``);
 * ``restrict_oom_score_adj = true`` when this host cannot write a negative ``oom_score_adj``
   (no CAP_SYS_RESOURCE): containerd then clamps the kubelet's -997/-998 to the minimum it may set
   instead of failing every Guaranteed container (containerd pkg/cri/server: restrictOOMScoreAdj);
@@ -42,7 +43,12 @@ def instance(cluster: Cluster) -> Any:
     """The cluster's containerd (harness.engines.containerd): root under the cluster state, socket
     ``/run/harness/cluster/containerd/containerd.sock``, CRI plugin on."""
 
-    return ContainerdInstance.under(cluster.state / "containerd", cluster.containerd_socket.parent, cri=True)
+    return ContainerdInstance.under(
+        cluster.state / "containerd",
+        cluster.containerd_socket.parent,
+        cri=True,
+        systemd_cgroup=cluster.cgroup_driver == "systemd",
+    )
 
 
 def _ctr(cluster: Cluster, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -96,6 +96,8 @@ class ContainerdInstance:
     runc: str | None = None  # default: shutil.which("runc")
     containerd: str | None = None  # default: shutil.which("containerd")
     extra_toml: str = ""  # appended verbatim to config.toml (more plugin sections)
+    # runc's systemd cgroup driver (SystemdCgroup = true), for a kubelet with cgroupDriver: systemd
+    systemd_cgroup: bool = False
     env: dict[str, str] = field(default_factory=dict)  # extra environment for the daemon
 
     def __post_init__(self) -> None:
@@ -217,7 +219,7 @@ def render_config(inst: ContainerdInstance, *, restrict_oom_score_adj: bool, run
             '  runtime_type = "io.containerd.runc.v2"',
             "",
             f"{p}.containerd.runtimes.runc.options]",
-            "  SystemdCgroup = false",
+            f"  SystemdCgroup = {'true' if inst.systemd_cgroup else 'false'}",
             f"  BinaryName = {_q(runc)}",
             f"  Root = {_q(inst.runc_root)}",
             "",

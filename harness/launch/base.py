@@ -17,6 +17,7 @@ from typing import IO, Any, ClassVar
 
 from harness.config.suite import Scenario, Workload
 from harness.host.cgroups import CgroupTree
+from harness.model.cgroupnames import Driver
 from harness.model.layout import NodeLayout, WorkloadLayout
 from harness.model.predict import Baseline
 
@@ -126,6 +127,7 @@ class NodeObservations:
     memory_manager_state: str | None = None  # the checkpoint file's text, None when unreadable
     memory_manager_state_path: str = ""
     memory_manager_error: str = ""
+    cgroup_driver: Driver = "cgroupfs"  # how the kubelet named its cgroups (model.cgroupnames)
 
 
 @dataclass

@@ -19,6 +19,7 @@ from harness.config.pod import Pod
 from harness.config.suite import Scenario
 from harness.host.cgroups import CGROUP_ROOT, hierarchies
 from harness.launch.base import NodeObservations
+from harness.model.cgroupnames import Driver, container_dir, kubelet_cgroup
 from harness.model.cgroups import cgroup_tree, expected_files
 from harness.verdict import Verdict
 
@@ -64,21 +65,23 @@ def check_cgroups(
     cgroup_version: int,
     workloads: Mapping[str, str] | None = None,
     root: Path = CGROUP_ROOT,
+    driver: Driver = "cgroupfs",
 ) -> list[CgroupCheck]:
     """Compare every modelled file of kubepods, the QoS tiers, ``pods`` and their containers.
 
     ``container_dirs`` maps (pod uid, container name) to the runtime's directory name;
-    ``workloads`` maps pod uid to the workload name for the report.
+    ``workloads`` maps pod uid to the workload name for the report; ``driver`` says how the kubelet
+    named the model's cgroups on the host (``model.cgroupnames``).
     """
     ctrl = controller_dirs(root)
     out: list[CgroupCheck] = []
     for v in cgroup_tree(profile, facts, pods):
-        real = v.path
+        real = kubelet_cgroup(v.path, driver)
         if v.level == "container" and v.pod_uid and v.container:
             d = container_dirs.get((v.pod_uid, v.container))
             if d is None:
                 continue  # not started (e.g. an init container that already ended)
-            real = f"{v.path.rsplit('/', 1)[0]}/{d}"
+            real = f"{kubelet_cgroup(v.path.rsplit('/', 1)[0], driver)}/{container_dir(d, driver)}"
         for file, expected in expected_files(v, cgroup_version).items():
             base = ctrl.get(_controller_of(file))
             if base is None:
@@ -117,7 +120,15 @@ def scenario_conformance(sc: Scenario, obs: NodeObservations, cgroup_version: in
         pods.append(pod)
         dirs[(p.uid, pod.spec.containers[0].name)] = p.container_id
         names[p.uid] = p.workload
-    return check_cgroups(sc.profile, sc.node, pods, dirs, cgroup_version=cgroup_version, workloads=names)
+    return check_cgroups(
+        sc.profile,
+        sc.node,
+        pods,
+        dirs,
+        cgroup_version=cgroup_version,
+        workloads=names,
+        driver=obs.cgroup_driver,
+    )
 
 
 def cgroup_verdict(scenario: str, checks: list[CgroupCheck]) -> Verdict:

@@ -29,6 +29,8 @@ from harness.config.pod import Pod
 from harness.config.suite import Scenario
 from harness.host.cgroups import memory_root as memory_root_of
 from harness.launch.base import NodeObservations
+from harness.model import cgroupnames as names
+from harness.model.cgroupnames import Driver
 from harness.model.oom import container_oom_score_adj
 from harness.verdict.cgroups import CgroupCheck
 
@@ -36,13 +38,9 @@ FILE = "oom_score_adj"
 LEVEL = "process"
 
 
-def pod_cgroup(uid: str, qos: str) -> str:
-    """The pod's cgroup under the memory root (cgroupfs driver).
-
-    k8s: pkg/kubelet/cm/qos_container_manager_linux.go, pod_container_manager_linux.go.
-    """
-    q = qos.lower()
-    return f"kubepods/pod{uid}" if q == "guaranteed" else f"kubepods/{q}/pod{uid}"
+def pod_cgroup(uid: str, qos: str, driver: Driver = "cgroupfs") -> str:
+    """The pod's cgroup under the memory root (model.cgroupnames: the kubelet's naming by driver)."""
+    return names.pod_cgroup(uid, qos, driver)
 
 
 def applied_value(expected: int, negative_ok: bool) -> int:
@@ -61,6 +59,7 @@ def container_oom_scores(
     memory_root: Path,
     workload: str | None = None,
     proc_root: Path = Path("/proc"),
+    driver: Driver = "cgroupfs",
 ) -> list[CgroupCheck]:
     """One check per running container of ``pod_obj`` (the API server's pod, as a dict).
 
@@ -69,7 +68,7 @@ def container_oom_scores(
     """
     uid = str(pod_obj["metadata"]["uid"])
     status = pod_obj.get("status") or {}
-    rel = pod_cgroup(uid, str(status.get("qosClass") or ""))
+    rel = pod_cgroup(uid, str(status.get("qosClass") or ""), driver)
     out: list[CgroupCheck] = []
     statuses = [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
     for cs in statuses:
@@ -78,7 +77,9 @@ def container_oom_scores(
             continue
         name = str(cs["name"])
         try:
-            pid = (memory_root / rel / cid / "cgroup.procs").read_text().split()[0]
+            pid = (
+                (memory_root / rel / names.container_dir(cid, driver) / "cgroup.procs").read_text().split()[0]
+            )
             observed: str | None = (proc_root / pid / FILE).read_text().strip()
         except (OSError, IndexError):
             continue
@@ -116,5 +117,6 @@ def scenario_oom_scores(sc: Scenario, obs: NodeObservations, cgroup_version: int
             sc.node,
             memory_root=memory_root_of(cgroup_version),
             workload=p.workload,
+            driver=obs.cgroup_driver,
         )
     return out

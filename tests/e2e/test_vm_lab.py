@@ -113,20 +113,26 @@ def test_provision_and_run_s1_on_the_vm(vm: Path, tmp_path: Path) -> None:
     assert int(pipped.strip()) > 10
 
 
-def test_real_kubelet_in_the_vm_s1_and_an_eviction(vm: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def vm_cluster(vm: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The harness's cluster inside the guest (etcd, kube-apiserver, containerd, kubelet 1.33.4 built
-    on the controller): S1 (kernel OOM in the container) and S2 (the kubelet evicts a BestEffort pod)."""
-    prov = harness(
-        "provision", str(vm), "--playbook", "cluster.yml", "--results", str(tmp_path), timeout=1800
-    )
+    on the controller), started once for the kubelet tests below."""
+    out = tmp_path_factory.mktemp("cluster")
+    prov = harness("provision", str(vm), "--playbook", "cluster.yml", "--results", str(out), timeout=1800)
     assert prov.returncode == 0, prov.stderr[-3000:]
+    return vm
+
+
+def test_real_kubelet_in_the_vm_s1_and_an_eviction(vm_cluster: Path, tmp_path: Path) -> None:
+    """S1 (kernel OOM in the container, with swap on the node: NoSwap) and S2 (the kubelet evicts
+    a BestEffort pod)."""
     run = harness(
         "run",
         "suites/vm-kubelet.yaml",
         "--backend",
         "kubernetes",
         "--inventory",
-        str(vm),
+        str(vm_cluster),
         "--results",
         str(tmp_path),
         timeout=1800,
@@ -135,3 +141,24 @@ def test_real_kubelet_in_the_vm_s1_and_an_eviction(vm: Path, tmp_path: Path) -> 
     assert run.returncode == 0, out[-4000:]
     assert "observed oom_killed" in out  # S1 leaker
     assert "observed evicted" in out  # S2 slowleak
+
+
+def test_numa_memoryqos_and_swap_on_the_real_kubelet_in_the_vm(vm_cluster: Path, tmp_path: Path) -> None:
+    """suites/lab.yaml: the Static memory manager on two NUMA nodes under each topology policy
+    (state file and cpuset.mems), MemoryQoS and LimitedSwap cgroup values, a throttled leak."""
+    run = harness(
+        "run",
+        "suites/lab.yaml",
+        "--backend",
+        "kubernetes",
+        "--inventory",
+        str(vm_cluster),
+        "--results",
+        str(tmp_path),
+        timeout=1800,
+    )
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out[-6000:]
+    assert "TopologyAffinityError" in out  # L2, predicted and observed
+    assert out.count("memory manager state: as modelled") == 4  # L1-L4
+    assert "FAIL" not in out

@@ -160,3 +160,40 @@ def test_an_unmounted_controller_is_skipped_not_failed(tmp_path: Path, missing: 
     (tmp_path / "memory" / "cgroup.procs").touch()
     checks = check_cgroups(_profile(), facts, [], {}, cgroup_version=1, root=tmp_path)
     assert checks and all(c.file.startswith("memory.") for c in checks)
+
+
+def test_cgroup_conformance_finds_the_systemd_drivers_slices_and_scopes(tmp_path: Path) -> None:
+    """cgroup v2 with cgroupDriver systemd: kubepods.slice/kubepods-pod<uid_>.slice/
+    cri-containerd-<id>.scope hold what the model names kubepods/pod<uid>/<container>."""
+    from harness.model.cgroupnames import container_dir, kubelet_cgroup
+    from harness.model.cgroups import cgroup_tree, expected_files
+
+    facts = NodeFacts.model_validate(
+        {"memoryCapacity": 8 * GI, "cpus": 2, "cgroupVersion": 2, "kubeletVersion": "1.33"}
+    )
+    prof = _profile()
+    pod = Workload.model_validate(_guaranteed("g", "256Mi")).to_pod("harness")
+    pod.metadata.uid = "u-1-2"
+    root = tmp_path / "cgroup"
+    root.mkdir()
+    (root / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    for v in cgroup_tree(prof, facts, [pod]):
+        if v.level == "container":
+            rel = (
+                f"{kubelet_cgroup(v.path.rsplit('/', 1)[0], 'systemd')}/{container_dir('cid123', 'systemd')}"
+            )
+        else:
+            rel = kubelet_cgroup(v.path, "systemd")
+        d = root / rel
+        d.mkdir(parents=True, exist_ok=True)
+        for f, val in expected_files(v, 2).items():
+            (d / f).write_text(val + "\n")
+    assert (root / "kubepods.slice/kubepods-podu_1_2.slice/cri-containerd-cid123.scope/memory.max").exists()
+    checks = check_cgroups(
+        prof, facts, [pod], {("u-1-2", "g"): "cid123"}, cgroup_version=2, root=root, driver="systemd"
+    )
+    assert checks and all(c.match for c in checks)
+    assert {c.level for c in checks} == {"kubepods", "qos", "pod", "container"}
+    # the cgroupfs names are not there: every file of the same tree is missing
+    fs = check_cgroups(prof, facts, [pod], {("u-1-2", "g"): "cid123"}, cgroup_version=2, root=root)
+    assert fs and not any(c.match for c in fs)

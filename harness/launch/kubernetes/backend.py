@@ -45,6 +45,7 @@ from harness.launch.kubernetes.pods import (
 )
 from harness.launch.kubernetes.profiles import use_profile
 from harness.launch.kubernetes.watch import ADMISSION_EVENT_REASONS, ClusterWatch
+from harness.model.cgroupnames import container_dir, pod_cgroup
 from harness.model.layout import WorkloadLayout
 from harness.model.predict import Baseline
 from harness.owned import run_ledger, sweep
@@ -137,11 +138,12 @@ class KubernetesBackend(Backend):
         )
 
     def baseline(self) -> Baseline:
-        return kube_node.baseline()
+        return kube_node.baseline(self.cluster.kubepods)
 
     def node_cgroups(self, ctx: ScenarioContext) -> list[tuple[str, str]]:
-        """The kubelet's real tree: the root (node-wide usage) and ``kubepods``."""
-        return [("node", ""), ("kubepods", "kubepods")]
+        """The kubelet's real tree: the root (node-wide usage) and ``kubepods`` (``kubepods.slice``
+        with the systemd driver)."""
+        return [("node", ""), ("kubepods", self.cluster.kubepods)]
 
     def prepare(self, ctx: ScenarioContext) -> KubeletStart | None:
         self._ctx = ctx
@@ -198,6 +200,7 @@ class KubernetesBackend(Backend):
             text, error = None, f"cannot read {path}: {exc}"
         return NodeObservations(
             pods=pods,
+            cgroup_driver=self.cluster.cgroup_driver,
             memory_manager_state=text,
             memory_manager_state_path=str(path),
             memory_manager_error=error,
@@ -270,9 +273,10 @@ class KubernetesBackend(Backend):
         uid = pod["metadata"]["uid"]
         qos = (pod.get("status", {}).get("qosClass") or "").lower()
         mem = memory_root(cgroup_version())
-        # kubelet cgroupfs naming (pkg/kubelet/cm/qos_container_manager_linux.go, pod_container_manager_linux.go)
-        pod_rel = f"kubepods/pod{uid}" if qos == "guaranteed" else f"kubepods/{qos}/pod{uid}"
-        h.cgroup = f"{pod_rel}/{cid}"
+        # the kubelet's naming by driver (model.cgroupnames: pod_container_manager_linux.go, ToSystemd)
+        driver = self.cluster.cgroup_driver
+        pod_rel = pod_cgroup(uid, qos, driver)
+        h.cgroup = f"{pod_rel}/{container_dir(cid, driver)}"
         h.cgroup_abs = mem / h.cgroup
         h.container_id = cid
         h.pod = PodRef(name=pod["metadata"]["name"], uid=uid, qos=qos, cgroup_abs=mem / pod_rel)

@@ -11,13 +11,13 @@ from harness.model.predict import Baseline
 from harness.sample.cgroupfs import parse_memory_stat
 
 
-def baseline() -> Baseline:
+def baseline(kubepods: str = "kubepods") -> Baseline:
     """What the node already uses before a scenario, as cAdvisor computes it for the kubelet:
     working set = usage - total_inactive_file (cadvisor container/libcontainer/handler.go
     setMemoryStats; the eviction manager's memory.available = capacity - root working set)."""
     mem = memory_root(cgroup_version())
     out = {}
-    for name, d in (("root", mem), ("kubepods", mem / "kubepods")):
+    for name, d in (("root", mem), ("kubepods", mem / kubepods)):
         try:
             if (d / "memory.usage_in_bytes").exists():
                 usage = int((d / "memory.usage_in_bytes").read_text())
