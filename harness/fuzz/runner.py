@@ -44,6 +44,7 @@ from harness.fuzz.plan import plan_batches, predict_admissions
 from harness.host.cgroups import cgroup_version
 from harness.host.probes import probe_negative_oom_score_adj
 from harness.launch.base import LABEL, LABEL_RUN
+from harness.launch.kubernetes.node import numa_memory
 from harness.launch.kubernetes.pods import (
     NAMESPACE,
     PriorityClasses,
@@ -308,12 +309,15 @@ class FuzzRun:
         return self.report
 
     def _facts(self, node: _Node, version: str) -> NodeFacts:
-        """The node as the kubelet sees it: its capacity (MemTotal and CPUs at its start), this host's
-        cgroup version and runtime, whether negative oom_score_adj can be applied here."""
+        """The node as the kubelet sees it (as ``scenario.resolve.real_node`` does for a run): its
+        capacity (MemTotal and CPUs at its start), NUMA nodes, this host's cgroup version and runtime,
+        whether negative oom_score_adj can be applied here."""
         st = node.read().get("status", {})
         cap = st.get("capacity", {})
         facts = detect_local_facts()
-        facts.pop("numaNodes", None)
+        seen = numa_memory(self.cluster)  # each NUMA node as the kubelet saw it at its start
+        for n in facts.get("numaNodes", []):
+            n["memory"] = seen.get(str(n["id"]), n["memory"])
         facts.update(
             memoryCapacity=quantity.to_bytes(cap["memory"]),
             cpus=quantity.to_millis(cap["cpu"]) // 1000,
