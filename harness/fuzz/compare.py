@@ -268,14 +268,20 @@ def write_reproducers(
     profile: int,
     batch: int,
 ) -> list[Path]:
-    """A one-pod reproducer per pod with differences; one with the batch's admitted pods for the
-    batch's own (QoS tiers, kubepods, allocatable). Stamps each difference with profile and batch."""
+    """A one-pod reproducer per pod with differences (an admission difference also takes the batch's
+    pods admitted before it: the kubelet admitted it beside them); one with the batch's admitted pods for
+    the batch's own (QoS tiers, kubepods, allocatable). Stamps each difference with profile and batch."""
     out = []
-    for fp, res in zip(fps, results, strict=True):
+    for i, (fp, res) in enumerate(zip(fps, results, strict=True)):
         for d in res.differences:
             d.profile, d.batch = profile, batch
         if res.differences:
-            out.append(write_reproducer(out_dir, fp.name, [fp], profile_path, res.differences))
+            before: list[FuzzPod] = []
+            if any(d.kind == "admission" for d in res.differences):
+                before = [
+                    f for f, r in zip(fps[:i], results[:i], strict=True) if r.observed and r.observed.admitted
+                ]
+            out.append(write_reproducer(out_dir, fp.name, [*before, fp], profile_path, res.differences))
     for d in batch_diffs:
         d.profile, d.batch = profile, batch
     if batch_diffs:

@@ -18,6 +18,7 @@ from harness.config.pod import parse_pod
 from harness.config.suite import load_suite
 from harness.fuzz.compare import (
     Admission,
+    Difference,
     PodResult,
     compare_admission,
     compare_batch,
@@ -293,3 +294,19 @@ def test_a_node_that_differs_from_the_model_is_reported_with_a_reproducer(tmp_pa
     ]
     assert sc.profile is not None and sc.profile.model_dump() == prof.model_dump()
     assert "oom_score_adj" in sc.description
+
+
+def test_an_admission_difference_reproducer_holds_the_pods_admitted_before_it(tmp_path: Path) -> None:
+    _, prof_path = _profile(tmp_path)
+    fps = generate_pods(7, 4, prefix="fuzz-7")
+    refused = Admission(False, "OutOfcpu", "Node didn't have enough resource: cpu")
+    results = [
+        PodResult(fp.name, fp.index, 0, 0, "", fp.features, Admission(True), obs)
+        for fp, obs in zip(fps, [Admission(True), refused, Admission(True), Admission(True)], strict=True)
+    ]
+    results[2].differences = [Difference("admission", "admitted", "admitted", refused.text(), fps[2].name)]
+    (path,) = write_reproducers(tmp_path / "out", "b", fps, results, [], prof_path, 1, 3)
+    suite = load_suite(path)
+    # the first pod (admitted before it) then the pod itself; the refused second pod is left out
+    assert [w.name for w in suite.scenarios[0].workloads] == ["p0", "p2"]
+    assert (results[2].differences[0].profile, results[2].differences[0].batch) == (1, 3)
