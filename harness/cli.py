@@ -102,5 +102,9 @@ def _register() -> None:
 
     cli.add_command(lab_group)
 
+    from harness.commands.fuzz import fuzz_cmd
+
+    cli.add_command(fuzz_cmd)
+
 
 _register()

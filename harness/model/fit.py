@@ -10,7 +10,8 @@ pod (static, mirror, or priority >= 2000000000, ``kubetypes.IsCriticalPod``) who
 insufficient resources is admitted after the kubelet evicts ("Preempting") a set of lower-priority
 pods whose requests cover ``GetInsufficientAmount`` = requested - (capacity - used), chosen by
 ``getPodsToPreempt`` (BestEffort, then Burstable, then Guaranteed; within a class the pod nearest
-to the remaining requirement, ties to the smaller request).
+to the remaining requirement, ties to the smaller request), each running pod counted with
+``GetResourceRequest`` (``resources.get_resource_request``: sidecars as plain init containers).
 """
 
 from __future__ import annotations
@@ -104,7 +105,8 @@ def pods_to_preempt(
     set of running pods frees enough."""
 
     def req(p: Pod, res: str) -> int:
-        return _requests(p, profile, minor).get(res, 0)
+        # not the admission request: GetResourceRequest, sidecar-unaware (resources.get_resource_request)
+        return resources.get_resource_request(p, res)
 
     def subtract(reqs: dict[str, int], pods: list[Pod]) -> dict[str, int]:
         out = {}

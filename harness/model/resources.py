@@ -239,6 +239,28 @@ def to_ints(rl: ResourceList) -> dict[str, int]:
     return {k: to_int(k, v) for k, v in rl.items()}
 
 
+def get_resource_request(pod: Pod, name: str) -> int:
+    """What the kubelet's critical-pod preemption counts for a pod (k8s pkg/kubelet/preemption/preemption.go
+    ``distance``, ``subtract``, ``smallerResourceRequest`` call pkg/api/v1/resource/helpers.go
+    ``GetResourceRequest`` / ``GetResourceRequestQuantity``, read in v1.31.13, v1.32.5 and v1.33.4): the
+    sum of the regular containers' (defaulted) requests, raised to any single init container's request,
+    plus the pod overhead when the sum is not zero. Unlike admission's ``PodRequests`` it knows no
+    sidecars (a sidecar counts as a plain init container, not added to the regular containers) and no
+    pod-level resources. Found by ``harness fuzz`` (seed 7): a critical pod's preemption error named
+    amounts 50m and 100M higher than the model's, the request of a batch-mate's sidecar."""
+    total = Decimal(0)
+    for c in pod.spec.containers:
+        total += _defaulted_requests(c).get(name, Decimal(0))
+    for c in pod.spec.init_containers:
+        r = _defaulted_requests(c).get(name)
+        if r is not None and r > total:
+            total = r
+    overhead = _parse_list(pod.spec.overhead).get(name)
+    if overhead is not None and total != 0:
+        total += overhead
+    return to_int(name, total)
+
+
 def pod_requests(pod: Pod, profile: KubeletConfiguration, kubelet_minor: int) -> dict[str, int]:
     """Effective pod requests: {"memory": bytes, "cpu": millicores, "hugepages-2Mi": bytes, ...}."""
     return to_ints(pod_requests_exact(pod_view(pod, profile, kubelet_minor)))

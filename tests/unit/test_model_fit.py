@@ -193,3 +193,56 @@ def test_explain_names_what_is_not_modelled() -> None:
     code, out = _cli("model", "explain", str(ROOT / "profiles" / "default.yaml"), "--memory-capacity", "16Gi")
     assert code == 0
     assert "Not modelled" in out and "local-storage eviction" in out and "in-place pod resize" in out
+
+
+def _manifest(name: str, spec: dict[str, Any]) -> Any:
+    return parse_pod({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec})
+
+
+def test_preemption_counts_a_running_pod_without_its_sidecar_as_the_kubelet_does() -> None:
+    """Found by ``harness fuzz --pods 60 --seed 7 --profiles 2`` on kubelet 1.33.4 (pods fuzz-7-0029,
+    -0031, -0037): admission's fit counts a sidecar's request on top of the regular containers
+    (1150m, 200M), the preemption's GetResourceRequest does not (1100m, 100M); the kubelet's error named
+    q: 210 and 389136640 where the model said 160 and 289136640."""
+
+    def c(name: str, requests: dict[str, str], limits: dict[str, str], **kw: str) -> dict[str, Any]:
+        return {"name": name, "resources": {"requests": requests, "limits": limits}, **kw}
+
+    with_sidecar = _manifest(
+        "fuzz-7-0029",
+        {
+            "containers": [c("c0", {"memory": "100M"}, {"cpu": "1"}), c("c1", {}, {"cpu": "100m"})],
+            "initContainers": [
+                c("side0", {"memory": "100M", "cpu": "50m"}, {"memory": "200Mi"}, restartPolicy="Always")
+            ],
+        },
+    )
+    plain = _manifest(
+        "fuzz-7-0031", {"containers": [c("c0", {"memory": "0.25Gi", "cpu": "250m"}, {"cpu": "1"})]}
+    )
+    critical = _manifest(
+        "fuzz-7-0037",
+        {
+            "priorityClassName": "system-node-critical",
+            "containers": [
+                c("c0", {}, {"memory": "129Mi", "cpu": "1000m"}),
+                c("c1", {}, {"memory": "200Mi", "cpu": "1000m"}),
+                c("c2", {"memory": "524288Ki", "cpu": "10m"}, {"memory": "0.5Gi", "cpu": "10m"}),
+            ],
+            "initContainers": [
+                c("side0", {}, {"memory": "1.5Gi", "cpu": "50m"}, restartPolicy="Always"),
+                c("init1", {"memory": "262144Ki", "cpu": "10m"}, {"memory": "0.25Gi", "cpu": "10m"}),
+            ],
+        },
+    )
+    alloc = {"memory": 2203328512, "cpu": 1900}
+    assert admit_fit(with_sidecar, [], alloc, PROFILE, 33).admitted
+    assert [n.used for n in insufficient(critical, [with_sidecar, plain], alloc, PROFILE, 33)] == [
+        1400,
+        468435456,
+    ]
+    r = admit_fit(critical, [with_sidecar, plain], alloc, PROFILE, 33)
+    assert not r.admitted and r.reason == "UnexpectedAdmissionError"
+    assert r.message.endswith(
+        "no set of running pods found to reclaim resources: [(res: cpu, q: 210), (res: memory, q: 389136640), ]"
+    )
