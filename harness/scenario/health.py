@@ -38,17 +38,15 @@ def as_host_failure(run: RunContext, scenario: str, exc: HarnessError) -> Harnes
     return HostError(f"scenario {scenario}: " + "; ".join(problems) + f" ({str(exc).splitlines()[0]})")
 
 
-def check_during(run: RunContext, scenario: str) -> list[str]:
-    """A daemon down while the scenario runs (polled by the wait step): recorded as a
-    ``host_failure`` event and said at once; the problems, empty when the node is healthy."""
-    problems = run.backend.health()
-    if problems:
-        run.events.add("harness", "host_failure", scenario=scenario, detail="; ".join(problems))
-        run.progress.say(
-            f"harness: the node failed during scenario {scenario}: "
-            + "; ".join(problems)
-            + " (the scenario stops here; its workloads are judged on the evidence so far)"
-        )
+def record_failure(run: RunContext, scenario: str, problems: list[str]) -> list[str]:
+    """A daemon found down while the scenario runs (by the wait step): recorded as a
+    ``host_failure`` event and said at once; returns ``problems``."""
+    run.events.add("harness", "host_failure", scenario=scenario, detail="; ".join(problems))
+    run.progress.say(
+        f"harness: the node failed during scenario {scenario}: "
+        + "; ".join(problems)
+        + " (the scenario stops here; its workloads are judged on the evidence so far)"
+    )
     return problems
 
 
