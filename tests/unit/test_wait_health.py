@@ -98,4 +98,4 @@ def test_a_healthy_node_waits_to_the_timeout_and_stops_what_still_runs() -> None
     live, run = _live_and_run(backend, timeout_s=2.5)
     steps.wait_for_workloads(live, run)
     assert live.host_failures == [] and backend.stopped == ["leaker"]
-    assert 2 <= backend.checks <= 3  # first at once, then every HEALTH_EVERY_S
+    assert 1 <= backend.checks <= 3  # first at once, then every HEALTH_EVERY_S (not at every poll)
