@@ -143,9 +143,12 @@ def test_containerd_killed_mid_scenario_stops_the_run_with_exit_3(tmp_path: Path
         assert not [c for c in left if c.startswith(run_prefix(run_id))], left
 
 
-def test_kubelet_killed_mid_scenario_stops_the_run_with_exit_3(tmp_path: Path, local_cluster: None) -> None:
+def test_kubelet_killed_mid_scenario_stops_the_run_with_exit_3(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     if os.environ.get("HARNESS_SKIP_KUBELET") == "1":
         pytest.skip("HARNESS_SKIP_KUBELET=1")
+    request.getfixturevalue("local_cluster")  # up (built if needed) for this module, as found after
     c = Cluster()
     rec = c.record()
     p = _start(tmp_path, "kubernetes", "suites/kubelet.yaml", ["S1", "S2"])
