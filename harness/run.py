@@ -135,6 +135,7 @@ def run_suite(
             result.predictions += [{"scenario": sc.name, **w.to_dict()} for w in done.prediction.workloads]
             outcomes += [{"scenario": sc.name, **o.to_dict()} for o in done.outcomes]
             result.verdicts += done.verdicts
+        require_healthy(run, after=previous, before=None)  # a daemon that died in the last scenario
         status = "complete"
     except (KeyboardInterrupt, Interrupted):
         status = "interrupted"

@@ -58,6 +58,7 @@ class LiveScenario:
     sampled: list[str] = field(default_factory=list)  # sampler keys
     oom_kills_before: dict[str, int] = field(default_factory=dict)
     oom_kills_after: dict[str, int | None] = field(default_factory=dict)
+    host_failures: list[str] = field(default_factory=list)  # a daemon that died during the scenario
 
 
 @dataclass

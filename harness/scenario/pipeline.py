@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from harness import faults
 from harness.classify import Outcome
 from harness.config.suite import Scenario
 from harness.model.predict import Prediction, predict_scenario
 from harness.scenario.asrun import predict_as_run
 from harness.scenario.context import LiveScenario, ResolvedScenario, RunContext, ScenarioResult
+from harness.scenario.health import note_in_verdicts
 from harness.scenario.resolve import after_kubelet_start, resolve
 from harness.scenario.steps import (
     classify_workloads,
@@ -41,6 +43,7 @@ def run_scenario(spec: Scenario, run: RunContext) -> ScenarioResult:
         if started:
             warm_up(live, run)
             launch_workloads(live, run)
+            faults.pause("launched", spec.name, spec.id)  # fault-injection tests only
             result.verdicts += observe_node(live, run)
             wait_for_workloads(live, run)
     finally:
@@ -60,6 +63,8 @@ def run_scenario(spec: Scenario, run: RunContext) -> ScenarioResult:
     )
     result.outcomes = classify_workloads(live, run)
     result.verdicts += judge_workloads(live, run, result.prediction, result.outcomes)
+    if live.host_failures:
+        note_in_verdicts(result.verdicts, live.host_failures)
     return result
 
 

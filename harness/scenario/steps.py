@@ -18,12 +18,20 @@ from harness.quantity import format_mib
 from harness.sample.cgroupfs import CgroupPaths, parse_memory_events, parse_oom_control
 from harness.sample.sampler import read_progress
 from harness.scenario.context import LiveScenario, ResolvedScenario, RunContext
+from harness.scenario.health import record_failure
 from harness.verdict import Verdict
 from harness.verdict.cgroups import cgroup_verdict, scenario_conformance
 from harness.verdict.kubelet import kubelet_start_verdict
 from harness.verdict.kubeletview import EvictionView, eviction_view
 from harness.verdict.memorymanager import memory_manager_verdict
 from harness.verdict.oomscore import scenario_oom_scores
+
+# How often the wait step asks the backend whether its daemons live (each check may run a command,
+# e.g. `ctr version`, so not at every 50 ms poll), and after a failed check how soon it asks again:
+# only a second failure in a row ends the scenario (a healthz slower than its 2 s timeout on a busy
+# host is not a dead kubelet).
+HEALTH_EVERY_S = 2.0
+HEALTH_CONFIRM_S = 1.0
 
 # Scratch space of the workloads (page-cache files), per run and scenario; removed at tear-down.
 WORKDIR = Path(os.environ.get("HARNESS_WORKDIR", "/var/tmp/harness"))
@@ -123,10 +131,22 @@ def observe_node(live: LiveScenario, run: RunContext) -> list[Verdict]:
 
 
 def wait_for_workloads(live: LiveScenario, run: RunContext) -> None:
-    """Poll until every workload ended or the scenario's timeout; stop what still runs."""
+    """Poll until every workload ended or the scenario's timeout; stop what still runs. The node's
+    daemons are checked first and every ``HEALTH_EVERY_S``: when one is down at two checks in a row
+    (``live.host_failures``) the wait ends and nothing is stopped through the dead daemon (the tear-down and ``harness
+    cleanup`` remove what is left)."""
     ctx, handles = live.ctx, live.handles
-    deadline = ctx.t0_mono + live.resolved.scenario.timeout_s
+    sc = live.resolved.scenario
+    deadline = ctx.t0_mono + sc.timeout_s
+    next_health, suspect = 0.0, False
     while time.monotonic() < deadline:
+        if time.monotonic() >= next_health:
+            problems = run.backend.health()
+            if problems and suspect:  # twice in a row: a dead daemon, not one slow answer
+                live.host_failures = record_failure(run, sc.name, problems)
+                break
+            suspect = bool(problems)
+            next_health = time.monotonic() + (HEALTH_CONFIRM_S if problems else HEALTH_EVERY_S)
         for h in handles.values():
             run.backend.poll(ctx, h)
         if all(h.exit is not None for h in handles.values()):
@@ -134,7 +154,7 @@ def wait_for_workloads(live: LiveScenario, run: RunContext) -> None:
         _tick(live, run)
         time.sleep(0.05)
     for h in handles.values():
-        if h.exit is None:
+        if h.exit is None and not live.host_failures:
             run.backend.stop(ctx, h)
             run.backend.poll(ctx, h)
     time.sleep(0.3)  # give the kernel log and counters a moment to arrive

@@ -8,11 +8,16 @@ controller reconnects once, the run on the host goes on, and nothing it wrote or
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -182,3 +187,121 @@ def test_connection_dropped_mid_run_is_recorded_and_nothing_is_lost(
     events = pd.read_parquet(res.run_dir / "events.parquet")
     ssh_rows = events[(events["host"] == "lab-a") & (events["source"] == "ssh")]
     assert {"connection_lost", "reconnected", "gap"} <= set(ssh_rows["kind"])
+
+
+HOLD_SUITE = """\
+apiVersion: harness/v1
+kind: Suite
+name: lab-hold
+profile: profiles/local.yaml
+node: {memoryCapacity: 1Gi}
+sampleHz: 10
+scenarios:
+  - name: hold
+    id: H1
+    description: A pod holds 16Mi for 15 s and exits; long enough for a lab host to die under it.
+    timeout: 40s
+    backends: [process]
+    workloads:
+      - name: holder
+        resources: {requests: {memory: 32Mi}, limits: {memory: 64Mi}}
+        leak: {chunk: 4Mi, interval: 100ms, max: 16Mi, hold: 15s}
+"""
+
+
+def _lab_processes(marker: str) -> list[int]:
+    """Pids whose command line names ``marker`` (read only: to see that a host's run ended)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if marker in (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    out.append(int(d.name))
+            except OSError:
+                continue
+    return out
+
+
+def test_a_lab_host_that_dies_mid_run_leaves_the_others_complete(
+    loopback_lab: LoopbackLab, lab_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """lab-a's sshd (the listener this test started, and its connections, by pid) is killed once
+    lab-a's scenario is under way, 14 s before it would end: lab-b's results are complete, lab-a is
+    recorded as lost, and the run exits 3 with one error line naming lab-a."""
+    _, inv = lab_files
+    suite = inv.parent / "hold.yaml"
+    suite.write_text(HOLD_SUITE)
+    results = tmp_path / "results"
+    host = loopback_lab.hosts["lab-a"]
+    err_lines: list[str] = []
+    killed: list[int] = []
+    job_pid: int | None = None
+    with open(tmp_path / "stdout", "w") as out:
+        p = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "harness", "run", str(suite), "--inventory", str(inv)),
+                *("--limit", "lab-a", "--limit", "lab-b", "--forks", "2", "--results", str(results)),
+            ],
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert p.stderr is not None
+            for line in p.stderr:
+                err_lines.append(line)
+                m = re.match(r"\[lab-a\] started: .* \(pid (\d+)\)", line)
+                if m:
+                    job_pid = int(m.group(1))
+                if not killed and line.startswith("[lab-a]   [hold t="):
+                    # the host dies: its sshd and every connection, by the pids this test owns
+                    assert host.proc is not None
+                    conns = host.connection_pids()
+                    os.kill(host.proc.pid, signal.SIGKILL)
+                    for pid in conns:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGKILL)
+                    host.proc.wait(10)
+                    killed = [host.proc.pid, *conns]
+            p.wait(timeout=300)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait(30)
+            host.proc = None
+            host.start()  # the module's other tests use lab-a again
+    err = "".join(err_lines)
+    print(err)
+    assert killed, "lab-a's scenario never started"
+    assert p.returncode == 3, err[-3000:]
+    errors = [ln for ln in err_lines if ln.startswith("harness: error:")]
+    assert len(errors) == 1 and "1 of 2 host(s) failed: lab-a: lost the remote run" in errors[0], errors
+    assert "Traceback" not in err
+    (run_dir,) = results.iterdir()
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["status"] == "partial"
+    hosts = run["hosts"]
+    a, b = hosts["lab-a"], hosts["lab-b"]
+    assert a["status"] == "failed" and "lost the remote run" in a["error"]
+    assert any(c.get("kind") == "gap" and c.get("reconnected") is False for c in a["connection"]), a
+    # lab-b: complete, as if nothing had happened to lab-a
+    assert b["status"] == "complete" and b["exit_code"] == 0 and b["connection"] == []
+    assert b["verdicts_passed"] == b["verdicts_total"] == 1
+    remote = json.loads((run_dir / "hosts" / "lab-b" / "run" / "run.json").read_text())
+    assert remote["status"] == "complete" and remote["run_id"] == b["remote_run_id"]
+    verdicts = pd.read_parquet(run_dir / "verdicts.parquet")
+    assert verdicts["host"].tolist() == ["lab-b"] and verdicts["passed"].all()
+    samples = pd.read_parquet(run_dir / "samples.parquet")
+    own = pd.read_parquet(run_dir / "hosts" / "lab-b" / "run" / "samples.parquet")
+    assert (samples["host"] == "lab-b").sum() == len(own) > 0
+    assert b["sampling"]["missing_seq"] == [] and b["sampling"]["rows"] > 0
+    # what lab-a received before it died is kept
+    assert (run_dir / "hosts" / "lab-a" / "output.log").stat().st_size > 0
+    # lab-a's own run (detached on the host, which here is this machine) ends by itself: nothing left
+    assert job_pid is not None
+    state = str(inv.parent / "state" / "lab-a")
+    end = time.monotonic() + 90
+    while _lab_processes(state) and time.monotonic() < end:
+        time.sleep(0.5)
+    assert not _lab_processes(state), f"lab-a's run left processes: {_lab_processes(state)}"

@@ -23,7 +23,7 @@ from harness.sample.sampler import (
     read_progress,
 )
 
-from ._sample_fixtures import MiB, SampleCgroup, needs_v1, sample_cgroup, sample_cgroup_factory, wait_until
+from ._sample_fixtures import MiB, SampleCgroup, sample_cgroup, sample_cgroup_factory, wait_until
 
 __all__ = ["sample_cgroup", "sample_cgroup_factory"]  # fixtures used by name below
 
@@ -121,11 +121,10 @@ def test_missing_cgroup_raises(tmp_path: Path) -> None:
         s.close()
 
 
-# ---------------------------------------------------------------------- real v1 cgroups
+# ---------------------------------------------------------------------- real cgroups (v1, or v2 on a unified host)
 
 
 @pytest.mark.integration
-@needs_v1
 @pytest.mark.timeout(60)
 def test_usage_rises_to_limit_then_oom(sample_cgroup: SampleCgroup, tmp_path: Path) -> None:
     cg = sample_cgroup
@@ -159,7 +158,6 @@ def test_usage_rises_to_limit_then_oom(sample_cgroup: SampleCgroup, tmp_path: Pa
 
 
 @pytest.mark.integration
-@needs_v1
 @pytest.mark.timeout(60)
 def test_cgroup_removed_mid_run(sample_cgroup_factory: Callable[..., SampleCgroup], tmp_path: Path) -> None:
     keep = sample_cgroup_factory(32 * MiB)
@@ -191,7 +189,6 @@ def test_cgroup_removed_mid_run(sample_cgroup_factory: Callable[..., SampleCgrou
 
 
 @pytest.mark.integration
-@needs_v1
 @pytest.mark.timeout(60)
 def test_crash_loses_at_most_a_second(sample_cgroup: SampleCgroup, tmp_path: Path) -> None:
     prog = tmp_path / "progress"
