@@ -7,17 +7,30 @@ profiles/cluster-default.yaml at ~2.04 GiB of pods' working set) and one BestEff
 (KubeletConfiguration ``maxPods: 110``, k8s.io/kubelet/config/v1beta1 types.go); the harness pods
 are the node's only pods (no system pods, hostNetwork).
 
+The scenario has ``launch: parallel`` (``--launch serial``: one pod after the other, each
+waited for): every pod is created, then the harness waits for them together, and at the timeout
+they are deleted together.
+
 Without ``--run`` it only writes and validates the suite and prints the model's prediction.
 With ``--run`` it runs ``python -m harness run SUITE --backend kubernetes --json`` (needs the
-local cluster: run it under the shared lock, see below), and prints the wall time, the time from
-the first pod creation to the last pod started, and the rest: the per-scenario overhead
-(setup + teardown) beyond the pods' own start-up and the scenario's duration::
+local cluster: run it under the shared lock, see below), and prints the wall time split into
+
+  setup     from the command's start to the first pod created (process start, readiness, the
+            page-fault probe, the kubelet profile, the node's pressure check)
+  start-up  first pod created -> last container Started (the pods' own start-up; inside the
+            scenario's timeout, which runs from the first pod's creation)
+  teardown  the timeout's end -> scenario_end (stopping the pods, deleting them, the tree)
+  after     scenario_end -> exit (as-run prediction, classification, verdicts, tables)
+
+and the per-scenario overhead, setup + teardown + after = wall - timeout: what the run costs
+beyond the scenario's own time (start-up included in it)::
 
     flock /tmp/harness-shared.lock sh -c \\
         'python3 -m harness cluster status >/dev/null || python3 -m harness cluster up; \\
          python3 benchmarks/bench_pods.py --run'
 
-Usage: ``python benchmarks/bench_pods.py [--pods 110] [--hold 16Mi] [--suite-out FILE] [--run]``
+Usage: ``python benchmarks/bench_pods.py [--pods 110] [--hold 16Mi] [--launch parallel|serial]
+[--suite-out FILE] [--run]``
 """
 
 from __future__ import annotations
@@ -39,7 +52,7 @@ sys.path.insert(0, str(REPO))
 from harness.config import load_suite  # noqa: E402
 
 
-def suite_doc(pods: int, hold: str) -> dict[str, object]:
+def suite_doc(pods: int, hold: str, launch: str = "parallel") -> dict[str, object]:
     workloads: list[dict[str, object]] = [
         {
             "name": f"hold-{i:03d}",
@@ -68,6 +81,9 @@ def suite_doc(pods: int, hold: str) -> dict[str, object]:
                 "description": f"{pods} pods near the eviction threshold, one leaking: it is evicted.",
                 "timeout": "180s",
                 "backends": ["kubernetes"],
+                **(
+                    {"launch": launch} if launch != "serial" else {}
+                ),  # serial: the default (older harness too)
                 "workloads": workloads,
             }
         ],
@@ -78,14 +94,17 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--pods", type=int, default=110)
     ap.add_argument("--hold", default="16Mi")
+    ap.add_argument("--launch", choices=["parallel", "serial"], default="parallel")
     ap.add_argument("--suite-out", type=Path)
     ap.add_argument("--run", action="store_true", help="run it on the local cluster (under the lock)")
     args = ap.parse_args()
     out = args.suite_out or Path(tempfile.mkdtemp(prefix="harness-bench-pods-")) / "pods.yaml"
-    out.write_text(yaml.safe_dump(suite_doc(args.pods, args.hold), sort_keys=False))
+    out.write_text(yaml.safe_dump(suite_doc(args.pods, args.hold, args.launch), sort_keys=False))
     suite = load_suite(out)
     sc = suite.scenarios[0]
-    print(f"suite {out}: scenario {sc.name}, {len(sc.workloads)} pods, timeout {sc.timeout_s:g} s")
+    print(
+        f"suite {out}: scenario {sc.name}, {len(sc.workloads)} pods, timeout {sc.timeout_s:g} s, launch {sc.launch}"
+    )
     if not args.run:
         return 0
     results = Path(tempfile.mkdtemp(prefix="harness-bench-pods-results-"))
@@ -105,15 +124,22 @@ def main() -> int:
     sc_end = ev[(ev["source"] == "harness") & (ev["kind"] == "scenario_end")]["t_mono"]
     window = float(sc_end.max() - sc_start.min()) if len(sc_start) and len(sc_end) else float("nan")
     startup = float(started.max() - created.min()) if len(created) and len(started) else float("nan")
+    setup = float(created.min() - t) if len(created) else float("nan")
+    teardown = (
+        float(sc_end.max() - (created.min() + sc.timeout_s)) if len(created) and len(sc_end) else float("nan")
+    )
+    after = float(t + wall - sc_end.max()) if len(sc_end) else float("nan")
     print(f"exit {proc.returncode}; run {run_dir.name}; {len(verdicts)} verdicts, "
           f"{int(verdicts['passed'].sum())} match; outcomes {verdicts['observed'].value_counts().to_dict()}")  # fmt: skip
     print(
-        f"wall {wall:.1f} s; scenario_start -> scenario_end {window:.1f} s; "
-        f"first pod created -> last Started {startup:.1f} s"
+        f"wall {wall:.1f} s; scenario_start -> scenario_end {window:.1f} s; timeout {sc.timeout_s:g} s; "
+        f"setup {setup:.1f} s; start-up (first pod created -> last Started) {startup:.1f} s; "
+        f"teardown {teardown:.1f} s; after {after:.1f} s"
     )
-    print(f"outside the scenario window (process start, readiness, profile, teardown, files): "
-          f"{wall - window:.1f} s")  # fmt: skip
+    print(f"overhead (setup + teardown + after = wall - timeout): {wall - sc.timeout_s:.1f} s")
     print(json.dumps({"wall_s": round(wall, 1), "window_s": round(window, 1), "startup_s": round(startup, 1),
+                      "setup_s": round(setup, 1), "teardown_s": round(teardown, 1), "after_s": round(after, 1),
+                      "overhead_s": round(wall - sc.timeout_s, 1), "launch": sc.launch,
                       "exit": proc.returncode}))  # fmt: skip
     return 0
 

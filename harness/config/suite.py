@@ -212,6 +212,10 @@ class Scenario(BaseModel):
     # scenario's start minus this margin (node-wide pressure after draining ~margin, whatever the
     # host's idle usage). The derived profile is written next to the run and used by kubelet and model.
     pressure_margin: str | None = Field(None, alias="pressureMargin")
+    # How the workloads start: "serial" (default) launches each and waits until it runs before the
+    # next (a scenario may rely on that order, e.g. admission); "parallel" creates them all and
+    # waits for them together, and stops them together at the timeout (a node's worth of pods).
+    launch: Literal["serial", "parallel"] = "serial"
     workloads: list[Workload] = Field(min_length=1)
 
     _t = field_validator("timeout_s", mode="before")(classmethod(lambda c, v: _secs(v)))

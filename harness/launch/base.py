@@ -10,7 +10,7 @@ import os
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, ClassVar
@@ -268,6 +268,26 @@ class Backend(ABC):
 
     @abstractmethod
     def stop(self, ctx: ScenarioContext, handle: Handle, timeout: float = 5.0) -> None: ...
+
+    def launch_many(
+        self,
+        ctx: ScenarioContext,
+        items: Sequence[tuple[Workload, WorkloadLayout]],
+        on_started: Callable[[Handle], None],
+    ) -> list[Handle]:
+        """Start several workloads at once (a scenario with ``launch: parallel``); ``on_started`` is
+        called with each handle as soon as it runs. By default one after the other, as ``launch``."""
+        out = []
+        for w, layout in items:
+            h = self.launch(ctx, w, layout)
+            on_started(h)
+            out.append(h)
+        return out
+
+    def stop_many(self, ctx: ScenarioContext, handles: Sequence[Handle], timeout: float = 5.0) -> None:
+        """Stop several workloads at once (``launch: parallel``); by default one after the other."""
+        for h in handles:
+            self.stop(ctx, h, timeout)
 
     def node_cgroups(self, ctx: ScenarioContext) -> list[tuple[str, str]]:
         """Node-level cgroups to sample, as (name, path below the memory hierarchy root)."""

@@ -13,7 +13,7 @@ from pathlib import Path
 from harness.classify import OomRecord, Outcome, WorkloadEvidence, classify
 from harness.host.cgroups import CgroupTree, memory_root
 from harness.hostperf import warm_up_scenario
-from harness.launch.base import KubeletStart, ScenarioContext
+from harness.launch.base import Handle, KubeletStart, ScenarioContext
 from harness.quantity import format_mib
 from harness.sample.cgroupfs import CgroupPaths, parse_memory_events, parse_oom_control
 from harness.sample.sampler import read_progress
@@ -85,18 +85,27 @@ def launch_workloads(live: LiveScenario, run: RunContext) -> None:
         run.sampler.register(key, CgroupPaths(rel, _vstr(run)))
         live.sampled.append(key)
     ctx.t0_mono = time.monotonic()
-    for w in sc.workloads:
-        h = run.backend.launch(ctx, w, live.resolved.layout.workloads[w.name])
-        live.handles[w.name] = h
-        key = f"{sc.name}/{w.name}"
+
+    def started(h: Handle) -> None:
+        live.handles[h.workload] = h
+        key = f"{sc.name}/{h.workload}"
         paths = CgroupPaths(_rel(h.cgroup_abs, run), _vstr(run))
         try:
             run.sampler.register(key, paths)
             run.watcher.add(key, paths)
             live.sampled.append(key)
-            live.oom_kills_before[w.name] = oom_kill_count(h.cgroup_abs, run.cgroup_version) or 0
+            live.oom_kills_before[h.workload] = oom_kill_count(h.cgroup_abs, run.cgroup_version) or 0
         except OSError as exc:
-            run.events.add("harness", "sample_error", workload=w.name, detail=str(exc))
+            run.events.add("harness", "sample_error", workload=h.workload, detail=str(exc))
+
+    items = [(w, live.resolved.layout.workloads[w.name]) for w in sc.workloads]
+    if sc.launch == "parallel":
+        run.backend.launch_many(ctx, items, started)
+    else:
+        for w, layout in items:
+            started(run.backend.launch(ctx, w, layout))
+    # in the scenario's order (the parallel launch fills the dict as pods start)
+    live.handles = {w.name: live.handles[w.name] for w in sc.workloads}
 
 
 def observe_node(live: LiveScenario, run: RunContext) -> list[Verdict]:
@@ -153,8 +162,13 @@ def wait_for_workloads(live: LiveScenario, run: RunContext) -> None:
             break
         _tick(live, run)
         time.sleep(0.05)
-    for h in handles.values():
-        if h.exit is None and not live.host_failures:
+    running = [] if live.host_failures else [h for h in handles.values() if h.exit is None]
+    if live.resolved.scenario.launch == "parallel":
+        run.backend.stop_many(ctx, running)
+        for h in running:
+            run.backend.poll(ctx, h)
+    for h in running:
+        if h.exit is None:
             run.backend.stop(ctx, h)
             run.backend.poll(ctx, h)
     time.sleep(0.3)  # give the kernel log and counters a moment to arrive
