@@ -52,7 +52,7 @@ class _Events:
 def _live_and_run(backend: _Backend, timeout_s: float) -> tuple[Any, Any]:
     h = Handle(workload="leaker", backend="scripted", cgroup="x", cgroup_abs=Path("/nonexistent/cgroup"))
     live = SimpleNamespace(
-        resolved=SimpleNamespace(scenario=SimpleNamespace(name="s1", timeout_s=timeout_s)),
+        resolved=SimpleNamespace(scenario=SimpleNamespace(name="s1", timeout_s=timeout_s, launch="serial")),
         ctx=SimpleNamespace(t0_mono=time.monotonic()),
         handles={"leaker": h},
         host_failures=[],
