@@ -64,6 +64,11 @@ class NodeFacts(BaseModel):
     kubelet_version: str = Field(f"1.{NEWEST_MINOR}", alias="kubeletVersion")
     page_size: int = Field(4096, alias="pageSize")
     pid_max: int = Field(4194304, alias="pidMax")
+    # /proc/sys/kernel/threads-max: the kubelet's pid capacity is the smaller of the two (model.node)
+    threads_max: int | None = Field(None, alias="threadsMax", gt=0)
+    # whether the container runtime applies the kubelet's hugetlb limits to containers: containerd's
+    # CRI plugin does only with disable_hugetlb_controller = false (default true)
+    runtime_hugetlb: bool = Field(False, alias="runtimeHugetlb")
     swap_bytes: int = Field(0, alias="swap")
     # whether the swap controller exists for the kubelet (k8s: kuberuntime_container_linux.go
     # swapControllerAvailable): v1 memory.memsw.limit_in_bytes (swap accounting), v2 memory.swap.max
@@ -172,6 +177,9 @@ def detect_local_facts(root: str = "/") -> dict[str, Any]:
     pid_max = r / "proc/sys/kernel/pid_max"
     if pid_max.exists():
         facts["pidMax"] = int(pid_max.read_text())
+    threads_max = r / "proc/sys/kernel/threads-max"
+    if threads_max.exists():
+        facts["threadsMax"] = int(threads_max.read_text())
     for runtime in ("runc", "crun"):
         v = runtime_version(runtime) if root == "/" else None
         if v:

@@ -422,10 +422,13 @@ def container_cgroups(
                 quota = -1
             v.cpu_period_us = period
             v.cpu_quota_us = quota if quota != 0 else None  # containerd does not write a zero quota
-        # GetHugepageLimitsFromResources: every host page size, container limit or 0
-        v.hugetlb_limits = {
-            size: to_int(size, c.limits.get(size, Decimal(0))) for size in _host_hugepage_sizes(facts)
-        }
+        # GetHugepageLimitsFromResources: every host page size, container limit or 0, applied only
+        # where the runtime writes them (containerd: disable_hugetlb_controller = false; its default
+        # is true, internal/cri/config/config_unix.go DefaultConfig, so the files keep "max")
+        if facts.runtime_hugetlb:
+            v.hugetlb_limits = {
+                size: to_int(size, c.limits.get(size, Decimal(0))) for size in _host_hugepage_sizes(facts)
+            }
         sw = container_swap(pod, c, profile, facts, mem_lim)
         v.swap_max_bytes, v.memsw_limit_bytes = sw.swap_max_bytes, sw.memsw_limit_bytes
         if mem_qos:

@@ -151,9 +151,11 @@ def status_capacity(facts: NodeFacts) -> dict[str, int]:
 
 
 def internal_capacity(facts: NodeFacts) -> dict[str, int]:
-    """Capacity + ``pid`` (pidlimit.Stats MaxPID, from /proc/sys/kernel/pid_max)."""
+    """Capacity + ``pid``: k8s: pkg/kubelet/stats/pidlimit/pidlimit_linux.go ``Stats`` MaxPID, the
+    smaller of /proc/sys/kernel/pid_max and /proc/sys/kernel/threads-max ("both specify the system-wide
+    limit on the number of tasks"; a 4 GiB VM has pid_max 4194304 but threads-max ~31000)."""
     cap = status_capacity(facts)
-    cap[PID] = facts.pid_max
+    cap[PID] = min(facts.pid_max, facts.threads_max) if facts.threads_max else facts.pid_max
     return cap
 
 

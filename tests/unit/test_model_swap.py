@@ -109,3 +109,25 @@ def test_unlimitedswap_is_refused_as_input() -> None:
 def test_profile_round_trips_memory_swap() -> None:
     assert prof("LimitedSwap").to_yaml_dict()["memorySwap"] == {"swapBehavior": "LimitedSwap"}
     assert "memorySwap" not in KubeletConfiguration.model_validate({}).to_yaml_dict()
+
+
+def test_pid_capacity_is_the_smaller_of_pid_max_and_threads_max() -> None:
+    """pidlimit_linux.go Stats: MaxPID = min(pid_max, threads-max); a 4 GiB VM: 4194304 vs 31276."""
+    from harness.model.node import internal_capacity
+
+    assert internal_capacity(facts(pidMax=4194304, threadsMax=31276))["pid"] == 31276
+    assert internal_capacity(facts(pidMax=32768, threadsMax=192736))["pid"] == 32768
+    assert internal_capacity(facts(pidMax=32768))["pid"] == 32768
+
+
+def test_container_hugetlb_limits_only_where_the_runtime_applies_them() -> None:
+    """containerd's CRI default disable_hugetlb_controller = true: container hugetlb files stay max."""
+    node = facts(numaNodes=[{"id": 0, "memory": "4Gi", "hugepages": {"2Mi": 0}}])
+    (c,) = container_cgroups(BURSTABLE, prof(), node)
+    assert c.hugetlb_limits == {}
+    (c,) = container_cgroups(
+        BURSTABLE,
+        prof(),
+        facts(numaNodes=[{"id": 0, "memory": "4Gi", "hugepages": {"2Mi": 0}}], runtimeHugetlb=True),
+    )
+    assert c.hugetlb_limits == {"hugepages-2Mi": 0}
