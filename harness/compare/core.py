@@ -22,7 +22,9 @@ time      per scenario/workload and outcome seen on both sides, the time of the 
           is reported with it) unless, with ``min_repeats`` runs per side, it moved
           beyond the noise seen within each side: Mann-Whitney U p < ``alpha`` *and* the shift
           of the median position larger than ``min_effect`` x the larger interquartile range of
-          the two sides *and* the median time moved by more than ``tolerance_seconds``.
+          the two sides (for an eviction at least the half loop its phase alone spreads it,
+          :func:`harness.compare.position.noise_floor`) *and* the median time moved by more
+          than ``tolerance_seconds``.
           An outcome without a predicted window: the median time against ``tolerance_seconds``
           (Mann-Whitney U when repeated), as before.
 verdict   per scenario/workload, the share of passing verdicts: changed when it dropped (same
@@ -379,7 +381,9 @@ def _windowed_time(tb: _Timed, tn: _Timed, sc: str, w: str, label: str, opts: Co
         if moved:
             return Finding("time", sc, subject, True, summary, base_txt, new_txt, test, p, noise=noise)
     # 2. the position inside the window, against the noise within each side
-    unit = pos.unit_for(label, [w_ for w_ in (*tb.windows, *tn.windows) if w_ is not None])
+    windows = [w_ for w_ in (*tb.windows, *tn.windows) if w_ is not None]
+    unit = pos.unit_for(label, windows)
+    floor = pos.noise_floor(unit, windows)
     pb, pn = tb.positions(unit), tn.positions(unit)
     qb, qn = _median(pb), _median(pn)
     sb, sn = _spread(pb), _spread(pn)
@@ -387,6 +391,8 @@ def _windowed_time(tb: _Timed, tn: _Timed, sc: str, w: str, label: str, opts: Co
     if unit == pos.LOOP_PERIODS:
         unit = f"loop periods of {pos.EVICTION_MONITORING_PERIOD_S:g} s from the crossing"
     noise = f"spread (IQR) of the position: BASE {sb:.2f}, NEW {sn:.2f} ({unit})"
+    if floor:
+        noise += f"; the loop's phase alone: {floor:.2f}"
     age_b, age_n = pos.stats_age(tb.ages), pos.stats_age(tn.ages)
     if age_b or age_n:
         noise += (
@@ -400,7 +406,7 @@ def _windowed_time(tb: _Timed, tn: _Timed, sc: str, w: str, label: str, opts: Co
     p = None
     if repeated:
         p = mannwhitney_p(pb, pn)
-        spread = max(sb, sn)
+        spread = max(sb, sn, floor)
         effect = abs(dpos) / spread if spread > 0 else (float("inf") if abs(dpos) > 1e-9 else 0.0)
         beyond = abs(shift) > opts.tolerance_seconds + 1e-12
         changed = p < opts.alpha and effect > opts.min_effect and beyond

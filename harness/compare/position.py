@@ -75,6 +75,30 @@ def position(t: float, window: tuple[float, float], unit: str) -> float:
     return t - lo
 
 
+def noise_floor(unit: str, windows: list[tuple[float, float]]) -> float:
+    """The spread (interquartile range) the kubelet's loop alone gives an eviction's position.
+
+    The crossing falls anywhere in the loop, so the wait for the next tick is uniform over the
+    window the model allows for it (its phases), at most one loop period wide: its interquartile
+    range is half that width. Five runs per side often show less by chance (a uniform sample of 5
+    has an IQR under 0.3 of its range one time in four), so the gate measures a shift against the
+    larger of this and the spread seen within each side. A window narrower than a loop (the
+    kernel's memcg notification syncs at once) lowers the floor; other outcomes have none.
+    ``benchmarks/bench_gate_noise.py`` prints what it does to A/A false positives.
+
+    >>> noise_floor(LOOP_PERIODS, [(9.5, 19.0), (12.0, 21.5)])
+    0.475
+    >>> noise_floor(LOOP_PERIODS, [(9.5, 39.0), (12.0, 12.5)])
+    0.025
+    >>> noise_floor(FRACTION, [(9.5, 19.0)])
+    0.0
+    """
+    if unit != LOOP_PERIODS or not windows:
+        return 0.0
+    width = min(min(hi - lo for lo, hi in windows), EVICTION_MONITORING_PERIOD_S)
+    return 0.5 * width / EVICTION_MONITORING_PERIOD_S
+
+
 @dataclass(frozen=True)
 class StatsAge:
     """The recorded stats age at one side's evictions: median and interquartile range, seconds."""

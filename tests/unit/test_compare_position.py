@@ -98,7 +98,8 @@ def test_a_wider_new_window_with_the_same_latency_is_no_change() -> None:
     assert "position 0.75 -> 0.75 loop periods of 10 s from the crossing" in f.summary
     assert (
         f.noise
-        == "spread (IQR) of the position: BASE 0.18, NEW 0.18 (loop periods of 10 s from the crossing)"
+        == "spread (IQR) of the position: BASE 0.18, NEW 0.18 (loop periods of 10 s from the crossing); "
+        "the loop's phase alone: 0.47"
     )
 
 
@@ -113,6 +114,23 @@ def test_a_kubelet_one_loop_later_inside_a_wide_window_is_a_change() -> None:
     assert f.check == "time" and "moved inside the as-run window" in f.summary
     assert "loop periods of 10 s from the crossing" in f.summary
     assert "stats age" not in f.summary and "stats age" not in f.noise  # none recorded
+
+
+def test_a_shift_within_the_loops_own_phase_noise_is_no_change() -> None:
+    """Each side's evictions fell close together by chance or because the kubelet (re)started at the
+    same moment before every run, so the loop's phase was the same each time; a version that starts a
+    little later moves the phase by a quarter of a loop. That is past the (tiny) spread within each
+    side but inside the half loop the phase alone spreads an eviction over: no change."""
+    base = _group("a", [("evicted", 9.5 + 10 * x, 9.5, 19.0, None) for x in (0.30, 0.31, 0.32, 0.33, 0.34)])
+    new = _group("b", [("evicted", 9.5 + 10 * x, 9.5, 19.0, None) for x in (0.55, 0.56, 0.57, 0.58, 0.59)])
+    f = _time(compare_groups(base, new))
+    assert not f.changed and f.p_value is not None and f.p_value < 0.01
+    assert "shift 0.5 x the spread within a side" in f.summary
+    # in a window narrower than a loop (the memcg notification syncs at once) the floor is lower
+    # and the same quarter-loop shift fails the gate
+    base = _group("a", [("evicted", 9.5 + 10 * x, 9.5, 13.5, None) for x in (0.01, 0.02, 0.03, 0.04, 0.05)])
+    new = _group("b", [("evicted", 9.5 + 10 * x, 9.5, 13.5, None) for x in (0.26, 0.27, 0.28, 0.29, 0.30)])
+    assert _time(compare_groups(base, new)).changed
 
 
 def test_other_outcomes_keep_the_fraction_of_the_window() -> None:
@@ -130,7 +148,7 @@ def test_stats_age_is_reported_as_noise_within_each_side() -> None:
     assert not c.changed
     assert _time(c).noise == (
         "spread (IQR) of the position: BASE 0.30, NEW 0.30 (loop periods of 10 s from the crossing); "
-        "stats age at the eviction: BASE 4.0s (IQR 3.0s, 6 runs), NEW not recorded"
+        "the loop's phase alone: 0.47; stats age at the eviction: BASE 4.0s (IQR 3.0s, 6 runs), NEW not recorded"
     )
 
 
