@@ -86,7 +86,7 @@ def upgrade_cmd(
     \b
     Examples:
       harness upgrade-check --from 1.33.4 --to 1.34.1
-      harness upgrade-check --from 1.32.5 --to 1.33.4 --suite suites/upgrade.yaml --repeats 5 -o /srv/gate
+      harness upgrade-check --from 1.31.13 --to 1.32.5 --suite suites/upgrade.yaml --repeats 5 -o /srv/gate
       harness upgrade-check --from 1.33.4 --to 1.33.4 --repeats 5       # A/A: the noise of this host
       harness upgrade-check --from 1.33.4 --to 1.34.1 --dry-run
     Builds both versions (cached), then runs the suite on the local cluster alternating versions

@@ -14,13 +14,17 @@ time      per scenario/workload and outcome seen on both sides, the time of the 
           as-run predicted window the run's verdict used (``time_ok``; older runs without it:
           the window widened by ``tolerance_seconds``). A time is a change when it leaves that
           side's window (more NEW runs outside than BASE runs; Fisher's exact test from
-          ``min_repeats`` runs per side). Inside the window, where the event fell (its position:
-          the fraction of the window, 0 = earliest, 1 = latest; for a point window the seconds
-          after it) is noise of the host (where the threshold crossing fell in the kubelet's
-          10 s loop, the leak's own pace) unless, with ``min_repeats`` runs per side, it moved
+          ``min_repeats`` runs per side). Inside the window, where the event fell (its position,
+          :mod:`harness.compare.position`: for an eviction the latency from the threshold crossing
+          in kubelet loop periods, 10 s; otherwise the fraction of the window, 0 = earliest,
+          1 = latest; for a point window the seconds after it) is noise of the host (where the
+          crossing fell in the kubelet's loop, the leak's own pace; the stats age at an eviction
+          is reported with it) unless, with ``min_repeats`` runs per side, it moved
           beyond the noise seen within each side: Mann-Whitney U p < ``alpha`` *and* the shift
           of the median position larger than ``min_effect`` x the larger interquartile range of
-          the two sides *and* the median time moved by more than ``tolerance_seconds``.
+          the two sides (for an eviction at least the half loop its phase alone spreads it,
+          :func:`harness.compare.position.noise_floor`) *and* the median time moved by more
+          than ``tolerance_seconds``.
           An outcome without a predicted window: the median time against ``tolerance_seconds``
           (Mann-Whitney U when repeated), as before.
 verdict   per scenario/workload, the share of passing verdicts: changed when it dropped (same
@@ -42,6 +46,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.compare import position as pos
 from harness.compare.kinds import deviation_kind
 from harness.compare.load import Group
 from harness.errors import InputError
@@ -265,12 +270,14 @@ class _Timed:
     times: list[float]
     windows: list[tuple[float, float] | None]
     inside: list[bool | None]
+    ages: list[float | None] = field(default_factory=list)  # stats age at an eviction, where recorded
 
     @classmethod
     def of(cls, rows: pd.DataFrame, slack_s: float) -> _Timed:
         times: list[float] = []
         windows: list[tuple[float, float] | None] = []
         inside: list[bool | None] = []
+        ages: list[float | None] = []
         # columns as lists, not to_dict("records"): this runs per outcome per workload per run
         # judged (trend: 1,800 calls for 100 nights), where to_dict's per-call cost dominated
         cols = (
@@ -280,9 +287,10 @@ class _Timed:
             "predicted",
             "observed",
             "time_ok",
+            "eviction_stats_age_s",
         )
         data = [rows[c].tolist() if c in rows else [None] * len(rows) for c in cols]
-        for t, lo, hi, pred, observed, ok in zip(*data, strict=True):
+        for t, lo, hi, pred, observed, ok, age in zip(*data, strict=True):
             if t is None or pd.isna(t):
                 continue
             win = None
@@ -297,19 +305,19 @@ class _Timed:
             times.append(float(t))
             windows.append(win)
             inside.append(bool(ok) if ok is not None else None)
-        return cls(times, windows, inside)
+            ages.append(None if age is None or pd.isna(age) else float(age))
+        return cls(times, windows, inside, ages)
 
     @property
     def windowed(self) -> bool:
         return bool(self.times) and all(w is not None for w in self.windows)
 
-    def positions(self, fraction: bool) -> list[float]:
-        """Where each event fell: the fraction of its window (0 = earliest, 1 = latest) or, for
-        point windows (a kernel limit acts at once), seconds after the predicted time."""
+    def positions(self, unit: str) -> list[float]:
+        """Where each event fell in its window, in ``unit`` (:mod:`harness.compare.position`)."""
         out = []
         for t, w in zip(self.times, self.windows, strict=True):
             assert w is not None
-            out.append((t - w[0]) / (w[1] - w[0]) if fraction else t - w[0])
+            out.append(pos.position(t, w, unit))
         return out
 
     def outside(self) -> int:
@@ -373,13 +381,24 @@ def _windowed_time(tb: _Timed, tn: _Timed, sc: str, w: str, label: str, opts: Co
         if moved:
             return Finding("time", sc, subject, True, summary, base_txt, new_txt, test, p, noise=noise)
     # 2. the position inside the window, against the noise within each side
-    fraction = all(w_[1] > w_[0] for w_ in (*tb.windows, *tn.windows) if w_ is not None)
-    pb, pn = tb.positions(fraction), tn.positions(fraction)
-    unit = "of the window" if fraction else "s after the predicted time"
+    windows = [w_ for w_ in (*tb.windows, *tn.windows) if w_ is not None]
+    unit = pos.unit_for(label, windows)
+    floor = pos.noise_floor(unit, windows)
+    pb, pn = tb.positions(unit), tn.positions(unit)
     qb, qn = _median(pb), _median(pn)
     sb, sn = _spread(pb), _spread(pn)
     dpos = qn - qb
+    if unit == pos.LOOP_PERIODS:
+        unit = f"loop periods of {pos.EVICTION_MONITORING_PERIOD_S:g} s from the crossing"
     noise = f"spread (IQR) of the position: BASE {sb:.2f}, NEW {sn:.2f} ({unit})"
+    if floor:
+        noise += f"; the loop's phase alone: {floor:.2f}"
+    age_b, age_n = pos.stats_age(tb.ages), pos.stats_age(tn.ages)
+    if age_b or age_n:
+        noise += (
+            f"; stats age at the eviction: BASE {age_b.text() if age_b else 'not recorded'}, "
+            f"NEW {age_n.text() if age_n else 'not recorded'}"
+        )
     if ob or on:
         noise = f"outside the window: BASE {ob}/{nb}, NEW {on}/{nn}; {noise}"
     pos_txt = f"position {qb:.2f} -> {qn:.2f} {unit}"
@@ -387,7 +406,7 @@ def _windowed_time(tb: _Timed, tn: _Timed, sc: str, w: str, label: str, opts: Co
     p = None
     if repeated:
         p = mannwhitney_p(pb, pn)
-        spread = max(sb, sn)
+        spread = max(sb, sn, floor)
         effect = abs(dpos) / spread if spread > 0 else (float("inf") if abs(dpos) > 1e-9 else 0.0)
         beyond = abs(shift) > opts.tolerance_seconds + 1e-12
         changed = p < opts.alpha and effect > opts.min_effect and beyond
@@ -402,6 +421,12 @@ def _windowed_time(tb: _Timed, tn: _Timed, sc: str, w: str, label: str, opts: Co
             f"shift {eff_txt} x the spread within a side, p={p:.3g})"
         )
         note = "" if changed or abs(shift) <= opts.tolerance_seconds else "moved within the noise"
+        if changed and pos.stats_age_explains(shift, age_b, age_n):
+            assert age_b is not None and age_n is not None
+            summary += (
+                f"; the stats age at the eviction moved too ({age_b.median_s:.1f}s -> {age_n.median_s:.1f}s): "
+                "the kubelet's stats, not its loop"
+            )
         return Finding("time", sc, subject, changed, summary, base_txt, new_txt, test, p, note, noise)
     where = f"against the as-run windows{out_txt}" if out_txt else "inside the as-run window on both sides"
     summary = (

@@ -33,6 +33,7 @@ VERDICT_COLUMNS = (
     "time_ok",
     "victim_observed",
     "passed",
+    "eviction_stats_age_s",
 )
 # accepted spellings of the columns of an observed cgroup values table (cgroups.parquet)
 _CG_PATH = ("path", "cgroup", "key")

@@ -1,7 +1,8 @@
-"""``harness upgrade-check`` on the real local cluster: two kubelet versions, the S12 suite, one repeat.
+"""``harness upgrade-check`` on the real local cluster: two kubelet versions, the S12 suite.
 
-The sidecar's oom_score_adj changed in 1.33 (kubernetes PR #128029): between a version before 1.33
-and one from 1.33 the gate must fail with exactly that line; the same version twice (A/A) must pass.
+The sidecar's oom_score_adj rule came in 1.32 (kubernetes PR #128029; gated in 1.32, GA in 1.33):
+between a version before 1.32 and one from 1.32 the gate must fail with exactly that line (one
+repeat); the same version twice (A/A, two runs per side) must pass.
 Versions: HARNESS_KUBELET_VERSION (default 1.33.4) and HARNESS_KUBELET_OTHER_VERSION (default
 1.32.5), the ones the kubelet tests already build. HARNESS_SKIP_KUBELET=1 skips explicitly.
 """
@@ -114,6 +115,8 @@ def test_upgrade_check_flags_the_sidecar_rule_only_where_the_kubelet_changed_it(
 
 @pytest.mark.timeout(3600)
 def test_a_a_passes(cluster_down_after: None, tmp_path: Path) -> None:
+    """The same kubelet twice, 2 runs per side (A B A B) with the statistical tests on from 2 runs:
+    the gate measures the noise within each side and finds no change."""
     r = harness(
         "upgrade-check",
         "--from",
@@ -123,7 +126,9 @@ def test_a_a_passes(cluster_down_after: None, tmp_path: Path) -> None:
         "--suite",
         str(SUITE),
         "--repeats",
-        "1",
+        "2",
+        "--min-repeats",
+        "2",
         "-o",
         str(tmp_path / "aa"),
         timeout=3600,
@@ -131,3 +136,20 @@ def test_a_a_passes(cluster_down_after: None, tmp_path: Path) -> None:
     print(r.stdout[-4000:], r.stderr[-4000:])
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "no change beyond tolerance" in r.stdout
+    out = tmp_path / "aa"
+    state = json.loads((out / "upgrade.json").read_text())
+    assert [(s["side"], s["version"], s["run_rc"]) for s in state["steps"]] == [
+        ("from", VERSION, 0),
+        ("to", VERSION, 0),
+    ] * 2
+    result = json.loads((out / "compare.json").read_text())
+    assert len(result["base"]["runs"]) == len(result["new"]["runs"]) == 2
+    assert not result["changed"] and not [f for f in result["findings"] if f["changed"]]
+    outcomes = [f for f in result["findings"] if f["check"] == "outcome"]
+    assert outcomes and all(f["noise"] for f in outcomes), outcomes  # measured within each side
+    sidecar = [
+        f
+        for f in result["findings"]
+        if f["check"] == "cgroup" and f["subject"].endswith("/sidecar [app] oom_score_adj")
+    ]
+    assert len(sidecar) == 1 and sidecar[0]["base"] == sidecar[0]["new"], sidecar

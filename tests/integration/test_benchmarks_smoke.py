@@ -38,6 +38,12 @@ BENCHMARKS = [
     ),
     ("bench_sweep.py", ["--trials", "1"], r"\d+\.\d+\s*s", 300),
     (
+        "bench_gate_noise.py",
+        ["--trials", "5", "--repeats", "5", "--min-effect", "1"],
+        r"^\s+5\s+1\s+\d+\.\d+%",
+        120,
+    ),
+    (
         "bench_remote_sampler.py",
         ["--seconds", "1", "--cgroups", "10", "--hz", "10"],
         r"^\s+10\s+10\s+\d+\.\d+",

@@ -97,7 +97,7 @@ def test_issue_20_later_evictions_inside_both_windows_are_no_change() -> None:
     assert len(times) == 3 and all("inside the as-run window on both sides" in f.summary for f in times)
     assert times[0].summary == (
         "s3/besteffort: evicted at t=9.00s -> 19.00s (+10.00s), inside the as-run window on both sides "
-        "(9.50..19.00s / 12.00..21.50s; position -0.05 -> 0.74 of the window)"
+        "(9.50..19.00s / 12.00..21.50s; position -0.05 -> 0.70 loop periods of 10 s from the crossing)"
     )
     assert times[0].note == "moved inside the window"
     host = [f for f in c.findings if f.check == "host"]
@@ -133,7 +133,8 @@ def test_a_time_outside_the_new_window_is_a_change() -> None:
     assert not f.changed
     assert f.summary == (
         "s3/burstable: evicted at t=31.00s -> 33.00s (+2.00s), against the as-run windows (outside it: "
-        "BASE 1/1, NEW 1/1 runs) (12.00..21.50s / 12.00..21.50s; position 2.00 -> 2.21 of the window)"
+        "BASE 1/1, NEW 1/1 runs) (12.00..21.50s / 12.00..21.50s; position 1.90 -> 2.10 loop periods of 10 s "
+        "from the crossing)"
     )
 
 
