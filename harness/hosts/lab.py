@@ -293,8 +293,10 @@ def _run_host(
     def tag(msg: str) -> None:
         say(f"[{h.name}] {msg}")
 
+    connected = False
     try:
         ssh.connect()
+        connected = True
         agent = push_agent(ssh, f"{home}/agent")
         for name, data in files.items():
             remote = f"{workdir}/suite/{name}"
@@ -373,7 +375,8 @@ def _run_host(
                 run.status = "failed"
                 run.error = _remote_error(local / "output.log", run.exit_code)
     except SSHError as exc:
-        run.status = "unreachable" if ssh.reconnects == 0 and run.remote_run_id is None else "failed"
+        # unreachable: no connection at all; a command that timed out on a connected host is a failure
+        run.status = "unreachable" if not connected else "failed"
         run.error = exc.reason
     finally:
         if sampler is not None:
