@@ -15,9 +15,13 @@ locally; the controller deploys it, starts it, streams its progress and gathers 
    resumes both streams from their byte offsets and records the gap (``hosts.<h>.connection``
    in run.json and ``ssh`` rows in events.parquet). If the reconnection fails, that host is
    marked failed with the reason; the others go on.
+   A host that stops answering without closing the connection (powered off, hung) is found by a
+   probe after ``PROBE_AFTER_S`` quiet seconds and handled the same way.
 4. The host's run directory is fetched by SFTP into ``results/<run-id>/hosts/<host>/run/``;
    every table is merged into ``results/<run-id>/<table>.parquet`` with a ``host`` column;
-   ``run.json`` lists the hosts with their facts, status, error and verdict counts.
+   ``run.json`` lists the hosts with their facts, status, error and verdict counts, and
+   ``timings`` the wall seconds of the phases (``deploy_s``, ``hosts_s``: the remote runs started,
+   followed and fetched; ``merge_s``).
 """
 
 from __future__ import annotations
@@ -49,6 +53,10 @@ from harness.provision.inventory import Inventory, LabHost
 from harness.results import RunStore, git_revision, new_run_id
 
 TABLES = ("samples", "events", "predictions", "outcomes", "verdicts")
+# seconds of silence on a host's streams before the controller asks whether the host still answers
+# (SSHHost.answers): a host that dies with its TCP connection up (powered off, hung, packets
+# dropped) sends no error, and its quiet stream would keep the whole lab run waiting for ever
+PROBE_AFTER_S = 10.0
 _RUN_LINE = re.compile(r"^harness: run (\S+) ")
 _RESULTS_LINE = re.compile(r"results in (\S+)\s*$")
 
@@ -180,11 +188,16 @@ def run_on_inventory(
     result = LabRunResult(run_id, store.dir, runs)
     status = "failed"
     stop = threading.Event()
+    # wall seconds of each phase, in run.json: what a lab run's time goes to as hosts are added
+    timings: dict[str, float] = {}
+    t_phase = time.monotonic()
     try:
         say("harness: deploying the harness to the hosts (playbooks/harness.yml)")
         reports = run_on_hosts(
             inventory, "harness.yml", hosts, store.dir / "ansible" / "harness", forks=forks, say=say
         )
+        timings["deploy_s"] = round(time.monotonic() - t_phase, 3)
+        t_phase = time.monotonic()
         ready: list[tuple[LabHost, dict[str, Any]]] = []
         for h in hosts:
             rep = reports[h.name]
@@ -222,15 +235,19 @@ def run_on_inventory(
                     with contextlib.suppress(Exception):
                         f.result(timeout=120)
                 raise
+        timings["hosts_s"] = round(time.monotonic() - t_phase, 3)
         done = [r for r in runs.values() if r.status == "complete"]
         status = "complete" if len(done) == len(runs) else ("partial" if done else "failed")
     except KeyboardInterrupt:
         status = "interrupted"
         say("harness: interrupted: remote runs stopped, results kept")
     finally:
+        t_phase = time.monotonic()
         result.verdicts = _merge(store, runs, suite.name)
+        timings["merge_s"] = round(time.monotonic() - t_phase, 3)
         result.status = status
         store.update(
+            timings=timings,
             hosts={n: r.to_dict() for n, r in runs.items()},
             verdicts_passed=int(result.verdicts["passed"].sum()) if "passed" in result.verdicts else 0,
             verdicts_total=len(result.verdicts),
@@ -276,8 +293,10 @@ def _run_host(
     def tag(msg: str) -> None:
         say(f"[{h.name}] {msg}")
 
+    connected = False
     try:
         ssh.connect()
+        connected = True
         agent = push_agent(ssh, f"{home}/agent")
         for name, data in files.items():
             remote = f"{workdir}/suite/{name}"
@@ -307,6 +326,7 @@ def _run_host(
                     hz=remote_hz,
                     cgroups={"run": f"harness/{m.group(1)}"},
                     until_job=f"{workdir}/job",
+                    probe_after=PROBE_AFTER_S,
                 )
                 try:
                     sampler.start()
@@ -318,7 +338,16 @@ def _run_host(
                 run.remote_run_dir = r.group(1)
 
         with open(local / "output.log", "ab") as sink:
-            fr = follow(ssh, agent, job.output, sink, job_dir=job.job_dir, on_line=on_line, stop=stop)
+            fr = follow(
+                ssh,
+                agent,
+                job.output,
+                sink,
+                job_dir=job.job_dir,
+                on_line=on_line,
+                stop=stop,
+                probe_after=PROBE_AFTER_S,
+            )
         run.connection += fr.gaps
         if not fr.ended:
             if stop.is_set():
@@ -346,7 +375,8 @@ def _run_host(
                 run.status = "failed"
                 run.error = _remote_error(local / "output.log", run.exit_code)
     except SSHError as exc:
-        run.status = "unreachable" if ssh.reconnects == 0 and run.remote_run_id is None else "failed"
+        # unreachable: no connection at all; a command that timed out on a connected host is a failure
+        run.status = "unreachable" if not connected else "failed"
         run.error = exc.reason
     finally:
         if sampler is not None:

@@ -60,6 +60,7 @@ def follow(
     on_line: Callable[[bytes], None] | None = None,
     stop: threading.Event | None = None,
     stall_timeout: float = 0.0,
+    probe_after: float = 0.0,
 ) -> FollowResult:
     """Copy ``remote_file`` into ``sink`` as it grows, surviving one dropped connection per drop.
 
@@ -67,6 +68,10 @@ def follow(
     always a line boundary. Returns when the job in ``job_dir`` has exited and everything is
     received, when ``stop`` is set (after a final drain), or when the connection is lost for good.
     ``stall_timeout`` > 0 treats that many seconds without a byte as a dead connection.
+    ``probe_after`` > 0 asks the host whether it still answers (:meth:`SSHHost.answers`) after that
+    many quiet seconds, and again every as many while it stays quiet: a stream that is merely
+    quiet goes on, a host that no longer answers counts as a dropped connection (one reconnection
+    is tried), so a dead host ends its own follow instead of keeping the caller waiting for ever.
     """
     res = FollowResult(0, 0)
     offset = 0
@@ -91,7 +96,7 @@ def follow(
             return res
         chan.settimeout(0.2)
         pending = b""
-        last_data = time.monotonic()
+        last_data = last_probe = time.monotonic()
         dropped: str | None = None
         while True:
             try:
@@ -111,6 +116,14 @@ def follow(
                 if stall_timeout and time.monotonic() - last_data > stall_timeout:
                     dropped = f"no data for {stall_timeout:g} s"
                     break
+                if probe_after and time.monotonic() - max(last_data, last_probe) > probe_after:
+                    if not host.answers():
+                        dropped = (
+                            f"quiet for {time.monotonic() - last_data:.0f} s and no answer to a probe"
+                            f" within {host.target.connect_timeout:g} s"
+                        )
+                        break
+                    last_probe = time.monotonic()
                 continue
             if not data:  # EOF on the channel: the follower exited, or the connection went away
                 tr = chan.get_transport()
@@ -247,6 +260,7 @@ class RemoteSampler:
     max_seconds: float = 3600.0
     until_job: str | None = None  # stop by itself once this job has exited (the controller may be gone)
     stall_timeout: float = 0.0
+    probe_after: float = 0.0
     result: FollowResult | None = None
     _job: RemoteJob | None = None
     _thread: threading.Thread | None = None
@@ -282,7 +296,9 @@ class RemoteSampler:
                     self.spool,
                     sink,
                     job_dir=self.job_dir,
+                    stop=self._stop,
                     stall_timeout=self.stall_timeout,
+                    probe_after=self.probe_after,
                 )
             except SSHError as exc:
                 self.result = FollowResult(0, 0, error=exc.reason)

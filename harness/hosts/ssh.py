@@ -376,6 +376,29 @@ class SSHHost:
         finally:
             chan.close()
 
+    def answers(self, timeout: float | None = None) -> bool:
+        """Whether the host still answers on the current connection: a session channel opened (and
+        closed) within ``timeout`` s (default: the connect timeout).
+
+        A host that stops answering with its TCP connection still up (powered off, hung, cut off by
+        a firewall that drops packets) gives no error: a quiet stream from it just stays quiet, and
+        paramiko's keepalive expects no reply. Opening a channel needs the server's confirmation.
+        """
+        with self._lock:
+            conn = self._conn
+        if conn is None:
+            return False
+        tr = conn.client.get_transport()
+        if tr is None or not tr.is_active():
+            return False
+        try:
+            chan = tr.open_session(timeout=timeout or self.target.connect_timeout)
+        except (paramiko.SSHException, OSError, EOFError):
+            return False
+        with contextlib.suppress(Exception):
+            chan.close()
+        return True
+
     def open_channel(self, command: str) -> tuple[paramiko.Channel, int]:
         """Start ``command`` on a new exec channel; returns (channel, connection generation)."""
 

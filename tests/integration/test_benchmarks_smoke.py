@@ -50,6 +50,8 @@ BENCHMARKS = [
         300,
     ),
     ("bench_containerd_launch.py", ["-n", "2"], r"task started\s+median\s+\d+\.\d+ ms", 300),
+    # two loopback sshd hosts: all alive, then one killed mid-run; the live one completes
+    ("bench_fanout.py", ["--hosts", "2", "--dead", "kill"], r"^\s+2\s+kill\s+\d+\.\d+.*\s1/2$", 420),
 ]
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -37,7 +39,7 @@ from harness.hosts.ssh import (
     SSHTarget,
     UnknownHostKeyError,
 )
-from tests.integration._sshd import LoopbackLab
+from tests.integration._sshd import LoopbackLab, children
 
 pytestmark = pytest.mark.integration
 
@@ -305,3 +307,62 @@ def test_connection_lost_for_good_mid_sample_keeps_what_arrived(
             check=True,
             capture_output=True,
         )
+
+
+def _tree(pid: int) -> list[int]:
+    out = [pid]
+    for c in children(pid):
+        out += _tree(c)
+    return out
+
+
+def test_a_host_that_stops_answering_ends_a_quiet_follow(lonely_lab: LoopbackLab, tmp_path: Path) -> None:
+    """A hung host (every sshd process of it stopped, TCP still up) gives no error; the probe finds it.
+
+    First a job that is quiet for 3 s on a host that answers: the probes pass and nothing is cut.
+    Then the host's sshd processes are stopped (SIGSTOP) while its job is quiet: ``follow`` returns
+    with the host declared lost instead of waiting for ever.
+    """
+    sshd = lonely_lab.hosts["lab-z"]
+    assert sshd.proc is not None
+    with SSHHost(_target(lonely_lab, "lab-z", connect_timeout=2.0)) as host:
+        agent = push_agent(host, str(tmp_path / "agent"))
+        job = RemoteJob(host, agent, str(tmp_path / "quiet"))
+        job.start(["sh", "-c", "echo start; sleep 3; echo end"])
+        r = follow(host, agent, job.output, io.BytesIO(), job_dir=job.job_dir, probe_after=0.5)
+        assert r.ended and r.error is None and r.gaps == []
+
+        job = RemoteJob(host, agent, str(tmp_path / "hung"))
+        job.start(["sh", "-c", "echo start; sleep 60"])
+        lines: list[bytes] = []
+        result: dict[str, Any] = {}
+
+        def run() -> None:
+            result["r"] = follow(
+                host,
+                agent,
+                job.output,
+                io.BytesIO(),
+                job_dir=job.job_dir,
+                on_line=lines.append,
+                probe_after=1.0,
+            )
+
+        t = threading.Thread(target=run)
+        t.start()
+        _wait(lambda: lines == [b"start"])
+        stopped = _tree(sshd.proc.pid)
+        try:
+            for pid in stopped:
+                os.kill(pid, signal.SIGSTOP)
+            t.join(30)
+            assert not t.is_alive(), "follow still waits on a host that no longer answers"
+        finally:
+            for pid in stopped:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+        r = result["r"]
+        assert not r.ended and "the one reconnection failed" in (r.error or "")
+        assert r.gaps[-1]["reconnected"] is False and "no answer to a probe" in r.gaps[-1]["detail"]
+        with contextlib.suppress(Exception):
+            job.stop()
