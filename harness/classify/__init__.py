@@ -181,9 +181,14 @@ def classify(ev: WorkloadEvidence) -> Outcome:
         sources.append("harness")
         evidence.append("still running at the end of the scenario")
         return out("completed", None)
-    if ev.stopped_by_harness and ev.exit_code in (0, 143):
+    if ev.stopped_by_harness and ev.exit_code in (0, 143, 137):
+        # 137: it did not end on SIGTERM within the grace period and the runtime sent SIGKILL (a
+        # task throttled in the kernel, e.g. at memory.high, acts on signals only between stalls)
         sources.append("harness")
-        evidence.append("survived until the harness stopped it at the scenario's deadline")
+        evidence.append(
+            "survived until the harness stopped it at the scenario's deadline"
+            + (" (it needed SIGKILL)" if ev.exit_code == 137 else "")
+        )
         return out("completed", None)
     if ev.exit_code == 0:
         sources.append("workload")

@@ -93,6 +93,14 @@ def test_heap_cap_and_eviction_and_deadline() -> None:
     assert classify(ev(admission_reason="OutOfmemory")).outcome == "rejected"
 
 
+def test_a_stop_that_needed_sigkill_is_a_survivor_not_an_unknown_kill() -> None:
+    """A task throttled at memory.high ignored SIGTERM for the grace period; the runtime's SIGKILL
+    after the harness's stop is not an unexplained kill (found on the VM with MemoryQoS)."""
+    stopped = classify(ev(exit_code=137, signal=9, stopped_by_harness=True))
+    assert stopped.outcome == "completed" and "needed SIGKILL" in " ".join(stopped.evidence)
+    assert classify(ev(exit_code=137, signal=9)).outcome == "unknown"
+
+
 def pred(
     outcome: str,
     lo: float | None,
