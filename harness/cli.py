@@ -2,11 +2,13 @@
 
 Exit codes, the same for every command (harness/errors.py): 0 success / every verdict matches;
 1 a verdict mismatch or a change found; 2 bad input or usage; 3 the host or lab failed;
-4 an internal error (one line, the traceback saved to a file); 130 interrupted.
+4 an internal error (one line, the traceback saved to a file); 130 interrupted; 141 the reader
+closed the output (``| head``), the shell's code for SIGPIPE, with nothing printed.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -22,6 +24,7 @@ Exit codes (every command):
   3    the host or lab failed (daemon, SSH, build, a kubelet that will not start)
   4    internal error (one line; the traceback is saved under the run or a temp dir)
   130  interrupted
+  141  its output was closed by the reader (a pipe into head), as for SIGPIPE
 """
 
 
@@ -48,6 +51,8 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise  # click's own: usage errors exit 2, ctx.exit(n) exits n
+        except BrokenPipeError:
+            ctx.exit(_reader_gone())
         except (Exception, KeyboardInterrupt) as exc:
             ctx.exit(report_error(exc))
 
@@ -56,6 +61,20 @@ class _Group(click.Group):
 @click.version_option(__version__, prog_name="harness")
 def cli() -> None:
     """Stress-test how the kubelet and the Linux kernel protect node memory."""
+
+
+EXIT_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader went away
+
+
+def _reader_gone() -> int:
+    """stdout's reader closed it (``harness ... | head -1``): no traceback, and no second
+    BrokenPipeError when Python flushes stdout at exit (Python docs, signal: "Note on SIGPIPE")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # pragma: no cover - stdout without a descriptor
+        pass
+    return EXIT_PIPE
 
 
 def main() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -99,3 +101,27 @@ def test_help_documents_the_exit_codes() -> None:
         "130  interrupted",
     ):
         assert line in out
+
+
+def test_a_reader_that_closes_the_output_is_not_an_internal_error() -> None:
+    """`harness ... | head -1`: exit 141 (SIGPIPE's shell code), no traceback, no 'internal error'."""
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "model",
+            "explain",
+            "profiles/default.yaml",
+            "--memory-capacity",
+            "16Gi",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert p.stdout is not None and p.stderr is not None
+    p.stdout.close()  # the reader is gone before the first write
+    err = p.stderr.read().decode()
+    assert p.wait() == 141, err
+    assert "internal error" not in err and "Traceback" not in err
