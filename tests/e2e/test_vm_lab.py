@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from harness.hosts.ssh import SSHHost
@@ -159,6 +160,15 @@ def test_numa_memoryqos_and_swap_on_the_real_kubelet_in_the_vm(vm_cluster: Path,
     )
     out = run.stdout + run.stderr
     assert run.returncode == 0, out[-6000:]
-    assert "TopologyAffinityError" in out  # L2, predicted and observed
-    assert out.count("memory manager state: as modelled") == 4  # L1-L4
-    assert "FAIL" not in out
+    (run_dir,) = [d for d in tmp_path.iterdir() if (d / "verdicts.parquet").exists()]
+    verdicts = pd.read_parquet(run_dir / "verdicts.parquet")
+    assert verdicts["passed"].all(), verdicts[~verdicts["passed"]][["scenario", "workload", "reasons"]]
+    # L1-L4: the kubelet's memory_manager_state and every container's cpuset.mems as modelled
+    mm = verdicts[verdicts["workload"] == "memory-manager-state"]
+    assert sorted(mm["scenario"].str[:2]) == ["l1", "l2", "l3", "l4"]
+    # L5, L7: every cgroup file (MemoryQoS memory.min/high, LimitedSwap memory.swap.max) as modelled
+    assert (verdicts["workload"] == "cgroups").sum() == 2
+    outcomes = pd.read_parquet(run_dir / "outcomes.parquet").set_index(["scenario", "workload"])
+    l2 = outcomes.loc[("l2-single-numa-node-rejects-a-wide-pod", "wide")]
+    assert l2["outcome"] == "rejected" and "TopologyAffinityError" in str(l2["evidence"])
+    assert outcomes.loc[("l3-restricted-admits-a-wide-pod", "wide"), "outcome"] == "completed"
