@@ -56,13 +56,22 @@ def hierarchies(root: Path = CGROUP_ROOT) -> list[Path]:
     return out
 
 
+def controller_dirs(root: Path = CGROUP_ROOT) -> dict[str, Path]:
+    """Controller name -> hierarchy directory (v1 ``cpu,cpuacct`` serves cpu and cpuacct; v2: every
+    controller is in the unified root)."""
+    hs = hierarchies(root)
+    if hs == [root]:
+        return dict.fromkeys(("memory", "cpu", "pids", "hugetlb", "cpuset"), root)
+    out: dict[str, Path] = {}
+    for d in hs:
+        for c in d.name.split(","):
+            out.setdefault(c, d)
+    return out
+
+
 def controller_dir(controller: str, root: Path = CGROUP_ROOT) -> Path | None:
-    """The hierarchy directory serving ``controller`` (v1 ``cpu,cpuacct`` serves cpu; v2: the
-    unified root), None where it is not mounted."""
-    for d in hierarchies(root):
-        if d == root or controller in d.name.split(","):
-            return d
-    return None
+    """The hierarchy directory serving ``controller``, None where it is not mounted."""
+    return controller_dirs(root).get(controller)
 
 
 class CgroupTree:

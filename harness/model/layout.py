@@ -31,6 +31,8 @@ class PlacedWorkload:
     qos: str | None
     heap_cap_bytes: int | None = None
     oom_group: bool = False
+    # its container's (v2 memory.swap.max, v1 memory.memsw.limit_in_bytes) as the kubelet asks (model.swap)
+    swap: tuple[int | None, int | None] = (None, None)
 
 
 def _workload_cgroups(w: Workload, pod: Pod | None, qos: str | None) -> list[str]:
@@ -80,6 +82,7 @@ def place_workloads(
             asked_oom_score_adj=adj,
             qos=q,
         )
+    swaps: dict[str, tuple[int | None, int | None]] = {}
     if pods:
         for v in cg.qos_cgroups(profile, facts, pods):
             limits[v.path] = v.memory_limit_bytes
@@ -88,6 +91,7 @@ def place_workloads(
             limits[pv.path] = pv.memory_limit_bytes
             for cv in cg.container_cgroups(pod, profile, facts):
                 limits[cv.path] = cv.memory_limit_bytes
+                swaps[cv.path] = (cv.swap_max_bytes, cv.memsw_limit_bytes)
     group = oom.container_oom_group(profile, facts)
     for s in ws.values():
         own = s.cgroups[-1]
@@ -96,6 +100,8 @@ def place_workloads(
         elif s.spec.placement == "host":
             limits[own] = None
         s.oom_group = group and s.spec.placement == "pod"
+        if s.spec.placement == "pod":
+            s.swap = swaps.get(own, (None, None))
         if s.spec.leak.heap_cap_percent is not None:
             lim = limits.get(own)
             if lim:
@@ -152,14 +158,6 @@ def node_layout(scenario: Scenario, *, kubelet: bool = False) -> NodeLayout:
     ws, limits, notes, node_info = place_workloads(scenario, scenario.profile, scenario.node, kubelet)
     out: dict[str, WorkloadLayout] = {}
     for name, s in ws.items():
-        swap: tuple[int | None, int | None] = (None, None)
-        if s.spec.placement == "pod" and s.pod is not None:
-            own = next(
-                v
-                for v in cg.container_cgroups(s.pod, scenario.profile, scenario.node)
-                if v.path == s.cgroups[-1]
-            )
-            swap = (own.swap_max_bytes, own.memsw_limit_bytes)
         out[name] = WorkloadLayout(
             name=name,
             placement=s.spec.placement,
@@ -170,7 +168,7 @@ def node_layout(scenario: Scenario, *, kubelet: bool = False) -> NodeLayout:
             effective_oom_score_adj=s.oom_score_adj,
             memory_limit_bytes=limits.get(s.cgroups[-1]),
             oom_group=s.oom_group,
-            swap_max_bytes=swap[0],
-            memsw_limit_bytes=swap[1],
+            swap_max_bytes=s.swap[0],
+            memsw_limit_bytes=s.swap[1],
         )
     return NodeLayout(limits=limits, workloads=out, notes=notes, node=node_info)

@@ -17,7 +17,7 @@ from harness.config.kubelet import KubeletConfiguration
 from harness.config.node import NodeFacts
 from harness.config.pod import Pod
 from harness.config.suite import Scenario
-from harness.host.cgroups import CGROUP_ROOT, hierarchies
+from harness.host.cgroups import CGROUP_ROOT, controller_dirs
 from harness.launch.base import NodeObservations
 from harness.model.cgroupnames import Driver, container_dir, kubelet_cgroup
 from harness.model.cgroups import cgroup_tree, expected_files
@@ -37,19 +37,6 @@ class CgroupCheck:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def controller_dirs(root: Path = CGROUP_ROOT) -> dict[str, Path]:
-    """Controller name -> hierarchy directory (v1 ``cpu,cpuacct`` serves cpu and cpuacct; v2: every
-    controller is in the unified root)."""
-    hs = hierarchies(root)
-    if hs == [root]:
-        return dict.fromkeys(("memory", "cpu", "pids", "hugetlb", "cpuset"), root)
-    out: dict[str, Path] = {}
-    for d in hs:
-        for c in d.name.split(","):
-            out.setdefault(c, d)
-    return out
 
 
 def _controller_of(file: str) -> str:

@@ -38,11 +38,6 @@ FILE = "oom_score_adj"
 LEVEL = "process"
 
 
-def pod_cgroup(uid: str, qos: str, driver: Driver = "cgroupfs") -> str:
-    """The pod's cgroup under the memory root (model.cgroupnames: the kubelet's naming by driver)."""
-    return names.pod_cgroup(uid, qos, driver)
-
-
 def applied_value(expected: int, negative_ok: bool) -> int:
     """What the runtime can apply: containerd's ``restrict_oom_score_adj`` raises a value below its
     own (0 here) to its own when the host refuses negative values (recorded as a host deviation
@@ -68,7 +63,7 @@ def container_oom_scores(
     """
     uid = str(pod_obj["metadata"]["uid"])
     status = pod_obj.get("status") or {}
-    rel = pod_cgroup(uid, str(status.get("qosClass") or ""), driver)
+    rel = names.pod_cgroup(uid, str(status.get("qosClass") or ""), driver)
     out: list[CgroupCheck] = []
     statuses = [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
     for cs in statuses:

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from harness.sample.kmsg import KmsgClock, OomKill, OomParser, parse_record
+from harness.sample.kmsg import KmsgClock, OomKill, OomParser
 from harness.sample.kmsg import KmsgRecord as HarnessKmsgRecord
 
 REPO = Path(__file__).resolve().parents[2]
@@ -231,9 +231,10 @@ class KmsgRecord:
 class Kmsg:
     """Reads /dev/kmsg records written after it was opened (it seeks to the end first)."""
 
-    def __init__(self) -> None:
-        self.fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
-        os.lseek(self.fd, 0, os.SEEK_END)
+    def __init__(self, from_start: bool = False) -> None:
+        self.fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)  # at the oldest record kept
+        if not from_start:
+            os.lseek(self.fd, 0, os.SEEK_END)
         self.records: list[KmsgRecord] = []
 
     def poll(self) -> list[KmsgRecord]:
@@ -303,23 +304,18 @@ def wait_for_full_oom_reports(margin: float = 0.3) -> float:
     clock = KmsgClock()
     with contextlib.suppress(OSError):
         clock.probe()
-    fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)  # from the oldest record kept
-    last = None
+    k = Kmsg(from_start=True)
     try:
-        while True:
-            try:
-                raw = os.read(fd, 8192)
-            except BlockingIOError:
-                break
-            except BrokenPipeError:
-                continue
-            if not raw:
-                break
-            rec = parse_record(raw)
-            if rec and ("Killed process " in rec.message or " invoked oom-killer: " in rec.message):
-                last = rec.ts_usec
+        last = max(
+            (
+                r.ts_us
+                for r in k.poll()
+                if "Killed process " in r.message or " invoked oom-killer: " in r.message
+            ),
+            default=None,
+        )
     finally:
-        os.close(fd)
+        k.close()
     if last is None:
         return 0.0
     wait = clock.to_mono(last) + OOM_REPORT_INTERVAL_S + margin - time.monotonic()

@@ -10,7 +10,8 @@ import pytest
 from harness.config.kubelet import load_profile
 from harness.config.node import NodeFacts
 from harness.config.pod import load_pods
-from harness.verdict.oomscore import applied_value, container_oom_scores, pod_cgroup
+from harness.model.cgroupnames import pod_cgroup as _pod_cgroup
+from harness.verdict.oomscore import applied_value, container_oom_scores
 
 REPO = Path(__file__).resolve().parents[2]
 MEMTOTAL = 25276510208  # this host's MemTotal (tests/fixtures/runs/*kubelet*/run.json)
@@ -34,7 +35,7 @@ def _node(tmp: Path, values: dict[str, int]) -> tuple[dict[str, Any], Path, Path
     statuses: dict[str, list[dict[str, Any]]] = {"initContainerStatuses": [], "containerStatuses": []}
     for i, (name, adj) in enumerate(values.items()):
         cid = f"{i:064x}"
-        d = mem / pod_cgroup(UID, "Burstable") / cid
+        d = mem / _pod_cgroup(UID, "Burstable", "cgroupfs") / cid
         d.mkdir(parents=True)
         (d / "cgroup.procs").write_text(f"{100 + i}\n{200 + i}\n")
         (proc / str(100 + i)).mkdir(parents=True)
@@ -79,4 +80,4 @@ def test_negative_values_are_expected_as_the_host_applies_them() -> None:
     assert applied_value(-997, negative_ok=False) == 0
     assert applied_value(-997, negative_ok=True) == -997
     assert applied_value(979, negative_ok=False) == 979
-    assert pod_cgroup(UID, "Guaranteed") == f"kubepods/pod{UID}"
+    assert _pod_cgroup(UID, "Guaranteed", "cgroupfs") == f"kubepods/pod{UID}"
