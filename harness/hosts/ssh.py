@@ -19,6 +19,7 @@ Security and failure behaviour:
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import select
 import shlex
@@ -35,6 +36,12 @@ import paramiko
 from harness.errors import HostError
 
 HostKeyPolicy = Literal["reject", "accept-new"]
+
+# paramiko's transport thread logs a failed handshake with its traceback at ERROR; with no handler
+# configured, Python's last-resort handler would print that to stderr beside the harness's own
+# one-line error (ConnectError, above). A NullHandler keeps it off stderr and still lets a user's
+# own logging configuration (handlers on the root logger) receive it.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 # what a dropped or dead connection raises inside paramiko and the socket layer
 _DROPPED: tuple[type[BaseException], ...] = (EOFError, OSError, paramiko.SSHException)
@@ -244,6 +251,12 @@ class SSHHost:
             # paramiko reports a handshake its transport thread gave up on (e.g. no SSH banner
             # in time) as "No existing session" once it tries to authenticate
             client.close()
+            if "reset by peer" in str(exc) or isinstance(exc, ConnectionResetError):
+                raise ConnectError(
+                    t,
+                    "the connection was reset by the server during the SSH handshake "
+                    "(sshd stopping, overloaded (MaxStartups) or refusing this client?)",
+                ) from None
             if "No existing session" in str(exc) or "protocol banner" in str(exc):
                 raise ConnectError(
                     t, f"no SSH handshake within {timeout:g} s (is an SSH server listening there?)"

@@ -169,6 +169,43 @@ def test_connect_errors_and_timeouts(loopback_lab: LoopbackLab) -> None:
             SSHHost(t).connect()
 
 
+def test_a_server_that_resets_the_handshake_is_named_and_paramiko_stays_quiet(
+    loopback_lab: LoopbackLab,
+) -> None:
+    """A listener that accepts and resets the connection (what a dying sshd does to a connection
+    it had accepted): the error says the handshake was reset, not that nothing answered in time,
+    and paramiko's own transport-thread traceback does not reach stderr (CI stop 22)."""
+    code = f"""
+import socket, struct, sys
+sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+from harness.hosts.ssh import ConnectError, SSHHost, SSHTarget
+from pathlib import Path
+srv = socket.socket()
+srv.bind(("127.0.0.5", 0))
+srv.listen(1)
+import threading
+def reset():
+    c, _ = srv.accept()
+    c.recv(256)  # the client's banner: it now waits for ours, and gets a reset instead
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    c.close()
+threading.Thread(target=reset, daemon=True).start()
+t = SSHTarget("resets", "127.0.0.5", srv.getsockname()[1], key_file=Path({str(loopback_lab.client_key)!r}),
+              known_hosts=Path({str(loopback_lab.known_hosts)!r}), connect_timeout=5.0)
+try:
+    SSHHost(t).connect()
+except ConnectError as exc:
+    print(exc)
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert (
+        "reset by the server during the SSH handshake" in p.stdout and "resets (root@127.0.0.5:" in p.stdout
+    ), p.stdout
+    assert "no SSH handshake within" not in p.stdout
+    assert "Traceback" not in p.stderr and p.stderr.strip() == "", p.stderr
+
+
 def test_reconnects_once_after_a_dropped_connection(loopback_lab: LoopbackLab, ssh_a: SSHHost) -> None:
     assert ssh_a.run("echo before").stdout == "before\n"
     assert loopback_lab.hosts["lab-a"].drop_connections()
