@@ -10,16 +10,26 @@ drain this machine, not only the "node". So, whatever the profile says:
   and leaves it higher (the kubelet creates ``kubepods`` at capacity and, with ``pods`` not enforced,
   never lowers it again; with it enforced, allocatable is lower and stays).
 
+* workloads with ``placement: host`` (containerd tasks outside ``k8s.io``) run in the scenario's
+  harness node cgroup, limited to the sum of their caps (each ``leak.max`` + 64 MiB); for as long as
+  a scenario has them, ``kubepods`` is lowered by that much more if it would otherwise leave too
+  little (:func:`make_room`), and put back to the kubelet's value at tear-down (:func:`restore`).
+
 Together they stay below the host's MemTotal by :data:`HOST_RESERVE`, so the kernel OOM-kills inside
-the harness's cgroups before it runs out of memory for the machine itself.
+the harness's cgroups before it runs out of memory for the machine itself: one budget,
+``daemons + kubepods + host workloads <= MemTotal - reserve``, in three cgroups rather than one
+parent, because the kubelet puts ``kubepods`` at the root of the hierarchy (its ``cgroupRoot`` "/",
+what a lab node runs and what the model's cgroup paths describe) and host workloads must stay
+outside it (the kubelet would otherwise count them as pods' memory).
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import HostError
+from harness.errors import HarnessError, HostError
 from harness.host.cgroups import CGROUP_ROOT, V1_UNLIMITED, cgroup_version, memory_root
 
 GiB = 1 << 30
@@ -52,6 +62,67 @@ def pod_ceiling(total: int) -> int:
     if ceiling < GiB:
         raise HostError(f"this host has {total / GiB:.1f} GiB: too little for the local cluster's ceiling")
     return ceiling
+
+
+def pods_room(total: int, host_workloads: int) -> int:
+    """The most ``kubepods`` may hold while host workloads capped at ``host_workloads`` bytes in all
+    run beside it: :func:`pod_ceiling` less their share."""
+    return pod_ceiling(total) - host_workloads
+
+
+@dataclass(frozen=True)
+class Room:
+    """What :func:`make_room` did to ``kubepods``: its limit before (None = unlimited) and after."""
+
+    kubepods: Path
+    version: int
+    before: int | None
+    after: int
+
+
+def make_room(
+    host_workloads: int, total: int | None = None, *, root: Path = CGROUP_ROOT, kubepods: str = "kubepods"
+) -> Room | None:
+    """Lower ``kubepods`` to :func:`pods_room` if its limit is higher, so that the daemons, the pods
+    and ``host_workloads`` bytes of host workloads together stay below the host's memory less the
+    reserve. None when nothing had to change. Refused (``HarnessError``, nothing written) when the
+    room left would be under 1 GiB or under what the pods use now: the host workloads' caps are too
+    large for this host."""
+    version = cgroup_version(root)
+    kp = memory_root(version, root) / kubepods
+    if not kp.is_dir() or host_workloads <= 0:
+        return None
+    total = mem_total() if total is None else total
+    room = pods_room(total, host_workloads)
+    current = _read_limit(kp, version)
+    if current is not None and current <= room:
+        return None
+    usage_file = kp / ("memory.usage_in_bytes" if version == 1 else "memory.current")
+    try:
+        usage = int(usage_file.read_text())
+    except (OSError, ValueError):
+        usage = 0
+    if room < max(GiB, usage):
+        raise HarnessError(
+            f"host workloads capped at {host_workloads / GiB:.2f} GiB in all leave the pods "
+            f"{room / GiB:.2f} GiB under the harness's ceiling on this {total / GiB:.1f} GiB host "
+            f"(daemons {daemons_limit(total) / GiB:.2f} GiB, reserve {host_reserve(total) / GiB:.2f} GiB, "
+            f"pods now use {usage / GiB:.2f} GiB): lower their leak.max"
+        )
+    try:
+        _limit_file(kp, version).write_text(str(room))
+    except OSError as exc:
+        raise HostError(f"cannot lower {kp} to {room} bytes: {exc.strerror}") from None
+    return Room(kp, version, current, room)
+
+
+def restore(room: Room) -> None:
+    """Put ``kubepods`` back to the limit :func:`make_room` found (``max`` / unlimited if it had none)."""
+    value = str(room.before) if room.before is not None else ("max" if room.version == 2 else "-1")
+    try:
+        _limit_file(room.kubepods, room.version).write_text(value)
+    except OSError as exc:
+        raise HostError(f"cannot restore {room.kubepods} to {value}: {exc.strerror}") from None
 
 
 def _limit_file(d: Path, version: int) -> Path:

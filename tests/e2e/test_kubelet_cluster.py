@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from harness.cluster.ceiling import daemons_limit, host_reserve, mem_total
 from tests.e2e.conftest import REPO, harness
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
@@ -111,6 +112,16 @@ def test_kubelet_suite_verdicts_match_the_model(cluster: dict[str, Any], tmp_pat
     kinds = set(e[e.source == "kubelet"].kind)
     assert {"Evicted", "EvictionThresholdMet", "node_condition"} <= kinds
     assert (e.source == "kubelet-stats").any()
+    # the harness's ceiling (harness.cluster.ceiling): S5's 3 GiB host leak runs beside kubepods at the
+    # node-pressure profile's capacity (enforceNodeAllocatable: []): kubepods was lowered for it so
+    # that the daemons, the pods and the host workloads fit below MemTotal less the reserve
+    ceil = e[(e.source == "harness") & (e.kind == "ceiling")]
+    assert len(ceil) >= 1, "no kubepods lowered beside S5's host workload"
+    room = json.loads(ceil.iloc[0].detail)
+    total = mem_total()
+    assert room["host_workloads"] >= 3 << 30
+    assert room["after"] + room["host_workloads"] + daemons_limit(total) <= total - host_reserve(total)
+    assert room["before"] is None or room["before"] > room["after"]
     o = pd.read_parquet(run_dir / "outcomes.parquet")
     assert set(o[o.scenario == "s2-slow-past-allocatable"].outcome) == {"completed", "evicted"}
     assert set(o[o.scenario == "s4-fast-past-kubepods"].outcome) <= {"node_oom_killed", "evicted"}

@@ -23,10 +23,14 @@ from harness.cluster.ceiling import (
     GiB,
     cap_kubepods,
     confine_daemons,
+    daemons_limit,
+    host_reserve,
+    make_room,
     pod_ceiling,
+    restore,
 )
 from harness.cluster.pki import ensure_pki
-from harness.errors import HostError
+from harness.errors import HarnessError, HostError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -113,6 +117,49 @@ def test_ceiling_caps_kubepods_below_the_hosts_memory_and_confines_the_daemons(t
     # a 4 GiB lab VM (3.8 GiB MemTotal) still gets a cluster, with the shares scaled down
     small = 4123615232
     assert GiB <= pod_ceiling(small) < small - small // 3
+
+
+def test_host_workloads_lower_kubepods_for_their_scenario_and_it_is_put_back(tmp_path: Path) -> None:
+    """``placement: host`` workloads run outside kubepods: while they run, kubepods is lowered so that
+    daemons + pods + host workloads stay below MemTotal less the reserve, then restored; a kubepods
+    already low enough is left alone; caps too large for the host are refused before anything is
+    written (cgroup v1 files, and v2's ``max``)."""
+    total = 24 * GiB
+    mem = tmp_path / "memory"
+    kp = mem / "kubepods"
+    kp.mkdir(parents=True)
+    limit, usage = kp / "memory.limit_in_bytes", kp / "memory.usage_in_bytes"
+    usage.write_text(str(GiB))
+    limit.write_text(str(pod_ceiling(total)))  # what cap_kubepods left (enforceNodeAllocatable: [])
+    host = 3 * GiB + (64 << 20)
+    room = make_room(host, total, root=tmp_path)
+    assert room is not None and room.before == pod_ceiling(total)
+    after = int(limit.read_text())
+    assert after == room.after and after + host + daemons_limit(total) <= total - host_reserve(total)
+    restore(room)
+    assert int(limit.read_text()) == pod_ceiling(total)
+    # allocatable enforced (3 GiB): room enough, nothing written
+    limit.write_text(str(3 * GiB))
+    assert make_room(host, total, root=tmp_path) is None and limit.read_text() == str(3 * GiB)
+    # caps that leave the pods under 1 GiB, or under what they use now: refused, file untouched
+    limit.write_text(str(pod_ceiling(total)))
+    with pytest.raises(HarnessError, match=r"lower their leak\.max"):
+        make_room(pod_ceiling(total) - GiB // 2, total, root=tmp_path)
+    usage.write_text(str(16 * GiB))
+    with pytest.raises(HarnessError, match=r"pods now use 16.00 GiB"):
+        make_room(host, total, root=tmp_path)
+    assert int(limit.read_text()) == pod_ceiling(total)
+    # cgroup v2: an unlimited kubepods comes back as "max"
+    v2 = tmp_path / "v2"
+    (v2 / "kubepods").mkdir(parents=True)
+    (v2 / "cgroup.controllers").write_text("cpu memory pids\n")
+    (v2 / "kubepods" / "memory.max").write_text("max\n")
+    (v2 / "kubepods" / "memory.current").write_text(str(GiB))
+    room = make_room(host, total, root=v2)
+    assert room is not None and room.before is None
+    assert int((v2 / "kubepods" / "memory.max").read_text()) == pod_ceiling(total) - host
+    restore(room)
+    assert (v2 / "kubepods" / "memory.max").read_text() == "max"
 
 
 HOLD_CLUSTER = """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -12,6 +13,7 @@ from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
 from harness.cluster import Cluster
+from harness.cluster.ceiling import Room, make_room, restore
 from harness.cluster.client import api_client
 from harness.cluster.runtime import instance
 from harness.config.suite import Workload
@@ -70,6 +72,7 @@ class KubernetesBackend(Backend):
         self._host: ContainerdBackend | None = None  # the cluster's containerd, for placement host
         self._host_workloads: set[str] = set()
         self._pod_of: dict[str, str] = {}  # workload -> pod name
+        self._room: Room | None = None  # kubepods lowered beside host workloads (cluster.ceiling)
 
     # ---- plumbing --------------------------------------------------------------------------
     @property
@@ -158,7 +161,8 @@ class KubernetesBackend(Backend):
         self._gate.wait_no_memory_pressure(ctx)
         hosts = {w.name: ctx.layout.workloads[w.name] for w in ctx.scenario.workloads if w.placement != "pod"}
         if hosts:
-            # only the harness part of the tree: host workloads, each capped at its leak.max
+            # only the harness part of the tree: host workloads, each capped at its leak.max, their
+            # node cgroup at the sum, and kubepods lowered if the three would not fit the ceiling
             limits: dict[str, int | None] = {}
             for w in ctx.scenario.workloads:
                 if w.name in hosts:
@@ -172,7 +176,27 @@ class KubernetesBackend(Backend):
                     for i in range(1, len(parts)):
                         limits.setdefault("/".join(parts[:i]), None)
                     limits[cg] = w.leak.max_bytes + (64 << 20)
-            limits.setdefault("", None)
+            host_total = sum(v for v in limits.values() if v is not None)
+            limits[""] = host_total
+            try:
+                self._room = make_room(
+                    host_total, root=self.cluster.cgroup_root, kubepods=self.cluster.kubepods
+                )
+            except HarnessError as exc:
+                raise HarnessError(f"scenario {ctx.scenario.name}: {exc}") from None
+            if self._room is not None:
+                ctx.events.add(
+                    "harness",
+                    "ceiling",
+                    detail=json.dumps(
+                        {
+                            "kubepods": str(self._room.kubepods),
+                            "before": self._room.before,
+                            "after": self._room.after,
+                            "host_workloads": host_total,
+                        }
+                    ),
+                )
             ctx.tree.create(limits)
         return start
 
@@ -479,6 +503,12 @@ class KubernetesBackend(Backend):
             failed += self._host.teardown(ctx)
         else:
             failed += ctx.tree.remove()
+        if self._room is not None:
+            try:
+                restore(self._room)
+            except HarnessError as exc:
+                failed.append(str(exc))
+            self._room = None
         self._pod_of.clear()
         self._host_workloads.clear()
         self._logs.clear()
