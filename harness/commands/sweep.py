@@ -373,7 +373,13 @@ def sweep_cmd(
             if pred is not None and pred.rate
             else f"none ({pred.reason if pred else '-'})"
         )
-        + {True: ": agrees", False: ": DISAGREES", None: ""}[result.agree]
+        + {
+            True: ": agrees",
+            False: ": DISAGREES",
+            None: ": not compared (the trials locate no boundary with a bounded interval)"
+            if pred is not None and pred.rate
+            else "",
+        }[result.agree]
         + f" (tolerance {cfg.tolerance:.0%})"
     )
     click.echo(

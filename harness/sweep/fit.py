@@ -152,6 +152,16 @@ def fit_boundary(rates: list[float], is_a: list[bool], level: float = 0.95) -> F
     m_hat = -b0 / k
     fit.method = "logistic"
     fit.intercept, fit.slope = b0, k
+    if not float(x.min()) <= m_hat <= float(x.max()):
+        # mixed outcomes whose fitted curve crosses 0.5 only outside the rates tried: an
+        # extrapolation (a kubelet sweep here put it at 2.81 GiB/s from trials of 138-207 MiB/s),
+        # not a measured boundary
+        fit.notes.append(
+            f"the fitted curve crosses P(A) = 0.5 at {format_rate(math.exp(m_hat))}, outside the rates "
+            f"tried ({format_rate(math.exp(float(x.min())))} .. {format_rate(math.exp(float(x.max())))}): "
+            "the outcomes are mixed there, no boundary located"
+        )
+        return fit
     fit.boundary = math.exp(m_hat)
     p = _expit(b0 + k * x)
     w = p * (1 - p)

@@ -247,6 +247,8 @@ def agreement(fit: Fit, predicted: PredictedBoundary | None, tolerance: float) -
         return None
     if fit.method == "logistic":
         lo, hi = fit.ci_low, fit.ci_high
+        if lo is None and hi is None:
+            return None  # an interval unbounded on both sides holds any prediction: no test
     else:
         lo, hi = fit.bracket_low, fit.bracket_high
     lo_ok = lo is None or predicted.rate >= lo / (1 + tolerance)

@@ -95,6 +95,18 @@ def test_weak_data_gives_unbounded_sides_not_invented_ones() -> None:
     assert any("do not bound" in n for n in f.notes)
 
 
+def test_a_crossing_outside_the_rates_tried_is_not_a_boundary() -> None:
+    """Mixed outcomes whose curve crosses 0.5 far outside the trials (the kubelet S11 sweep of stop
+    23: B at 138 and 144 MiB/s, A from 48 to 207 MiB/s, fitted crossing 2.81 GiB/s) locate nothing."""
+    rates = [48.1, 103, 144, 138, 157, 138, 187, 170, 207]
+    a = [True, True, False, True, True, False, True, True, True]
+    f = fit_boundary([r * MI for r in rates], a)
+    assert f.method == "logistic" and f.boundary is None
+    assert f.slope is not None  # the curve is kept for the plot
+    assert any("outside the rates tried" in n for n in f.notes), f.notes
+    assert f.describe().startswith("no boundary (logistic")
+
+
 def test_one_class_only() -> None:
     f = fit_boundary([MI, 2 * MI], [True, True])
     assert f.method == "insufficient" and f.boundary is None

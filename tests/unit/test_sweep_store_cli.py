@@ -105,6 +105,9 @@ def test_agreement_uses_the_interval_and_the_tolerance() -> None:
     assert agreement(logi, PredictedBoundary(1000.0, None, "", 1), 0.0) is True  # unbounded above
     assert agreement(logi, PredictedBoundary(7.0, None, "", 1), 0.1) is False
     assert agreement(logi, PredictedBoundary(None, None, "none", 1), 0.1) is None
+    # unbounded on both sides: any prediction would fit, so nothing is compared
+    vague = Fit(n=9, n_a=7, n_b=2, method="logistic", boundary=170.0, ci_low=None, ci_high=None)
+    assert agreement(vague, PredictedBoundary(203.0, None, "", 1), 0.1) is None
 
 
 def test_default_outcome_classes_depend_on_the_backend() -> None:
