@@ -134,6 +134,7 @@ GUEST_FILES = (
     *GUEST_TESTS,
     "suites/local.yaml",
     "profiles/local.yaml",
+    *(str(p.relative_to(REPO)) for p in sorted((REPO / "tests/fixtures/cgroup").rglob("*")) if p.is_file()),
     "workloads/Makefile",
     "workloads/leak.c",
     "workloads/pause.c",
@@ -180,12 +181,14 @@ def test_sampling_and_oom_tests_pass_on_cgroup_v2_in_the_vm(vm: Path, tmp_path: 
         )
         assert pip.rc == 0, pip.stderr[-2000:]
         res = ssh.run(
-            f"cd {base} && {venv}/python -m pytest -q -rs -p no:cacheprovider {' '.join(GUEST_TESTS)}",
+            f"cd {base} && {venv}/python -m pytest -q -rfEs -p no:cacheprovider {' '.join(GUEST_TESTS)}",
             timeout=1800,
         )
     print(res.stdout[-4000:])
-    summary = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else ""
-    assert res.rc == 0, res.stdout[-6000:] + res.stderr[-2000:]
+    lines = res.stdout.strip().splitlines()
+    summary = lines[-1] if lines else ""
+    failed = [ln for ln in lines if ln.startswith(("FAILED", "ERROR", "SKIPPED"))]
+    assert res.rc == 0, "\n".join(failed) + "\n" + res.stdout[-5000:] + res.stderr[-2000:]
     assert "passed" in summary and "skipped" not in summary and "failed" not in summary, summary
     assert int(summary.split()[0]) >= 15, summary
 

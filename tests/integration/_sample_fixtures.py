@@ -102,6 +102,14 @@ def memory_version() -> CgroupVersion:
     return detect_host_layout().memory_version
 
 
+def no_swap(d: Path, v2: bool, limit: int) -> None:
+    """Swap off for one test cgroup: v2 ``memory.swap.max`` 0, v1 ``memory.memsw.limit_in_bytes`` =
+    the memory limit; nothing where the kernel has no swap accounting (the file is missing)."""
+    f = d / ("memory.swap.max" if v2 else "memory.memsw.limit_in_bytes")
+    if f.exists():
+        f.write_text("0" if v2 else str(limit))
+
+
 def make_test_cgroup(limit: int = 48 * MiB, parent: str = "") -> SampleCgroup:
     """Create ``harness-test-<random>`` (under ``parent``) in the host's memory hierarchy."""
     mounts = detect_host_layout()
@@ -121,6 +129,9 @@ def make_test_cgroup(limit: int = 48 * MiB, parent: str = "") -> SampleCgroup:
     cg = SampleCgroup(paths, limit)
     try:
         Path(paths.limit).write_text(str(limit))
+        # no swap: on a host with swap (the VM lab) the allocator would swap past its limit instead of
+        # being OOM-killed there (what the kubelet's NoSwap writes for a container)
+        no_swap(Path(paths.memory_dir), mounts.memory_version is CgroupVersion.V2, limit)
     except BaseException:
         cg.cleanup()
         raise

@@ -31,6 +31,7 @@ import pytest
 
 from harness.sample.kmsg import KmsgClock, OomKill, OomParser
 from harness.sample.kmsg import KmsgRecord as HarnessKmsgRecord
+from tests.integration._sample_fixtures import no_swap
 
 REPO = Path(__file__).resolve().parents[2]
 WORKLOADS = REPO / "workloads"
@@ -179,7 +180,7 @@ def make_memcg(limit: int, prefix: str = CGROUP_PREFIX) -> MemCgroup:
             (path / "memory.limit_in_bytes").write_text(str(limit))
         else:
             (path / "memory.max").write_text(str(limit))
-            (path / "memory.swap.max").write_text("0")
+        no_swap(path, version == 2, limit)  # OOM at the limit, even on a host with swap
     except BaseException:
         remove_cgroup_tree(path)
         raise
