@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.host.cgroups import PREFIX, leftover_trees, remove_tree
+from harness.host.cgroups import CGROUP_ROOT, PREFIX, leftover_trees, remove_tree
 from harness.procs import proc_start_time
 
 OWNED_DIR = Path(os.environ.get("HARNESS_OWNED_DIR", "/run/harness/owned"))
@@ -234,7 +234,41 @@ def remove_path(e: dict[str, Any]) -> str | None:
     return None
 
 
+LIMIT_ROOT = CGROUP_ROOT  # the only tree whose limit files restore_limit writes
+
+
+def restore_limit(e: dict[str, Any]) -> str | None:
+    """``{"kind": "cgroup-limit", "file": f, "before": v, "after": w}``: a limit file the run lowered
+    for a while (kubepods beside host workloads, ``harness.cluster.ceiling.make_room``). Written back
+    to ``before`` only while it still holds ``after`` (give or take the page the kernel rounds v1
+    limits to): a kubelet restart, or anyone else, that wrote it since is left alone."""
+    f = Path(str(e.get("file", "")))
+    before, after = str(e.get("before", "")), str(e.get("after", ""))
+    if (
+        not f.is_relative_to(LIMIT_ROOT)
+        or ".." in f.parts
+        or f.name not in ("memory.limit_in_bytes", "memory.max")
+    ):
+        return f"refusing limit file {f}"
+    try:
+        now = f.read_text().strip()
+    except OSError:
+        return None  # the cgroup is gone: nothing to put back
+    try:
+        same = now == after or abs(int(now) - int(after)) < 4096
+    except ValueError:
+        same = False
+    if not same:
+        return None
+    try:
+        f.write_text(before)
+    except OSError as exc:
+        return f"cannot put {f} back to {before}: {exc.strerror}"
+    return None
+
+
 HOST_REMOVERS: dict[str, Remover] = {
+    "cgroup-limit": restore_limit,
     "pid": remove_pid,
     "cgroup": remove_cgroup,
     "file": remove_path,
@@ -243,7 +277,8 @@ HOST_REMOVERS: dict[str, Remover] = {
 
 
 def sweep_host(*, directory: Path | None = None, include_live_owners: bool = False) -> list[str]:
-    """Processes, cgroups, files and directories of stale ledgers (after the backends' own kinds)."""
+    """Processes, cgroups, files, directories and lowered cgroup limits of stale ledgers (after the
+    backends' own kinds)."""
     return sweep(HOST_REMOVERS, directory=directory, include_live_owners=include_live_owners)
 
 

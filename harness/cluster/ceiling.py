@@ -26,6 +26,7 @@ outside it (the kubelet would otherwise count them as pods' memory).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,13 +82,21 @@ class Room:
 
 
 def make_room(
-    host_workloads: int, total: int | None = None, *, root: Path = CGROUP_ROOT, kubepods: str = "kubepods"
+    host_workloads: int,
+    total: int | None = None,
+    *,
+    root: Path = CGROUP_ROOT,
+    kubepods: str = "kubepods",
+    record: Callable[[Path, str, str], None] | None = None,
 ) -> Room | None:
     """Lower ``kubepods`` to :func:`pods_room` if its limit is higher, so that the daemons, the pods
     and ``host_workloads`` bytes of host workloads together stay below the host's memory less the
     reserve. None when nothing had to change. Refused (``HarnessError``, nothing written) when the
     room left would be under 1 GiB or under what the pods use now: the host workloads' caps are too
-    large for this host."""
+    large for this host.
+
+    ``record(file, before, after)`` is called before the limit is written (the run's ledger, so that
+    ``harness cleanup`` puts a SIGKILLed run's limit back: :func:`harness.owned.restore_limit`)."""
     version = cgroup_version(root)
     kp = memory_root(version, root) / kubepods
     if not kp.is_dir() or host_workloads <= 0:
@@ -109,8 +118,11 @@ def make_room(
             f"(daemons {daemons_limit(total) / GiB:.2f} GiB, reserve {host_reserve(total) / GiB:.2f} GiB, "
             f"pods now use {usage / GiB:.2f} GiB): lower their leak.max"
         )
+    file = _limit_file(kp, version)
+    if record is not None:
+        record(file, file.read_text().strip(), str(room))
     try:
-        _limit_file(kp, version).write_text(str(room))
+        file.write_text(str(room))
     except OSError as exc:
         raise HostError(f"cannot lower {kp} to {room} bytes: {exc.strerror}") from None
     return Room(kp, version, current, room)

@@ -219,6 +219,16 @@ def _run_things(backend: str, run_id: str) -> dict[str, list[str]]:
     return out
 
 
+def _kubepods_limit() -> str:
+    from harness.cluster import Cluster
+    from harness.host.cgroups import cgroup_version, memory_root
+
+    c = Cluster()
+    v = cgroup_version(c.cgroup_root)
+    f = "memory.limit_in_bytes" if v == 1 else "memory.max"
+    return (memory_root(v, c.cgroup_root) / c.kubepods / f).read_text().strip()
+
+
 @pytest.mark.parametrize("backend", ["process", "docker", "containerd", "kubernetes"])
 def test_sigkill_at_a_random_point_then_cleanup_removes_the_run_and_nothing_else(
     tmp_path: Path, backend: str, request: pytest.FixtureRequest
@@ -237,6 +247,7 @@ def test_sigkill_at_a_random_point_then_cleanup_removes_the_run_and_nothing_else
     print(f"fault seed {seed}: SIGKILL {delay:.2f} s after the workloads started")
     suite, scenario = SUITES[backend]
     decoys = Decoys(uuid.uuid4().hex[:8])
+    kubepods_before = _kubepods_limit() if backend == "kubernetes" else None
     try:
         if backend == "docker":
             decoys.add_docker()
@@ -250,6 +261,7 @@ def test_sigkill_at_a_random_point_then_cleanup_removes_the_run_and_nothing_else
         run = next(d for d in tmp_path.iterdir() if d.is_dir() and (d / "run.json").exists())
         run_id = json.loads((run / "run.json").read_text())["run_id"]
         before = _run_things(backend, run_id)
+        before_ledger = [Path(p).read_text() for p in before["ledger"]]
         print("left by the kill:", before)
         assert before["cgroups"] and before["ledger"], "SIGKILL should have left the run's cgroups and ledger"
         if backend == "docker":
@@ -261,6 +273,11 @@ def test_sigkill_at_a_random_point_then_cleanup_removes_the_run_and_nothing_else
         after = _run_things(backend, run_id)
         assert all(v == [] for v in after.values()), f"left after cleanup: {after}"
         assert not any(alive(pid) for pid in pids)
+        if backend == "kubernetes":
+            # S3's host workload lowered kubepods for the scenario (the run's ledger says so):
+            # cleanup puts the killed run's limit back
+            assert "cgroup-limit" in json.dumps(before_ledger), "S3 should have lowered kubepods"
+            assert _kubepods_limit() == kubepods_before, (kubepods_before, _kubepods_limit())
         decoys.assert_untouched()
     finally:
         decoys.remove()

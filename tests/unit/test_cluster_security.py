@@ -11,7 +11,9 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -203,3 +205,50 @@ def test_a_second_cluster_up_or_down_waits_for_the_first_then_fails_naming_it(
         Cluster(state=tmp_path / "state", run_dir=tmp_path / "run", ledger_dir=tmp_path / "owned").down()
         == []
     )  # free again
+
+
+def _record(led: Any, file: Path, before: str, after: str) -> None:
+    led.add("cgroup-limit", file=str(file), before=before, after=after)
+
+
+def test_a_killed_runs_lowered_kubepods_is_put_back_by_cleanup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run records the lowered limit in its ledger before writing it; once the run is dead
+    (SIGKILL: no teardown), ``sweep_host`` writes the old limit back, unless something else (a
+    kubelet restart) wrote the file since; a live run's limit is left alone."""
+    import harness.owned as owned
+
+    monkeypatch.setattr(owned, "LIMIT_ROOT", tmp_path)
+    total = 24 * GiB
+    kp = tmp_path / "memory" / "kubepods"
+    kp.mkdir(parents=True)
+    limit = kp / "memory.limit_in_bytes"
+    (kp / "memory.usage_in_bytes").write_text(str(GiB))
+    ledgers = tmp_path / "owned"
+
+    def run(owner: str, *, alive: bool) -> owned.Ledger:
+        if alive:  # this process, with its start time
+            return owned.Ledger.open(owner, directory=ledgers)
+        return owned.Ledger.open(owner, pid=2**22 + 17, start=1, directory=ledgers)  # above pid_max
+
+    for case in ("killed", "rewritten", "alive"):
+        limit.write_text(str(pod_ceiling(total)))
+        led = run(f"run-{case}", alive=case == "alive")
+        room = make_room(
+            3 * GiB,
+            total,
+            root=tmp_path,
+            record=partial(_record, led),
+        )
+        assert room is not None and int(limit.read_text()) == room.after
+        if case == "rewritten":
+            limit.write_text(str(5 * GiB))  # the kubelet restarted with another profile since
+        assert owned.sweep_host(directory=ledgers) == []
+        want = {"killed": pod_ceiling(total), "rewritten": 5 * GiB, "alive": room.after}[case]
+        assert int(limit.read_text()) == want, case
+        assert bool(led.live("cgroup-limit")) == (case == "alive"), case
+    # a ledger naming a file outside the cgroup tree, or not a limit file, is refused
+    led = run("run-bad", alive=False)
+    led.add("cgroup-limit", file="/etc/passwd", before="x", after="y")
+    assert owned.sweep_host(directory=ledgers) == ["run-bad: refusing limit file /etc/passwd"]

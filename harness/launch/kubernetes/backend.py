@@ -73,6 +73,7 @@ class KubernetesBackend(Backend):
         self._host_workloads: set[str] = set()
         self._pod_of: dict[str, str] = {}  # workload -> pod name
         self._room: Room | None = None  # kubepods lowered beside host workloads (cluster.ceiling)
+        self._room_entry: dict[str, str] | None = None  # its ledger entry
 
     # ---- plumbing --------------------------------------------------------------------------
     @property
@@ -178,9 +179,16 @@ class KubernetesBackend(Backend):
                     limits[cg] = w.leak.max_bytes + (64 << 20)
             host_total = sum(v for v in limits.values() if v is not None)
             limits[""] = host_total
+            led = run_ledger(ctx.run_id)
+
+            def record(file: Path, before: str, after: str) -> None:
+                # in the run's ledger before it is written: cleanup puts a killed run's limit back
+                self._room_entry = {"file": str(file), "before": before, "after": after}
+                led.add("cgroup-limit", **self._room_entry)
+
             try:
                 self._room = make_room(
-                    host_total, root=self.cluster.cgroup_root, kubepods=self.cluster.kubepods
+                    host_total, root=self.cluster.cgroup_root, kubepods=self.cluster.kubepods, record=record
                 )
             except HarnessError as exc:
                 raise HarnessError(f"scenario {ctx.scenario.name}: {exc}") from None
@@ -508,7 +516,11 @@ class KubernetesBackend(Backend):
                 restore(self._room)
             except HarnessError as exc:
                 failed.append(str(exc))
+            else:
+                if self._room_entry is not None:
+                    led.release("cgroup-limit", **self._room_entry)
             self._room = None
+        self._room_entry = None
         self._pod_of.clear()
         self._host_workloads.clear()
         self._logs.clear()
