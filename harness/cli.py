@@ -2,7 +2,8 @@
 
 Exit codes, the same for every command (harness/errors.py): 0 success / every verdict matches;
 1 a verdict mismatch or a change found; 2 bad input or usage; 3 the host or lab failed;
-4 an internal error (one line, the traceback saved to a file); 130 interrupted; 141 the reader
+4 an internal error (one line, the traceback saved to a file); 5 a sweep that is inconclusive;
+130 interrupted; 141 the reader
 closed the output (``| head``), the shell's code for SIGPIPE, with nothing printed.
 """
 
@@ -23,6 +24,7 @@ Exit codes (every command):
   2    bad input or usage
   3    the host or lab failed (daemon, SSH, build, a kubelet that will not start)
   4    internal error (one line; the traceback is saved under the run or a temp dir)
+  5    inconclusive (sweep): the trials locate no boundary to compare with the model
   130  interrupted
   141  its output was closed by the reader (a pipe into head), as for SIGPIPE
 """

@@ -12,6 +12,8 @@ Exit codes, the same for every command (a CI gate reads them):
       that will not start where it should)
 4     an internal error: one line, the traceback saved to a file under the run
       (or under a temporary folder when no run exists)
+5     inconclusive (``sweep``): the trials neither agree nor disagree with the model,
+      e.g. mixed outcomes that locate no boundary; more repeats or trials decide
 130   interrupted (Ctrl-C, SIGTERM)
 ====  ==========================================================================
 """
@@ -28,6 +30,7 @@ EXIT_MISMATCH = 1
 EXIT_INPUT = 2
 EXIT_HOST = 3
 EXIT_INTERNAL = 4
+EXIT_INCONCLUSIVE = 5
 EXIT_INTERRUPTED = 130
 
 # The run in progress in this process, where an internal error's traceback is saved.

@@ -12,7 +12,14 @@ import yaml
 
 from harness.backends import NAMES
 from harness.config.errors import safe_load
-from harness.errors import HarnessError, InputError
+from harness.errors import (
+    EXIT_HOST,
+    EXIT_INCONCLUSIVE,
+    EXIT_MISMATCH,
+    EXIT_OK,
+    HarnessError,
+    InputError,
+)
 from harness.paths import sweeps_dir
 
 # sweep.json input keys -> the option that sets them (for error messages)
@@ -396,5 +403,11 @@ def sweep_cmd(
                 else " (if fresh memory is the limit, 'harness doctor' says so: --warm-up on)"
             )
         )
-        sys.exit(3)
-    sys.exit(0 if result.agree else 1)
+        sys.exit(EXIT_HOST)
+    if result.agree is None:
+        click.echo(
+            "harness: inconclusive: the trials neither agree nor disagree with the model "
+            "(more --repeats, or --max-trials, narrow the interval)"
+        )
+        sys.exit(EXIT_INCONCLUSIVE)
+    sys.exit(EXIT_OK if result.agree else EXIT_MISMATCH)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import sys
 import time
@@ -226,12 +227,44 @@ def _trial(t: dict[str, Any]) -> Trial:
     return Trial(t["rate"], t["cls"], t.get("rate_achieved"))
 
 
-def agreement(fit: Fit, predicted: PredictedBoundary | None, tolerance: float) -> bool | None:
+def agreement(
+    fit: Fit, predicted: PredictedBoundary | None, tolerance: float, trials: list[Trial] | None = None
+) -> bool | None:
     """Does the predicted boundary lie in the measured interval (widened by ``tolerance``)?
 
     When neither has a boundary in the range, they agree if the model's P(A) and the trials are on
     the same side everywhere (all trials A and the model's P(A) >= 0.5 at every rate, or both B).
+    A boundary the trials locate where the model has none is a disagreement; so are trials of one
+    class at (achieved) rates beyond the predicted boundary, on the side where the model says the
+    other class. None: no test either way (inconclusive, exit 5): mixed trials that locate no
+    boundary, or one class at rates that do not get past the predicted boundary.
     """
+    located = fit.boundary is not None and not (
+        fit.method == "logistic" and fit.ci_low is None and fit.ci_high is None
+    )
+    if predicted is not None and predicted.rate is None and predicted.curve and located:
+        return False
+    if (
+        predicted is not None
+        and predicted.rate is not None
+        and fit.boundary is None
+        and fit.n > 0
+        and (fit.n_a == 0 or fit.n_b == 0)
+        and trials
+    ):
+        curve = [(c.rate, c.p_a) for c in predicted.curve if c.p_a is not None]
+        seen_a = fit.n_b == 0
+        for t in trials:
+            if t.cls not in (A, B):
+                continue
+            r = t.achieved if t.achieved is not None else t.rate
+            if not curve or not (
+                r > predicted.rate * (1 + tolerance) or r < predicted.rate / (1 + tolerance)
+            ):
+                continue
+            p = min(curve, key=lambda c: abs(math.log(c[0] / r)))[1]
+            if (p < 0.5) == seen_a:
+                return False
     if (
         predicted is not None
         and predicted.rate is None
@@ -441,7 +474,7 @@ def run_sweep(
         try:
             fit = measured_fit(cfg, trials)
             limit = host_limit(fit, predicted, trials) if status == "complete" else None
-            agree = None if limit else agreement(fit, predicted, cfg.tolerance)
+            agree = None if limit else agreement(fit, predicted, cfg.tolerance, [_trial(t) for t in trials])
             if store.meta:
                 pred_d = predicted.to_dict() if predicted else None
                 if pred_d:

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
 from harness.cli import cli
 from harness.errors import HarnessError
+from harness.sweep.design import A, B, Trial
 from harness.sweep.fit import Fit
-from harness.sweep.predicted import PredictedBoundary
+from harness.sweep.predicted import ModelPoint, PredictedBoundary
 from harness.sweep.runner import SweepConfig, agreement
 from harness.sweep.store import SweepStore
 
@@ -294,3 +296,60 @@ def test_plot_of_a_separated_sweep(tmp_path: Path) -> None:
     d = _synthetic_sweep(tmp_path, [(8 * MI, "evicted"), (16 * MI, "evicted"), (32 * MI, "oom_killed")])
     _, page = write_plot_and_report(d)
     assert "between 16 MiB/s and 32 MiB/s: separated, no CI" in page.read_text()
+
+
+def _curve(boundary: float, a_below: bool = True) -> list[ModelPoint]:
+    """A model curve over 16..256 with P(A) 1 on one side of ``boundary`` and 0 on the other."""
+    out = []
+    for r in (16.0, 32.0, 64.0, 128.0, 256.0):
+        p = 1.0 if (r < boundary) == a_below else 0.0
+        out.append(ModelPoint(r, {}, p, p, 1 - p, "A" if p else "B"))
+    return out
+
+
+def test_agreement_one_class_past_the_boundary_or_a_boundary_the_model_lacks() -> None:
+    """Trials of one class are a disagreement once they reach past the predicted boundary on the
+    side where the model says the other class; short of it (within the tolerance) nothing is tested.
+    A boundary the trials locate where the model has none in the range is a disagreement."""
+    pred = PredictedBoundary(100.0, (64.0, 128.0), "", 5, _curve(100.0))
+    all_a = Fit(n=3, n_a=3, n_b=0, method="insufficient", boundary=None)
+    # A only, up to 200 (achieved): the model says B above 100
+    assert agreement(all_a, pred, 0.1, [Trial(50.0, A), Trial(250.0, A, 200.0)]) is False
+    # A only, but the fastest trial achieved 105: within the tolerance, no test
+    assert agreement(all_a, pred, 0.1, [Trial(50.0, A), Trial(250.0, A, 105.0)]) is None
+    # B only, at rates above the boundary: what the model says
+    all_b = Fit(n=2, n_a=0, n_b=2, method="insufficient", boundary=None)
+    assert agreement(all_b, pred, 0.1, [Trial(150.0, B), Trial(200.0, B)]) is None
+    assert agreement(all_b, pred, 0.1, [Trial(40.0, B), Trial(200.0, B)]) is False
+    # the trials separate at 60; the model has no boundary in 16..256 (A everywhere)
+    sep = Fit(n=4, n_a=2, n_b=2, method="separated", boundary=60.0, bracket_low=50.0, bracket_high=70.0)
+    none = PredictedBoundary(None, None, "A everywhere", 5, _curve(1e9))
+    assert agreement(sep, none, 0.1) is False
+    vague = Fit(n=9, n_a=7, n_b=2, method="logistic", boundary=170.0, ci_low=None, ci_high=None)
+    assert agreement(vague, none, 0.1) is None
+
+
+def test_an_inconclusive_sweep_exits_5_not_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mixed trials that locate no boundary neither agree nor disagree: exit 5 with the reason."""
+    import harness.sweep.runner as runner
+
+    def fake_run_sweep(cfg: SweepConfig, store: Any, **_: Any) -> runner.SweepResult:
+        fit = Fit(n=9, n_a=7, n_b=2, method="logistic", boundary=None, notes=["outside the rates tried"])
+        pred = PredictedBoundary(203.0 * 2**20, None, "", 1)
+        return runner.SweepResult(store.dir, "complete", [{}] * 9, fit, pred, None, "max trials", None)
+
+    monkeypatch.setattr(runner, "run_sweep", fake_run_sweep)
+    suite = str(Path(__file__).resolve().parents[2] / "suites" / "sweep-local.yaml")
+    args = [
+        "sweep",
+        suite,
+        "--scenario",
+        "S11-local",
+        "--rate-range",
+        "4Mi/s:64Mi/s",
+        "-o",
+        str(tmp_path / "s"),
+    ]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 5, res.output
+    assert "not compared" in res.output and "inconclusive" in res.output
