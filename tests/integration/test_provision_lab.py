@@ -13,6 +13,7 @@ import io
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -305,3 +306,101 @@ def test_a_lab_host_that_dies_mid_run_leaves_the_others_complete(
     while _lab_processes(state) and time.monotonic() < end:
         time.sleep(0.5)
     assert not _lab_processes(state), f"lab-a's run left processes: {_lab_processes(state)}"
+
+
+def test_sigkill_of_the_harness_on_a_lab_host_then_cleanup_there_leaves_nothing(
+    loopback_lab: LoopbackLab, lab_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The harness running a scenario on lab-a is SIGKILLed (by the pid the agent reported) while
+    its workload holds memory: the controller records lab-a as failed and exits 3; then
+    ``harness cleanup`` run on lab-a over SSH leaves nothing of that run (its cgroups in every
+    hierarchy, its ledger, its workload's processes) and marks the run ``killed``; a foreign
+    ``harness/<x>`` cgroup on the host survives."""
+    from harness.host.cgroups import hierarchies
+    from harness.hosts.ssh import SSHHost, SSHTarget
+    from harness.owned import OWNED_DIR
+
+    _, inv = lab_files
+    suite = inv.parent / "hold.yaml"
+    suite.write_text(HOLD_SUITE)
+    results = tmp_path / "results"
+    decoy = [h / "harness" / f"decoy-{os.getpid()}" for h in hierarchies() if (h / "harness").is_dir()]
+    for d in decoy:
+        d.mkdir(exist_ok=True)
+    err_lines: list[str] = []
+    job_pid: int | None = None
+    remote_run: str | None = None
+    holders: list[int] = []
+    try:
+        p = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "harness", "run", str(suite), "--inventory", str(inv)),
+                *("--limit", "lab-a", "--results", str(results)),
+            ],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert p.stderr is not None
+            for line in p.stderr:
+                err_lines.append(line)
+                m = re.match(r"\[lab-a\] started: .* \(pid (\d+)\)", line)
+                if m:
+                    job_pid = int(m.group(1))
+                r = re.match(r"\[lab-a\] harness: run (\S+) ", line)
+                if r:
+                    remote_run = r.group(1)
+                if job_pid and remote_run and not holders and line.startswith("[lab-a]   [hold t="):
+                    holders = [
+                        int(x)
+                        for h in hierarchies()
+                        for f in (h / "harness" / remote_run).rglob("cgroup.procs")
+                        for x in f.read_text().split()
+                    ]
+                    os.kill(job_pid, signal.SIGKILL)  # the harness on lab-a: no teardown
+            p.wait(timeout=300)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait(30)
+        err = "".join(err_lines)
+        print(err)
+        assert holders, "lab-a's scenario never started"
+        assert p.returncode == 3, err[-3000:]
+        assert remote_run is not None
+        left = [h / "harness" / remote_run for h in hierarchies() if (h / "harness" / remote_run).exists()]
+        ledger = OWNED_DIR / f"run-{remote_run}.jsonl"
+        assert left and ledger.exists(), "SIGKILL should have left the run's cgroups and ledger on lab-a"
+        # cleanup on the lab host, over SSH, with the host's own harness
+        h = loopback_lab.hosts["lab-a"]
+        target = SSHTarget(
+            "lab-a",
+            h.address,
+            h.port,
+            "root",
+            key_file=loopback_lab.client_key,
+            known_hosts=loopback_lab.known_hosts,
+            connect_timeout=10.0,
+            python=sys.executable,
+        )
+        home = inv.parent / "state" / "lab-a" / "harness"  # harness_home: {{ lab_dir }}/harness
+        with SSHHost(target) as ssh:
+            res = ssh.run(
+                f"cd {shlex.quote(str(REPO))} && HARNESS_RESULTS={shlex.quote(str(home / 'results'))} "
+                f"{shlex.quote(sys.executable)} -m harness cleanup",
+                timeout=120,
+            )
+        print(res.stdout, res.stderr)
+        assert res.rc == 0, res.stdout + res.stderr
+        assert not [d for d in left if d.exists()], f"left after cleanup: {left}"
+        assert not ledger.exists()
+        assert not [pid for pid in holders if Path(f"/proc/{pid}").exists()]
+        (meta,) = [json.loads(f.read_text()) for f in home.rglob("run.json") if remote_run in str(f)]
+        assert meta["status"] == "killed", meta["status"]
+        assert all(d.is_dir() for d in decoy), "cleanup removed a foreign harness/<x> cgroup"
+    finally:
+        for d in decoy:
+            with contextlib.suppress(OSError):
+                d.rmdir()
