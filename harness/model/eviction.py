@@ -23,6 +23,7 @@ Where upstream is non-deterministic the model picks one documented order:
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -431,6 +432,16 @@ class EvictionManager:
     @property
     def memory_pressure(self) -> bool:
         return MEMORY_PRESSURE in self.node_conditions
+
+    def copy(self) -> EvictionManager:
+        """A manager in the same state whose state then evolves apart (configuration shared)."""
+        other = copy.copy(self)
+        other.thresholds_first_observed_at = dict(self.thresholds_first_observed_at)
+        other.node_conditions_last_observed_at = dict(self.node_conditions_last_observed_at)
+        other.thresholds_met = list(self.thresholds_met)
+        other.node_conditions = list(self.node_conditions)
+        other.last_observations = dict(self.last_observations)
+        return other
 
     def admit(self, pod: Pod) -> tuple[bool, str, str]:
         return admit(pod, set(self.node_conditions), self.profile, self.minor)

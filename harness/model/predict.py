@@ -21,6 +21,7 @@ instead of guessing.
 from __future__ import annotations
 
 import bisect
+import copy
 import heapq
 import math
 from collections import Counter
@@ -66,6 +67,9 @@ NOTIFY_LATENCY_S = 0.5
 # computed from older stats (e.g. another stats provider or a slow on-demand update).
 # The per-pod stats the ranking uses are modelled apart, by ``model.housekeeping``.
 STATS_AGE_S = 0.0
+# Whether the timelines of one loop phase share their trunk (``_Sim.fork``); off, each stats schedule's
+# timeline runs from t = 0 (the straightforward simulation the tests compare with).
+SHARE_TRUNKS = True
 
 OUTCOMES = ("completed", "oom_killed", "node_oom_killed", "evicted", "rejected", "runtime_failed", "unknown")
 
@@ -221,6 +225,10 @@ class _Layout:
 # One simulated timeline
 
 
+class _Diverge(Exception):
+    """A trunk timeline reached a sync that ranks pods: its stats schedules part from here."""
+
+
 class _Sim:
     def __init__(
         self,
@@ -234,8 +242,16 @@ class _Sim:
         schedules: Mapping[str, Schedule] | None = None,
         housekeeping: hk.Schedule | None = None,
         layout: _Layout | None = None,
+        trunk: bool = False,
     ) -> None:
         self.scenario = scenario
+        # trunk: the part of a loop phase's timelines that every stats schedule shares. The pods'
+        # stats ages matter only when the kubelet ranks pods (``pod_ws_seen``), so the timelines of
+        # one phase are the same up to the first sync that ranks: the trunk runs up to it (recording
+        # the pods' working sets, as a timeline with a schedule does), stops before it (``paused``),
+        # and each schedule's timeline continues from a copy (``fork``)
+        self.trunk = trunk
+        self.paused = False
         # per-pod stats: None = as fresh as the sync; else each container's housekeepings
         self.housekeeping = housekeeping
         self.pod_history: dict[str, list[tuple[float, int]]] = {}
@@ -460,6 +476,8 @@ class _Sim:
         obs = observe(cap, root_ws, 0, kubepods_limit, kube_ws, 0)
 
         def usages() -> list[PodUsage]:
+            if self.trunk:
+                raise _Diverge
             out = []
             for s in self.ws.values():
                 if s.pod is None or s.outcome in ("evicted", "rejected") or not s.started:
@@ -551,6 +569,30 @@ class _Sim:
                 self.push(t + NOTIFY_LATENCY_S, "sync-notify", None)
                 return
 
+    def fork(self, housekeeping: hk.Schedule | None) -> _Sim:
+        """This timeline's state, continued apart with the given per-pod stats schedule."""
+        child = copy.copy(self)
+        child.trunk = False
+        child.housekeeping = housekeeping
+        child.ws = {}
+        for name, w in self.ws.items():
+            c = copy.copy(w)
+            c.procs = [copy.copy(p) for p in w.procs]
+            child.ws[name] = c
+        child.pod_history = {k: list(v) for k, v in self.pod_history.items()}
+        child.ws_history = list(self.ws_history)
+        child.events = list(self.events)
+        child.notes = list(self.notes)
+        child.node_info = dict(self.node_info)
+        child._usage = dict(self._usage)
+        child._anon = dict(self._anon)
+        child._changed = None if self._changed is None else set(self._changed)
+        child._running = set(self._running)
+        child._used = dict(self._used)
+        child.manager = None if self.manager is None else self.manager.copy()
+        child.mm_state = copy.deepcopy(self.mm_state)
+        return child
+
     def run(self) -> None:
         for s in self.ws.values():
             sched = self.schedules.get(s.spec.name)
@@ -558,8 +600,13 @@ class _Sim:
         if self.kubelet:
             self.push(self.phase, "sync", None)
         self.push(self.deadline, "deadline", None)
+        self.resume()
+
+    def resume(self) -> None:
+        """Run the events in the queue until the deadline (a trunk: or until it pauses)."""
+        self.paused = False
         while self.events:
-            t, _, kind, data = heapq.heappop(self.events)
+            t, seq, kind, data = heapq.heappop(self.events)
             if t > self.deadline:
                 break
             if kind == "deadline":
@@ -573,6 +620,16 @@ class _Sim:
                 for p in s.procs:
                     self._kill(s, p)
                 self._set_cache(s, 0)
+            elif kind in ("sync", "sync-notify") and self.trunk:
+                saved = self.manager.copy()
+                try:
+                    self.sync(t, periodic=kind == "sync")
+                except _Diverge:
+                    # nothing but the manager changed before the ranking: undo, keep the event
+                    self.manager = saved
+                    heapq.heappush(self.events, (t, seq, kind, data))
+                    self.paused = True
+                    return
             elif kind == "sync":
                 self.sync(t)
             elif kind == "sync-notify":
@@ -589,7 +646,7 @@ class _Sim:
                     self._set_cache(s, 0)
             if self.stats_age_s > 0:
                 self.ws_history.append((t, *self.working_sets()))
-            if self.housekeeping is not None:
+            if self.housekeeping is not None or self.trunk:
                 self.record_pods(t)
 
     def admit(self, t: float, s: _W) -> bool:
@@ -739,6 +796,27 @@ def predict_scenario(
     hks = _housekeeping_schedules(scenario, kubelet, schedules, housekeeping, pod_stats)
     layout = _Layout(scenario, profile, facts, kubelet)
     for i in range(n):
+        if len(hks) > 1 and SHARE_TRUNKS:
+            # the phase's timelines share their trunk, up to the first sync that ranks pods
+            trunk = _Sim(
+                scenario,
+                profile,
+                facts,
+                kubelet,
+                phase=10.0 * i / n,
+                baseline=baseline,
+                stats_age_s=stats_age_s,
+                schedules=schedules,
+                layout=layout,
+                trunk=True,
+            )
+            trunk.run()
+            for sched_hk in hks:
+                sim = trunk.fork(sched_hk)
+                if trunk.paused:
+                    sim.resume()
+                runs.append(sim)
+            continue
         for sched_hk in hks:
             sim = _Sim(
                 scenario,

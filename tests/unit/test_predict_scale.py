@@ -18,8 +18,8 @@ from tests.unit.predict_cases import canonical, pods_scenario, pods_schedules, r
 
 
 class _ReferenceSim(_Sim):
-    """Every timeline computed the straightforward way: its own layout (``place_workloads`` per
-    timeline), memory summed over every workload at each look, every pod's working set recorded after
+    """Every timeline computed the straightforward way, from t = 0 (no trunk shared between the stats
+    schedules of a loop phase): its own layout (``place_workloads`` per timeline), memory summed over every workload at each look, every pod's working set recorded after
     every event, the running pods' requests and the ranking's requests computed from their specs."""
 
     def __init__(self, *args: Any, layout: _Layout | None = None, **kw: Any) -> None:
@@ -61,6 +61,7 @@ class _ReferenceSim(_Sim):
 def _reference(monkeypatch: pytest.MonkeyPatch, sc: Any, kw: dict[str, Any]) -> str:
     with monkeypatch.context() as m:
         m.setattr(predict, "_Sim", _ReferenceSim)
+        m.setattr(predict, "SHARE_TRUNKS", False)
         return canonical(predict_scenario(sc, **kw).to_dict())
 
 
@@ -158,3 +159,20 @@ def test_work_grows_about_linearly_with_the_number_of_pods() -> None:
     # each pod's requests computed from its spec a bounded number of times, not once per
     # admission, sync or timeline
     assert large[2] <= 2 * 80, large
+
+
+def test_timelines_share_their_trunk_up_to_the_first_ranking(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In the 110-pod suite every loop phase's trunk stops at the sync that ranks pods for the
+    leaker's eviction, and its 9 stats schedules continue from copies (test_predict_golden: the
+    prediction is the one the model made with 9 timelines from t = 0)."""
+    forks: list[bool] = []
+    orig = _Sim.fork
+
+    def fork(self: _Sim, housekeeping: Any) -> _Sim:
+        forks.append(self.paused)
+        return orig(self, housekeeping)
+
+    monkeypatch.setattr(_Sim, "fork", fork)
+    pred = predict_scenario(pods_scenario(110), kubelet=True, phases=4)
+    assert pred.workload("leaker").outcome == "evicted"
+    assert len(forks) == 4 * 9 and all(forks)
