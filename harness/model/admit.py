@@ -82,6 +82,7 @@ def admit_pod(
     profile: KubeletConfiguration,
     facts: NodeFacts,
     state: MemoryManagerState | None,
+    qos_class: str | None = None,
 ) -> tuple[AdmissionResult, MemoryManagerState | None]:
     """The topology-manager admit handler with the memory manager (Static) as hint provider.
 
@@ -100,7 +101,8 @@ def admit_pod(
     if static and state is None:
         state = mm.initial_state(profile, facts)
     start_state = state
-    qos_class = qos.pod_qos(pod, profile, minor)
+    if qos_class is None:  # the caller may know it (``qos.pod_qos``)
+        qos_class = qos.pod_qos(pod, profile, minor)
     pod_level = _pod_level_resources_skip(pod, profile, minor)
     guaranteed = static and qos_class == "Guaranteed" and not pod_level
     containers = list(pod.spec.init_containers) + list(pod.spec.containers)

@@ -23,7 +23,9 @@ Where upstream is non-deterministic the model picks one documented order:
 
 from __future__ import annotations
 
+import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -181,20 +183,31 @@ def _pod_memory_request(pod: Pod, profile: KubeletConfiguration, minor: int) -> 
     return int(resources.pod_requests(pod, profile, minor).get("memory", 0))
 
 
-def rank_for_memory(pods: list[PodUsage], profile: KubeletConfiguration, minor: int) -> list[PodUsage]:
+def rank_for_memory(
+    pods: list[PodUsage],
+    profile: KubeletConfiguration,
+    minor: int,
+    memory_request: Callable[[Pod], int] | None = None,
+) -> list[PodUsage]:
     """``rankMemoryPressure`` = ``orderedBy(exceedMemoryRequests, priority, memory)`` (§5.7).
 
     1. pods without stats first, then pods whose working set is strictly above their (effective)
        memory request; 2. lower priority first; 3. larger ``WS - request`` first.
     Upstream sorts with ``sort.Sort`` (not stable); this uses Python's stable sort, so pods equal
     on every key keep their input order (upstream: any order).
+    ``memory_request``: the pod's effective memory request (default: computed from its spec), for a
+    caller that ranks the same pods many times and keeps them computed.
     """
 
     def key(pu: PodUsage) -> tuple[int, int, int, int]:
         prio = pu.pod.effective_priority
         if pu.working_set_bytes is None:
             return (0, 0, prio, 0)
-        req = _pod_memory_request(pu.pod, profile, minor)
+        req = (
+            memory_request(pu.pod)
+            if memory_request is not None
+            else _pod_memory_request(pu.pod, profile, minor)
+        )
         exceeds = pu.working_set_bytes > req
         return (1, 0 if exceeds else 1, prio, -(pu.working_set_bytes - req))
 
@@ -397,9 +410,15 @@ class EvictionManager:
     """
 
     def __init__(
-        self, profile: KubeletConfiguration, facts: NodeFacts, thresholds: list[Threshold] | None = None
+        self,
+        profile: KubeletConfiguration,
+        facts: NodeFacts,
+        thresholds: list[Threshold] | None = None,
+        memory_request: Callable[[Pod], int] | None = None,
     ) -> None:
         self.profile = profile
+        # the pods' effective memory requests for the ranking (``rank_for_memory``)
+        self.memory_request = memory_request
         self.facts = facts
         self.minor = facts.kubelet_minor
         self.thresholds = thresholds if thresholds is not None else parse_thresholds(profile, self.minor)
@@ -414,13 +433,30 @@ class EvictionManager:
     def memory_pressure(self) -> bool:
         return MEMORY_PRESSURE in self.node_conditions
 
+    def copy(self) -> EvictionManager:
+        """A manager in the same state whose state then evolves apart (configuration shared)."""
+        other = copy.copy(self)
+        other.thresholds_first_observed_at = dict(self.thresholds_first_observed_at)
+        other.node_conditions_last_observed_at = dict(self.node_conditions_last_observed_at)
+        other.thresholds_met = list(self.thresholds_met)
+        other.node_conditions = list(self.node_conditions)
+        other.last_observations = dict(self.last_observations)
+        return other
+
     def admit(self, pod: Pod) -> tuple[bool, str, str]:
         return admit(pod, set(self.node_conditions), self.profile, self.minor)
 
     def synchronize(
-        self, now: float, observations: dict[str, Observation], pods: list[PodUsage]
+        self,
+        now: float,
+        observations: dict[str, Observation],
+        pods: list[PodUsage] | Callable[[], list[PodUsage]],
     ) -> SyncResult:
-        """One pass of ``synchronize``; evicts at most one pod."""
+        """One pass of ``synchronize``; evicts at most one pod.
+
+        ``pods``: the active pods and their stats, or a function giving them. Upstream lists them
+        (``podFunc()``) at every sync; the model calls the function only when they are ranked, the
+        result being the same (listing them has no effect of its own)."""
         result = SyncResult(now, observations, [], self.memory_pressure, None, [], None, None)
         if not self.thresholds:
             return result
@@ -455,10 +491,12 @@ class EvictionManager:
             return result  # "Eviction manager: no resources are starved"
         fresh.sort(key=_eviction_priority)
         to_reclaim = fresh[0]
+        if callable(pods):
+            pods = pods()
         if to_reclaim.signal not in MEMORY_SIGNALS or not pods:
             return result
         result.threshold = to_reclaim
-        ranked = rank_for_memory(pods, self.profile, self.minor)
+        ranked = rank_for_memory(pods, self.profile, self.minor, self.memory_request)
         result.ranked = ranked
         # getThresholdMetInfo: first memory threshold (in sorted order) that has an observation
         msg_t = next(t for t in fresh if t.signal in MEMORY_SIGNALS and t.signal in observations)

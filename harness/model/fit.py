@@ -17,6 +17,7 @@ to the remaining requirement, ties to the smaller request), each running pod cou
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from harness.config.kubelet import KubeletConfiguration
@@ -70,19 +71,29 @@ def _requests(pod: Pod, profile: KubeletConfiguration, minor: int) -> dict[str, 
 
 
 def insufficient(
-    pod: Pod, running: list[Pod], allocatable: dict[str, int], profile: KubeletConfiguration, minor: int
+    pod: Pod,
+    running: list[Pod],
+    allocatable: dict[str, int],
+    profile: KubeletConfiguration,
+    minor: int,
+    requests: Callable[[Pod], dict[str, int]] | None = None,
+    used: Mapping[str, int] | None = None,
 ) -> list[Insufficient]:
     """``noderesources.Fits`` for cpu (millicores) and memory (bytes): ``requested + used > capacity``,
-    checked only for a resource the pod requests (upstream skips zero requests)."""
-    want = _requests(pod, profile, minor)
+    checked only for a resource the pod requests (upstream skips zero requests). ``requests``: each
+    pod's effective requests (default: computed from its spec), for a caller that keeps them;
+    ``used``: the running pods' requests summed, for a caller that keeps the sum (default: summed
+    here)."""
+    req_of = requests if requests is not None else (lambda p: _requests(p, profile, minor))
+    want = req_of(pod)
     out = []
     for res in (CPU, MEMORY):
         r = want.get(res, 0)
         if not r or res not in allocatable:
             continue
-        used = sum(_requests(p, profile, minor).get(res, 0) for p in running)
-        if r + used > allocatable[res]:
-            out.append(Insufficient(res, r, used, allocatable[res]))
+        in_use = used.get(res, 0) if used is not None else sum(req_of(p).get(res, 0) for p in running)
+        if r + in_use > allocatable[res]:
+            out.append(Insufficient(res, r, in_use, allocatable[res]))
     return out
 
 
@@ -158,10 +169,17 @@ def pods_to_preempt(
 
 
 def admit_fit(
-    pod: Pod, running: list[Pod], allocatable: dict[str, int], profile: KubeletConfiguration, minor: int
+    pod: Pod,
+    running: list[Pod],
+    allocatable: dict[str, int],
+    profile: KubeletConfiguration,
+    minor: int,
+    requests: Callable[[Pod], dict[str, int]] | None = None,
+    used: Mapping[str, int] | None = None,
 ) -> FitResult:
-    """Resource fit, then ``HandleAdmissionFailure`` for a critical pod."""
-    short = insufficient(pod, running, allocatable, profile, minor)
+    """Resource fit, then ``HandleAdmissionFailure`` for a critical pod (``requests``, ``used``: see
+    ``insufficient``)."""
+    short = insufficient(pod, running, allocatable, profile, minor, requests, used)
     if not short:
         return FitResult(True)
     first = short[0]

@@ -21,6 +21,7 @@ instead of guessing.
 from __future__ import annotations
 
 import bisect
+import copy
 import heapq
 import math
 from collections import Counter
@@ -30,6 +31,7 @@ from typing import Any
 
 from harness.config.kubelet import KubeletConfiguration
 from harness.config.node import NodeFacts
+from harness.config.pod import Pod
 from harness.config.suite import Scenario
 from harness.model import housekeeping as hk
 from harness.model.admit import admit_pod
@@ -38,7 +40,7 @@ from harness.model.fit import PREEMPT_MESSAGE, REASON_PREEMPTING, admit_fit
 from harness.model.layout import PlacedWorkload, place_workloads
 from harness.model.node import node_allocatable
 from harness.model.oom import OomCandidate, oom_kill_set, select_victim
-from harness.model.resources import CPU, MEMORY
+from harness.model.resources import CPU, MEMORY, pod_requests
 from harness.model.schedule import Schedule
 from harness.model.thresholds import MEMORY_AVAILABLE
 from harness.quantity import format_binary_si
@@ -65,6 +67,9 @@ NOTIFY_LATENCY_S = 0.5
 # computed from older stats (e.g. another stats provider or a slow on-demand update).
 # The per-pod stats the ranking uses are modelled apart, by ``model.housekeeping``.
 STATS_AGE_S = 0.0
+# Whether the timelines of one loop phase share their trunk (``_Sim.fork``); off, each stats schedule's
+# timeline runs from t = 0 (the straightforward simulation the tests compare with).
+SHARE_TRUNKS = True
 
 OUTCOMES = ("completed", "oom_killed", "node_oom_killed", "evicted", "rejected", "runtime_failed", "unknown")
 
@@ -181,7 +186,47 @@ class _W(PlacedWorkload):
 
 
 # --------------------------------------------------------------------------------------
+# What every timeline of one prediction shares
+
+
+class _Layout:
+    """The static layout of the node (``place_workloads``) and what depends on it alone: computed
+    once per prediction, shared by its timelines (every loop phase x stats schedule), which only
+    read it. Pods' effective requests are kept per pod (admission's resource fit and the eviction
+    ranking ask for them at every admission and sync)."""
+
+    def __init__(self, scenario: Scenario, profile: KubeletConfiguration, facts: NodeFacts, kubelet: bool):
+        self.placed, self.limits, self.notes, self.node_info = place_workloads(
+            scenario, profile, facts, kubelet
+        )
+        self.profile = profile
+        self.minor = facts.kubelet_minor
+        alloc = {MEMORY: int(self.node_info["allocatable_bytes"])}
+        cpu = node_allocatable(profile, facts).allocatable.get(CPU)
+        if cpu is not None:
+            alloc[CPU] = cpu
+        self.fit_allocatable = alloc
+        self._requests: dict[int, tuple[Pod, dict[str, int]]] = {}
+
+    def pod_requests(self, pod: Pod) -> dict[str, int]:
+        """``resources.pod_requests`` of a pod of this layout, computed once (callers only read it)."""
+        hit = self._requests.get(id(pod))
+        if hit is None or hit[0] is not pod:
+            hit = (pod, pod_requests(pod, self.profile, self.minor))
+            self._requests[id(pod)] = hit
+        return hit[1]
+
+    def pod_memory_request(self, pod: Pod) -> int:
+        """What the eviction ranking compares the working set with (``eviction._pod_memory_request``)."""
+        return int(self.pod_requests(pod).get("memory", 0))
+
+
+# --------------------------------------------------------------------------------------
 # One simulated timeline
+
+
+class _Diverge(Exception):
+    """A trunk timeline reached a sync that ranks pods: its stats schedules part from here."""
 
 
 class _Sim:
@@ -196,8 +241,17 @@ class _Sim:
         stats_age_s: float = STATS_AGE_S,
         schedules: Mapping[str, Schedule] | None = None,
         housekeeping: hk.Schedule | None = None,
+        layout: _Layout | None = None,
+        trunk: bool = False,
     ) -> None:
         self.scenario = scenario
+        # trunk: the part of a loop phase's timelines that every stats schedule shares. The pods'
+        # stats ages matter only when the kubelet ranks pods (``pod_ws_seen``), so the timelines of
+        # one phase are the same up to the first sync that ranks: the trunk runs up to it (recording
+        # the pods' working sets, as a timeline with a schedule does), stops before it (``paused``),
+        # and each schedule's timeline continues from a copy (``fork``)
+        self.trunk = trunk
+        self.paused = False
         # per-pod stats: None = as fresh as the sync; else each container's housekeepings
         self.housekeeping = housekeeping
         self.pod_history: dict[str, list[tuple[float, int]]] = {}
@@ -210,15 +264,35 @@ class _Sim:
         self.kubelet = kubelet
         self.phase = phase
         self.baseline = baseline
-        placed, self.limits, self.notes, self.node_info = place_workloads(scenario, profile, facts, kubelet)
-        self.ws = {name: _W(**vars(pw)) for name, pw in placed.items()}
+        layout = layout or _Layout(scenario, profile, facts, kubelet)
+        self.layout = layout
+        self.limits = layout.limits
+        self.notes = list(layout.notes)
+        self.node_info = dict(layout.node_info)
+        self.ws = {name: _W(**vars(pw)) for name, pw in layout.placed.items()}
+        # memory charged per cgroup (usage: anon of live processes + page cache; anon alone), kept
+        # up to date by every change of a process's anon or a workload's cache (``_anon``,
+        # ``_cache``, ``_kill``): the sums ``usage`` and ``anon_in`` would otherwise recompute
+        # over every workload at every charge
+        self._usage: dict[str, int] = {}
+        self._anon: dict[str, int] = {}
+        for w in self.ws.values():
+            for c in w.cgroups:
+                self._usage.setdefault(c, 0)
+                self._anon.setdefault(c, 0)
+        # pods whose working set changed since the last ``record_pods`` (None: record every pod)
+        self._changed: set[str] | None = None
+        # the pods admitted and running (started, no outcome yet) and their requests summed, for
+        # admission's resource fit (``_run``, ``_end``)
+        self._running: set[str] = set()
+        self._used: dict[str, int] = {}
         self.pid = 100
         self.events: list[tuple[float, int, str, Any]] = []
         self.seq = 0
         self.manager: Any = None
         self.deadline = scenario.timeout_s
         if kubelet:
-            self.manager = EvictionManager(profile, facts)
+            self.manager = EvictionManager(profile, facts, memory_request=layout.pod_memory_request)
         self.notify_armed_at = -math.inf
         self.mm_state: Any = None  # memory manager state (Static policy), admission by admission
 
@@ -229,10 +303,9 @@ class _Sim:
 
     # -- accounting
     def usage(self, cg: str) -> int:
-        total = 0
-        for s in self.ws.values():
-            if cg == "" or any(c == cg for c in s.cgroups):
-                total += sum(p.anon for p in s.procs if p.alive) + s.cache
+        """Anon of live processes plus page cache of the workloads in ``cg``'s subtree, plus the
+        baseline (root, kubepods)."""
+        total = self._usage.get(cg, 0)
         if cg == "":
             total += self.baseline.root_usage
         elif cg == "kubepods":
@@ -240,7 +313,52 @@ class _Sim:
         return total
 
     def anon_in(self, cg: str) -> int:
-        return sum(sum(p.anon for p in s.procs if p.alive) for s in self.ws.values() if cg in s.cgroups)
+        return self._anon.get(cg, 0)
+
+    def _add_anon(self, s: _W, proc: _Proc, nbytes: int) -> None:
+        proc.anon += nbytes
+        if proc.alive:
+            for c in s.cgroups:
+                self._usage[c] += nbytes
+                self._anon[c] += nbytes
+            if self._changed is not None:
+                self._changed.add(s.spec.name)
+
+    def _set_cache(self, s: _W, value: int) -> None:
+        delta = value - s.cache
+        s.cache = value
+        if delta:
+            for c in s.cgroups:
+                self._usage[c] += delta
+
+    def _run(self, s: _W) -> None:
+        """The pod is admitted and started: its requests count as used."""
+        if s.pod is not None and s.spec.name not in self._running:
+            self._running.add(s.spec.name)
+            for k, v in self.layout.pod_requests(s.pod).items():
+                self._used[k] = self._used.get(k, 0) + v
+
+    def _end(self, s: _W) -> None:
+        """Call before the workload gets its outcome: a pod that had none no longer counts as used."""
+        if s.outcome is None and s.spec.name in self._running:
+            self._running.discard(s.spec.name)
+            for k, v in self.layout.pod_requests(s.pod).items():  # type: ignore[arg-type]
+                self._used[k] -= v
+
+    def fit_used(self) -> dict[str, int]:
+        """The requests of the running pods summed (``fit.insufficient``'s ``used``)."""
+        return self._used
+
+    def _kill(self, s: _W, proc: _Proc) -> None:
+        """The process is gone: its anon is freed."""
+        if proc.alive and proc.anon:
+            for c in s.cgroups:
+                self._usage[c] -= proc.anon
+                self._anon[c] -= proc.anon
+            if self._changed is not None:
+                self._changed.add(s.spec.name)
+        proc.alive = False
+        proc.anon = 0
 
     def working_sets(self) -> tuple[int, int]:
         """Working set of root and of kubepods: anon only (page cache written once is inactive)."""
@@ -273,16 +391,16 @@ class _Sim:
                     break
             if over is None:
                 if cache:
-                    s.cache += nbytes
+                    self._set_cache(s, s.cache + nbytes)
                 else:
-                    proc.anon += nbytes
+                    self._add_anon(s, proc, nbytes)
                 return True
             # reclaim page cache in the subtree first
             need = self.usage(over) + nbytes - (self.limits[over] or 0)
             for other in self.ws.values():
                 if over in other.cgroups and other.cache and need > 0:
                     take = min(other.cache, need)
-                    other.cache -= take
+                    self._set_cache(other, other.cache - take)
                     need -= take
             if need <= 0:
                 continue
@@ -290,8 +408,7 @@ class _Sim:
                 # a page-cache writer never triggers the OOM killer for clean pages: it reclaims
                 # its own cache (written pages are clean after writeback)
                 take = min(s.cache, nbytes)
-                s.cache -= take
-                s.cache += nbytes
+                self._set_cache(s, s.cache - take + nbytes)
                 return True
             victim = self.oom(t, over, s)
             if victim is None:
@@ -330,9 +447,9 @@ class _Sim:
         outcome = "oom_killed" if own_scope else "node_oom_killed"
         for c in killed:
             ks, kp = procs[c.pid]
-            kp.alive = False
-            kp.anon = 0
+            self._kill(ks, kp)
             if ks.outcome is None:
+                self._end(ks)
                 ks.outcome = outcome
                 ks.time = t
                 scope = "its own cgroup" if own_scope else (f"cgroup {domain!r}" if domain else "the node")
@@ -346,7 +463,7 @@ class _Sim:
         # a workload whose processes all died releases its page cache on exit
         for s in self.ws.values():
             if s.procs and not any(p.alive for p in s.procs):
-                s.cache = 0
+                self._set_cache(s, 0)
         return vp
 
     # -- kubelet
@@ -357,19 +474,26 @@ class _Sim:
         kubepods_limit = self.limits.get("kubepods")
         # observe() takes usage and inactive_file; pass WS as usage with 0 inactive.
         obs = observe(cap, root_ws, 0, kubepods_limit, kube_ws, 0)
-        usages = []
-        for s in self.ws.values():
-            if s.pod is None or s.outcome in ("evicted", "rejected") or not s.started:
-                continue
-            if s.outcome is not None and not any(p.alive for p in s.procs):
-                continue
-            ws = self.pod_ws_seen(s, t)
-            usages.append(PodUsage(pod=s.pod, working_set_bytes=ws, container_working_set={s.spec.name: ws}))
+
+        def usages() -> list[PodUsage]:
+            if self.trunk:
+                raise _Diverge
+            out = []
+            for s in self.ws.values():
+                if s.pod is None or s.outcome in ("evicted", "rejected") or not s.started:
+                    continue
+                if s.outcome is not None and not any(p.alive for p in s.procs):
+                    continue
+                ws = self.pod_ws_seen(s, t)
+                out.append(PodUsage(pod=s.pod, working_set_bytes=ws, container_working_set={s.spec.name: ws}))
+            return out
+
         res = self.manager.synchronize(t, obs, usages)
         if res.evicted is not None:
             name = res.evicted.pod.metadata.name
             s = self.ws[name]
             if s.outcome is None:
+                self._end(s)
                 s.outcome = "evicted"
                 s.time = t
                 met = ", ".join(f"{m.signal}<{m.value.text}" for m in res.met) or "threshold"
@@ -410,13 +534,17 @@ class _Sim:
         return "" if seen is None else f" ({t - seen:.1f}s old)"
 
     def record_pods(self, t: float) -> None:
-        for name, s in self.ws.items():
+        """Each pod's working set after an event, where it changed (the first call: every pod)."""
+        names = self.ws if self._changed is None else self._changed
+        for name in names:
+            s = self.ws[name]
             if s.pod is None:
                 continue
             ws = sum(p.anon for p in s.procs if p.alive)
             hist = self.pod_history.setdefault(name, [])
             if not hist or hist[-1][1] != ws:
                 hist.append((t, ws))
+        self._changed = set()
 
     def maybe_notify(self, t: float) -> None:
         """kernelMemcgNotification (cgroup v1 only): a crossed memcg threshold syncs at once."""
@@ -441,6 +569,30 @@ class _Sim:
                 self.push(t + NOTIFY_LATENCY_S, "sync-notify", None)
                 return
 
+    def fork(self, housekeeping: hk.Schedule | None) -> _Sim:
+        """This timeline's state, continued apart with the given per-pod stats schedule."""
+        child = copy.copy(self)
+        child.trunk = False
+        child.housekeeping = housekeeping
+        child.ws = {}
+        for name, w in self.ws.items():
+            c = copy.copy(w)
+            c.procs = [copy.copy(p) for p in w.procs]
+            child.ws[name] = c
+        child.pod_history = {k: list(v) for k, v in self.pod_history.items()}
+        child.ws_history = list(self.ws_history)
+        child.events = list(self.events)
+        child.notes = list(self.notes)
+        child.node_info = dict(self.node_info)
+        child._usage = dict(self._usage)
+        child._anon = dict(self._anon)
+        child._changed = None if self._changed is None else set(self._changed)
+        child._running = set(self._running)
+        child._used = dict(self._used)
+        child.manager = None if self.manager is None else self.manager.copy()
+        child.mm_state = copy.deepcopy(self.mm_state)
+        return child
+
     def run(self) -> None:
         for s in self.ws.values():
             sched = self.schedules.get(s.spec.name)
@@ -448,8 +600,13 @@ class _Sim:
         if self.kubelet:
             self.push(self.phase, "sync", None)
         self.push(self.deadline, "deadline", None)
+        self.resume()
+
+    def resume(self) -> None:
+        """Run the events in the queue until the deadline (a trunk: or until it pauses)."""
+        self.paused = False
         while self.events:
-            t, _, kind, data = heapq.heappop(self.events)
+            t, seq, kind, data = heapq.heappop(self.events)
             if t > self.deadline:
                 break
             if kind == "deadline":
@@ -461,9 +618,18 @@ class _Sim:
             elif kind == "release":
                 s = self.ws[data]
                 for p in s.procs:
-                    p.alive = False
-                    p.anon = 0
-                s.cache = 0
+                    self._kill(s, p)
+                self._set_cache(s, 0)
+            elif kind in ("sync", "sync-notify") and self.trunk:
+                saved = self.manager.copy()
+                try:
+                    self.sync(t, periodic=kind == "sync")
+                except _Diverge:
+                    # nothing but the manager changed before the ranking: undo, keep the event
+                    self.manager = saved
+                    heapq.heappush(self.events, (t, seq, kind, data))
+                    self.paused = True
+                    return
             elif kind == "sync":
                 self.sync(t)
             elif kind == "sync-notify":
@@ -471,16 +637,16 @@ class _Sim:
             elif kind == "hold-exit":
                 s = self.ws[data]
                 if s.outcome is None:
+                    self._end(s)
                     s.outcome = "completed"
                     s.time = t
                     s.mechanism = "reached its maximum and exited after its hold time"
                     for p in s.procs:
-                        p.alive = False
-                        p.anon = 0
-                    s.cache = 0
+                        self._kill(s, p)
+                    self._set_cache(s, 0)
             if self.stats_age_s > 0:
                 self.ws_history.append((t, *self.working_sets()))
-            if self.housekeeping is not None:
+            if self.housekeeping is not None or self.trunk:
                 self.record_pods(t)
 
     def admit(self, t: float, s: _W) -> bool:
@@ -493,31 +659,37 @@ class _Sim:
         assert s.pod is not None
         ok, reason, message = self.manager.admit(s.pod)
         if ok:
-            res, state = admit_pod(s.pod, self.profile, self.facts, self.mm_state)
+            res, state = admit_pod(s.pod, self.profile, self.facts, self.mm_state, qos_class=s.qos)
             ok, reason, message = res.admitted, res.reason or "", res.message or ""
             if ok:
                 self.mm_state = state
         if ok:
             # predicate.go resource fit, then the critical-pod admission handler (``model.fit``)
-            running = [
-                o
-                for o in self.ws.values()
-                if o.pod is not None and o.started and o.outcome is None and o is not s
-            ]
-            alloc = {MEMORY: int(self.node_info["allocatable_bytes"])}
-            cpu = node_allocatable(self.profile, self.facts).allocatable.get(CPU)
-            if cpu is not None:
-                alloc[CPU] = cpu
+            # with ``used`` given, admit_fit reads the running pods only to choose whom a critical
+            # pod preempts: listed for a critical pod alone (a list of every pod at every admission
+            # made the admissions quadratic in the number of pods)
+            running = (
+                [
+                    o
+                    for o in self.ws.values()
+                    if o.pod is not None and o.started and o.outcome is None and o is not s
+                ]
+                if s.pod.is_critical
+                else []
+            )
             fitted = admit_fit(
                 s.pod,
                 [o.pod for o in running if o.pod is not None],
-                alloc,
+                dict(self.layout.fit_allocatable),
                 self.profile,
-                self.facts.kubelet_minor,
+                self.layout.minor,
+                requests=self.layout.pod_requests,
+                used=self.fit_used(),
             )
             ok, reason, message = fitted.admitted, fitted.reason, fitted.message
             for victim in fitted.preempted:
                 o = self.ws[victim.metadata.name]
+                self._end(o)
                 o.outcome, o.time = "evicted", t
                 o.mechanism = (
                     f"preempted at admission of critical pod {s.spec.name} ({REASON_PREEMPTING}: "
@@ -527,6 +699,7 @@ class _Sim:
                 self.push(t + KILL_LATENCY_S, "release", o.spec.name)
         if not ok:
             s.started = True
+            self._end(s)
             s.outcome = "rejected"
             s.time = t
             s.mechanism = f"{reason}: {message}"
@@ -536,6 +709,8 @@ class _Sim:
         if self.kubelet and s.pod is not None and not self.admit(t, s):
             return
         s.started = True
+        if self.kubelet:
+            self._run(s)
         leak = s.spec.leak
         for i in range(leak.processes):
             self.pid += 1
@@ -560,6 +735,7 @@ class _Sim:
         if leak.max_bytes:
             size = min(size, leak.max_bytes - allocated)
         if s.heap_cap_bytes is not None and allocated + size > s.heap_cap_bytes:
+            self._end(s)
             s.outcome = "runtime_failed"
             s.time = t
             s.mechanism = (
@@ -567,8 +743,7 @@ class _Sim:
                 f"({format_binary_si(s.heap_cap_bytes)}) reached before the limit"
             )
             for p in s.procs:
-                p.alive = False
-                p.anon = 0
+                self._kill(s, p)
             return
         touched = int(size * leak.touch)
         ok = self.charge(t, s, proc, touched, cache=(leak.mode == "pagecache"))
@@ -619,7 +794,29 @@ def predict_scenario(
     runs: list[_Sim] = []
     n = phases if kubelet else 1
     hks = _housekeeping_schedules(scenario, kubelet, schedules, housekeeping, pod_stats)
+    layout = _Layout(scenario, profile, facts, kubelet)
     for i in range(n):
+        if len(hks) > 1 and SHARE_TRUNKS:
+            # the phase's timelines share their trunk, up to the first sync that ranks pods
+            trunk = _Sim(
+                scenario,
+                profile,
+                facts,
+                kubelet,
+                phase=10.0 * i / n,
+                baseline=baseline,
+                stats_age_s=stats_age_s,
+                schedules=schedules,
+                layout=layout,
+                trunk=True,
+            )
+            trunk.run()
+            for sched_hk in hks:
+                sim = trunk.fork(sched_hk)
+                if trunk.paused:
+                    sim.resume()
+                runs.append(sim)
+            continue
         for sched_hk in hks:
             sim = _Sim(
                 scenario,
@@ -631,10 +828,20 @@ def predict_scenario(
                 stats_age_s=stats_age_s,
                 schedules=schedules,
                 housekeeping=sched_hk,
+                layout=layout,
             )
             sim.run()
             runs.append(sim)
     first = runs[0]
+    # over every run: who each workload's kills made victims of, and who was evicted
+    victims_of: dict[str, set[str]] = {}
+    evicted_anywhere: set[str] = set()
+    for r in runs:
+        for v, vs in r.ws.items():
+            if vs.victim and vs.killed_by is not None:
+                victims_of.setdefault(vs.killed_by, set()).add(v)
+            if vs.outcome == "evicted":
+                evicted_anywhere.add(v)
     out: list[WorkloadPrediction] = []
     for name, s0 in first.ws.items():
         per = [(r.ws[name].outcome or "completed", r.ws[name]) for r in runs]
@@ -656,7 +863,7 @@ def predict_scenario(
                 )
             )
         main = alts[0]
-        victims = sorted({v for r in runs for v, vs in r.ws.items() if vs.killed_by == name and vs.victim})
+        victims = sorted(victims_of.get(name, ()))
         wp = WorkloadPrediction(
             name=name,
             outcome=main.outcome,
@@ -684,9 +891,7 @@ def predict_scenario(
                 for (o, _), r in zip(per, runs, strict=True)
                 if o in stale_outcomes and (age := r.ws[name].stats_age_s) is not None
             ]
-            others = sorted(
-                {v for r in runs for v, vs in r.ws.items() if vs.outcome == "evicted" and v != name}
-            )
+            others = sorted(evicted_anywhere - {name})
             wp.notes.append(
                 "stats age: on fresh pod stats "
                 + "/".join(sorted(fresh))
