@@ -15,6 +15,17 @@ import sys
 import click
 
 from harness import __version__
+from harness.commands.cluster import cluster_group
+from harness.commands.doctor import doctor_cmd
+from harness.commands.fuzz import fuzz_cmd
+from harness.commands.lab import lab_group
+from harness.commands.model import model_group
+from harness.commands.nightly import register as register_nightly
+from harness.commands.provision import provision_cmd
+from harness.commands.report import compare_cmd, report_cmd, runs_group
+from harness.commands.run import cleanup_cmd, run_cmd
+from harness.commands.sweep import sweep_cmd
+from harness.commands.upgrade import upgrade_cmd
 from harness.errors import EXIT_INTERRUPTED, HarnessError, exit_code, save_traceback
 
 EXIT_CODES_HELP = """\b
@@ -87,44 +98,19 @@ def main() -> None:
 
 
 def _register() -> None:
-    from harness.commands.doctor import doctor_cmd
-    from harness.commands.model import model_group
-    from harness.commands.report import compare_cmd, report_cmd, runs_group
-    from harness.commands.run import cleanup_cmd, run_cmd
-
     cli.add_command(model_group)
     cli.add_command(run_cmd)
     cli.add_command(cleanup_cmd)
     cli.add_command(doctor_cmd)
-
-    from harness.commands.provision import provision_cmd
-
     cli.add_command(provision_cmd)
     cli.add_command(report_cmd)
     cli.add_command(compare_cmd)
     cli.add_command(runs_group)
-
-    from harness.commands.sweep import sweep_cmd
-
     cli.add_command(sweep_cmd)
-
-    from harness.commands.cluster import cluster_group
-
     cli.add_command(cluster_group)
-    from harness.commands.upgrade import upgrade_cmd
-
     cli.add_command(upgrade_cmd)
-
-    from harness.commands.nightly import register as register_nightly
-
     register_nightly(cli, runs_group)
-
-    from harness.commands.lab import lab_group
-
     cli.add_command(lab_group)
-
-    from harness.commands.fuzz import fuzz_cmd
-
     cli.add_command(fuzz_cmd)
 
 

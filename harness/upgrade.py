@@ -152,6 +152,7 @@ def gather(check: UpgradeCheck) -> dict[str, list[Any]]:
     A run that reports another kubelet than its side asked for (``cluster up`` fell back, a stale
     binary) would make the comparison lie: it is a :class:`HarnessError` naming the run.
     """
+    # lazy: harness.catalog loads pandas/pyarrow; the CLI imports this module at start-up
     from harness.catalog import Catalog, select_runs
 
     cat = Catalog(check.results, use_index=False)

@@ -7,6 +7,8 @@ import sys
 import click
 
 from harness.backends import NAMES
+from harness.doctor import run_doctor
+from harness.hostperf import doctor_line
 
 
 @click.command("doctor")
@@ -33,11 +35,6 @@ def doctor_cmd(backends: tuple[str, ...], fix: bool) -> None:
     scratch cgroup that is removed). Without --fix nothing on the host changes: a daemon that is not running is reported (a run
     starts it on demand). Exit 0 when nothing is missing, 1 otherwise.
     """
-    from harness.doctor import run_doctor
-
-    # lazy: commands load their libraries only when they run
-    from harness.hostperf import doctor_line
-
     worst = run_doctor(list(backends) or list(NAMES), click.echo, fix=fix)
     click.echo(doctor_line())  # how fast fresh and just-freed memory fault in (issue: reachable leak rates)
     sys.exit(worst)

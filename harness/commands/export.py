@@ -44,6 +44,7 @@ def export_cmd(
     kubelet_version, kernel, cgroup_version, suite, backend) as labels. Names and types:
     see harness/export/openmetrics.py. RUN names exactly one run (selector, id or folder).
     """
+    # lazy: the catalog and export load pandas/pyarrow and prometheus_client (CLI start-up)
     from harness.catalog import select_runs
     from harness.export import push, render, run_figures, write_textfile
 

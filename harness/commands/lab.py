@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
 from harness.errors import InputError
 from harness.quantity import to_bytes
+from harness.vmlab.image import build_image
 
 
 def _say(msg: str) -> None:
@@ -39,8 +41,6 @@ def lab_group() -> None:
 @click.option("--force", is_flag=True, help="Rebuild even when the cached image matches.")
 def image_cmd(force: bool) -> None:
     """Build and cache the guest image (keyed by a hash of its inputs; a second call is a cache hit)."""
-    from harness.vmlab.image import build_image
-
     img = build_image(say=_say, force=force)
     click.echo(f"{img.key} {img.dir} kernel {img.kernel_release}{' (cached)' if img.cached else ''}")
 
@@ -79,8 +79,7 @@ def up_cmd(
     kubelet_profile: str | None,
 ) -> None:
     """Boot lab NAME and write its inventory (printed last)."""
-    from pathlib import Path
-
+    # lazy: harness.vmlab.lab loads paramiko, cryptography and pandas (via provision); CLI start-up
     from harness.vmlab.lab import LabOptions, up
 
     opts = LabOptions(
@@ -103,7 +102,7 @@ def up_cmd(
 @click.option("--json", "as_json", is_flag=True)
 def status_cmd(name: str | None, as_json: bool) -> None:
     """The labs and their VMs (running means: same pid, same start time, its overlay)."""
-    from harness.vmlab.lab import status
+    from harness.vmlab.lab import status  # lazy: paramiko/pandas via harness.provision (CLI start-up)
 
     rows = status(name)
     if as_json:
@@ -124,7 +123,7 @@ def status_cmd(name: str | None, as_json: bool) -> None:
 @click.option("--keep", is_flag=True, help="Keep the lab's folder (overlays, logs) after stopping.")
 def down_cmd(name: str, keep: bool) -> None:
     """Stop lab NAME's QEMUs (by pid, start time checked) and remove its folder."""
-    from harness.vmlab.lab import down
+    from harness.vmlab.lab import down  # lazy: paramiko/pandas via harness.provision (CLI start-up)
 
     failed = down(name, say=_say, keep=keep)
     if failed:

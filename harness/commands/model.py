@@ -12,9 +12,13 @@ import click
 
 from harness.backends import NAMES
 from harness.config.kubelet import KubeletConfiguration, load_profile
-from harness.config.node import NodeFacts, detect_local_facts, load_facts, parse_numa_memory
+from harness.config.node import NodeFacts, detect_local_facts, load_facts, parse_facts, parse_numa_memory
 from harness.config.pod import load_pods
+from harness.config.suite import load_suite
 from harness.errors import InputError
+from harness.model import admit, cgroups, fit, memorymanager, node, oom, qos, resources, thresholds
+from harness.model.predict import predict_scenario
+from harness.model.sizing import size_workloads
 from harness.model.swap import FIRST_MINOR as FIRST_SWAP_MINOR
 from harness.quantity import format_binary_si, to_bytes
 
@@ -85,9 +89,6 @@ def build_facts(
         data["ociRuntime"] = oci_runtime
     if runtime_version:
         data[f"{data.get('ociRuntime', 'runc')}Version"] = runtime_version
-    # lazy: commands load their libraries only when they run
-    from harness.config.node import parse_facts
-
     return parse_facts(data, facts_file or "<node flags>")
 
 
@@ -100,9 +101,6 @@ def _emit(obj: Any, as_json: bool, text: Callable[[], str]) -> None:
 
 def node_summary(profile: KubeletConfiguration, facts: NodeFacts) -> dict[str, Any]:
     """The node-level numbers of the model, as ``harness model node --json`` prints them."""
-    # lazy: commands load their libraries only when they run
-    from harness.model import memorymanager, node, thresholds
-
     minor = facts.kubelet_minor
     errors: list[str] = []
     alloc = node.node_allocatable(profile, facts)
@@ -220,9 +218,6 @@ def model_pod(profile: str, pod_file: str, as_json: bool, **node_flags: Any) -> 
 
 
 def pod_summary(profile: KubeletConfiguration, facts: NodeFacts, pod: Any) -> dict[str, Any]:
-    # lazy: commands load their libraries only when they run
-    from harness.model import cgroups, oom, qos, resources
-
     minor = facts.kubelet_minor
     admission = pod_admission(profile, facts, pod)
     if not admission["admitted"]:
@@ -284,9 +279,6 @@ def pod_admission(profile: KubeletConfiguration, facts: NodeFacts, pod: Any) -> 
     pkg/kubelet/kubelet.go): topology/memory manager (``model.admit``), then the resource fit against
     allocatable with the critical-pod handler (``model.fit``; alone on the node, a critical pod that
     does not fit has nothing to preempt)."""
-    # lazy: commands load their libraries only when they run
-    from harness.model import admit, fit, node
-
     res, _ = admit.admit_pod(pod, profile, facts, None)
     if not res.admitted:
         return {"admitted": False, "reason": res.reason, "message": res.message, "critical": pod.is_critical}
@@ -342,17 +334,8 @@ def model_predict(scenario_file: str, only: str | None, backend: str, as_json: b
     Example:
       harness model predict suites/local.yaml --backend process
     """
-    # lazy: commands load their libraries only when they run
-    from harness.config.suite import load_suite
-
-    # lazy: commands load their libraries only when they run
-    from harness.model.predict import predict_scenario
-
     suite = load_suite(scenario_file)
     scenarios = [suite.scenario(only)] if only else suite.scenarios
-    # lazy: commands load their libraries only when they run
-    from harness.model.sizing import size_workloads
-
     preds = [predict_scenario(size_workloads(s), kubelet=backend == "kubernetes") for s in scenarios]
     obj: dict[str, Any] = {"suite": suite.name, "backend": backend, "scenarios": [p.to_dict() for p in preds]}
     if len(preds) == 1:

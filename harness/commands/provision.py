@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from harness.commands.runs import echo_run_summary
 from harness.errors import HostError
 
 
@@ -134,8 +135,6 @@ def run_on_inventory_cmd(
         err=as_json,
     )
     if as_json:
-        from harness.commands.runs import echo_run_summary
-
         echo_run_summary(res.run_dir)
     if res.status == "interrupted":
         sys.exit(130)

@@ -191,6 +191,7 @@ def compare_cmd(
     if markdown_file:
         Path(markdown_file).write_text(to_markdown(c))
     if html_file:
+        # lazy: the HTML comparison loads matplotlib, only with --html (CLI start-up)
         from harness.report.compare import write_comparison_report
 
         write_comparison_report(c, html_file, progress=_say)

@@ -8,8 +8,14 @@ from pathlib import Path
 
 import click
 
+from harness import paths
 from harness.backends import NAMES, backend_class
+from harness.commands.provision import run_on_inventory_cmd
+from harness.commands.runs import echo_run_summary
+from harness.config.suite import load_suite
 from harness.errors import HarnessError
+from harness.owned import including_live_owners, sweep_host, unowned_cgroups
+from harness.progress import Progress
 
 
 @click.command("run")
@@ -91,9 +97,6 @@ def run_cmd(
     the run), 130 when interrupted (results are kept and marked interrupted).
     """
     if inventory_file:
-        # lazy: commands load their libraries only when they run
-        from harness.commands.provision import run_on_inventory_cmd
-
         return run_on_inventory_cmd(
             suite_file,
             inventory_file,
@@ -107,16 +110,8 @@ def run_cmd(
             labels=list(labels),
             as_json=as_json,
         )
-    # lazy: commands load their libraries only when they run
+    # lazy: harness.catalog and harness.run load pandas/pyarrow (CLI start-up)
     from harness.catalog import parse_labels
-
-    # lazy: commands load their libraries only when they run
-    from harness.config.suite import load_suite
-
-    # lazy: commands load their libraries only when they run
-    from harness.progress import Progress
-
-    # lazy: commands load their libraries only when they run
     from harness.run import run_suite
 
     run_labels = parse_labels(labels)
@@ -137,8 +132,6 @@ def run_cmd(
         f"harness: {n - bad}/{n} verdicts match; run {res.status}; results in {res.run_dir}", err=as_json
     )
     if as_json:
-        from harness.commands.runs import echo_run_summary
-
         echo_run_summary(res.run_dir)
     if res.status == "interrupted":
         sys.exit(130)
@@ -170,14 +163,12 @@ def cleanup_cmd(backends: tuple[str, ...], force: bool) -> None:
     stopped are removed; a running lab (or one whose up/down is in progress) is left alone unless
     --force.
     """
-    # lazy: commands load their libraries only when they run
-    from harness.owned import including_live_owners, sweep_host, unowned_cgroups
-    from harness.paths import results_dir
+    # lazy: recovery and run load pandas/pyarrow, vmlab.lab paramiko (CLI start-up)
     from harness.recovery import recover_killed_runs
     from harness.run import active_runs
     from harness.vmlab.lab import cleanup_all as lab_cleanup_all
 
-    recover_killed_runs(results_dir(), lambda m: click.echo(m, err=True))
+    recover_killed_runs(paths.results_dir(), lambda m: click.echo(m, err=True))
 
     running = active_runs()
     if running and not force:

@@ -14,7 +14,7 @@ from harness.errors import HarnessError, InputError
 
 def run_summary(run_dir: str | Path) -> dict[str, Any]:
     """What a script needs of one run: status, counts, host facts, per-workload outcome and time."""
-    from harness.export import run_figures
+    from harness.export import run_figures  # lazy: pandas/pyarrow and prometheus_client (CLI start-up)
 
     fig = run_figures(run_dir)
     d = fig.to_dict()
@@ -41,7 +41,7 @@ def echo_run_summary(run_dir: str | Path) -> None:
 
 
 def _one_run(run: str, results_dir: str) -> Path:
-    from harness.catalog import select_runs
+    from harness.catalog import select_runs  # lazy: harness.catalog loads pandas/pyarrow (CLI start-up)
 
     runs = select_runs(run, results_dir)
     if len(runs) != 1:
@@ -135,6 +135,7 @@ def runs_prune_cmd(
     FILTERS narrow the runs considered (like 'harness runs list'). A run that is still running
     (registered in /run/harness/active, or a sweep holding its lock) is never removed.
     """
+    # lazy: harness.retention loads pandas/pyarrow via harness.run (CLI start-up)
     from harness.retention import apply, parse_age, plan_prune
 
     if keep_last is None and older_than is None:

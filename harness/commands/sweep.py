@@ -11,6 +11,7 @@ import click
 import yaml
 
 from harness.backends import NAMES
+from harness.config.durations import parse_duration
 from harness.config.errors import safe_load
 from harness.errors import (
     EXIT_HOST,
@@ -20,7 +21,10 @@ from harness.errors import (
     HarnessError,
     InputError,
 )
+from harness.model.predict import OUTCOMES
 from harness.paths import sweeps_dir
+from harness.progress import Progress
+from harness.sweep.rates import format_rate, parse_rate_range
 
 # sweep.json input keys -> the option that sets them (for error messages)
 _OPTION = {
@@ -48,9 +52,6 @@ def _parse_sets(values: tuple[str, ...], option: str) -> dict[str, Any]:
 
 
 def _parse_outcomes(text: str) -> tuple[list[str], list[str]]:
-    # lazy: commands load their libraries only when they run
-    from harness.model.predict import OUTCOMES
-
     parts = text.split(",")
     if len(parts) != 2 or not all(p.strip() for p in parts):
         raise InputError(
@@ -246,19 +247,8 @@ def sweep_cmd(
     boundary (no flip measured, every achieved rate below it), 4 on an internal error, 130 when
     interrupted (resumable).
     """
-    # lazy: commands load their libraries only when they run
-    from harness.config.durations import parse_duration
-
-    # lazy: commands load their libraries only when they run
-    from harness.progress import Progress
-
-    # lazy: commands load their libraries only when they run
-    from harness.sweep.rates import format_rate, parse_rate_range
-
-    # lazy: commands load their libraries only when they run
+    # lazy: sweep.runner loads scipy and pandas, sweep.store pandas/pyarrow (CLI start-up)
     from harness.sweep.runner import RESUMABLE_CHANGES, SweepConfig, predict, resolve, run_sweep
-
-    # lazy: commands load their libraries only when they run
     from harness.sweep.store import SweepStore, new_sweep_id
 
     say = Progress(quiet=quiet)

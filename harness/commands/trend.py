@@ -52,6 +52,7 @@ def trend_cmd(
       harness trend --results tests/fixtures/runs backend=process -o /tmp/trend.html
     Exit 0 (the page is written whether or not changes were flagged; the count is printed).
     """
+    # lazy: compare and trend load pandas/pyarrow, the trend page matplotlib (CLI start-up)
     from harness.compare import CompareOptions
     from harness.trend import build_trend
     from harness.trend.html import write_trend

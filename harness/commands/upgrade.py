@@ -10,6 +10,17 @@ from pathlib import Path
 import click
 
 from harness.errors import InputError
+from harness.upgrade import (
+    UpgradeCheck,
+    build_command,
+    execute,
+    gather,
+    new_check_id,
+    normalize_version,
+    plan,
+    selectors,
+    step_commands,
+)
 
 
 def _say(msg: str) -> None:
@@ -97,8 +108,7 @@ def upgrade_cmd(
     lab failed (build, cluster up, a run's host error; the step's log is named), 4 an internal
     error, 130 interrupted.
     """
-    from harness.compare import CompareOptions
-    from harness.upgrade import UpgradeCheck, execute, new_check_id, normalize_version, plan, step_commands
+    from harness.compare import CompareOptions  # lazy: harness.compare loads pandas/pyarrow (CLI start-up)
 
     opts = CompareOptions(
         tolerance_seconds=tolerance_seconds, alpha=alpha, min_repeats=min_repeats, min_effect=min_effect
@@ -130,8 +140,6 @@ def upgrade_cmd(
     )
     steps = plan(a, b, repeats)
     if dry_run:
-        from harness.upgrade import build_command, selectors
-
         click.echo(f"check {check_id}: {len(steps)} runs, output {out}")
         click.echo("harness " + " ".join(build_command([a, b])))
         for s in steps:
@@ -157,10 +165,10 @@ def upgrade_cmd(
 
 
 def _compare_and_report(check: object, out: Path, opts: object) -> None:
+    # lazy: compare loads pandas/pyarrow, the HTML comparison matplotlib (CLI start-up)
     from harness.compare import CompareOptions, compare_groups, load_group
     from harness.compare.output import to_json, to_junit, to_markdown, to_text
     from harness.report.compare import write_comparison_report
-    from harness.upgrade import UpgradeCheck, gather, selectors
 
     assert isinstance(check, UpgradeCheck) and isinstance(opts, CompareOptions)
     t = time.monotonic()

@@ -14,6 +14,7 @@ from harness.catalog import Catalog, label_summary, select_runs
 from harness.compare.core import CompareOptions, Comparison, Finding, compare_groups
 from harness.compare.load import Group, load_group
 from harness.errors import InputError
+from harness.paths import results_dir
 
 __all__ = [
     "CompareOptions",
@@ -57,8 +58,6 @@ def compare_selections(
     base: str, new: str, results: str | Path | None = None, options: CompareOptions | None = None
 ) -> Comparison:
     if results is None:
-        from harness.paths import results_dir
-
         results = results_dir()
     opts = options or CompareOptions()
     opts.validate()

@@ -44,6 +44,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from harness.compare import position as pos
@@ -257,8 +258,6 @@ def _spread(xs: list[float]) -> float:
     """Interquartile range (the noise within one side); 0 for fewer than two values."""
     if len(xs) < 2:
         return 0.0
-    import numpy as np
-
     q1, q3 = np.percentile(xs, [25, 75])
     return float(q3 - q1)
 

@@ -36,6 +36,7 @@ from harness.provision.runner import (
     resolve_playbook,
     run_playbook,
 )
+from harness.provision.wheelhouse import build_wheelhouse
 from harness.results import RunStore, new_run_id
 
 __all__ = [
@@ -95,8 +96,6 @@ def role_inputs(
         say(f"harness: bundle {bundle.name}")
         extravars["harness_bundle"] = str(bundle)
         if any(h.vars.get("harness_offline") for h in hosts):
-            from harness.provision.wheelhouse import build_wheelhouse
-
             wheels = str(build_wheelhouse(say=say))
             for h in hosts:
                 if h.vars.get("harness_offline"):

@@ -12,6 +12,7 @@ failing item's message), or ``unreachable: ...``. A task that fails inside a ``b
 from __future__ import annotations
 
 import contextlib
+import difflib
 import shutil
 import subprocess
 import tempfile
@@ -282,8 +283,6 @@ def playbook_options(*, check: bool, diff: bool) -> dict[str, Any]:
 def render_diffs(diff: Any) -> list[str]:
     """Ansible's ``diff`` result (a dict or a list of dicts with before/after or prepared) as
     unified diff texts."""
-    import difflib
-
     items = diff if isinstance(diff, list) else [diff] if isinstance(diff, dict) else []
     out = []
     for d in items:

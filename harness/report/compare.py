@@ -15,7 +15,11 @@ from typing import Any
 
 from harness import __version__
 from harness.compare.core import Comparison
+from harness.report.data import load_run_data
 from harness.report.html import _anchor, _png_size, _verdict_rows
+from harness.report.plots import scenario_png
+from harness.report.template import CSS
+from harness.results import atomic_write
 
 COMPARE_TEMPLATE = """<!DOCTYPE html>
 <html lang="en">
@@ -65,8 +69,6 @@ alt="{{ sc.name }} {{ s.side }}">{% else %}<p class="sub">no run of this scenari
 
 
 def _scenario_of(run: Any | None, scenario: str, cache: dict[str, Any]) -> Any | None:
-    from harness.report.data import load_run_data
-
     if run is None:
         return None
     if run.id not in cache:
@@ -75,8 +77,6 @@ def _scenario_of(run: Any | None, scenario: str, cache: dict[str, Any]) -> Any |
 
 
 def _side_ctx(side: str, run: Any | None, sc: Any | None, scenario: str, duration: float) -> dict[str, Any]:
-    from harness.report.plots import scenario_png
-
     if run is None or sc is None:
         return {"side": side, "png": None, "run": run.id if run else "-", "kubelet": "", "verdicts": []}
     png = scenario_png(sc, f"{scenario} — {side} ({run.labels.get('kubelet') or run.id})", duration)
@@ -101,9 +101,7 @@ def _last_with(runs: list[Any], scenario: str, verdicts: Any) -> Any | None:
 
 
 def render_comparison(c: Comparison, title: str = "harness compare", progress: Any = None) -> str:
-    import jinja2
-
-    from harness.report.template import CSS
+    import jinja2  # lazy: jinja2 loads only when templates are rendered
 
     scenarios = sorted(
         set(c.base.verdicts.get("scenario", [])) | set(c.new.verdicts.get("scenario", [])), key=str
@@ -157,8 +155,6 @@ def render_comparison(c: Comparison, title: str = "harness compare", progress: A
 def write_comparison_report(
     c: Comparison, out: str | Path, title: str = "harness compare", progress: Any = None
 ) -> Path:
-    from harness.results import atomic_write
-
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, render_comparison(c, title, progress).encode())
