@@ -225,8 +225,10 @@ def runs_list_cmd(filters: tuple[str, ...], results_dir: str, as_json: bool, no_
     # lazy: commands load their libraries only when they run
     from harness.recovery import recover_killed_runs
 
-    recover_killed_runs(Path(results_dir), lambda m: click.echo(m, err=True))
     cat = Catalog(results_dir, use_index=not no_index)
+    # only the runs the catalog lists as running are read again; a recovered run.json changed
+    if recover_killed_runs(Path(results_dir), lambda m: click.echo(m, err=True), catalog=cat):
+        cat.refresh()
     runs = select_runs(",".join(filters), results_dir, catalog=cat)
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in runs], indent=2))
