@@ -248,9 +248,11 @@ def runs_list_cmd(filters: tuple[str, ...], results_dir: str, as_json: bool, no_
     head = ("run", "status", "verdicts", "kubelet", "cgroup", "host", "labels")
     widths = [max(len(head[i]), *(len(row[i]) for row in rows)) if rows else len(head[i]) for i in range(7)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}"
-    click.echo(fmt.format(*head).rstrip())
-    for row in rows:
-        click.echo(fmt.format(*row).rstrip())
+    # 256 rows a write: click.echo per row was a third of the time for 10,000 runs; one write of
+    # all of them would be cut short without an error when the reader goes away (| head -1)
+    lines = [fmt.format(*head).rstrip(), *(fmt.format(*row).rstrip() for row in rows)]
+    for i in range(0, len(lines), 256):
+        click.echo("\n".join(lines[i : i + 256]))
     total = len(cat.runs())
     note = f"; skipped unreadable: {', '.join(cat.skipped)}" if cat.skipped else ""
     _say(f"{len(runs)} of {total} runs in {results_dir}{note}")
