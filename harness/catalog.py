@@ -190,6 +190,7 @@ class Catalog:
         self.skipped: list[str] = []  # run folders whose run.json could not be read
         self.index_rebuilt = 0  # entries (re)read from run.json in the last scan
         self._runs: list[RunInfo] | None = None
+        self._running: list[str] = []  # folder names of the runs whose status is "running"
 
     @property
     def index_path(self) -> Path:
@@ -199,6 +200,15 @@ class Catalog:
         if self._runs is None:
             self._runs = self._scan()
         return self._runs
+
+    def running_folders(self) -> list[str]:
+        """The folder names (under the root) of the runs whose status is ``running``."""
+        self.runs()
+        return list(self._running)
+
+    def refresh(self) -> None:
+        """Forget the last scan: the next :meth:`runs` looks at the folder again."""
+        self._runs = None
 
     def _load_index(self) -> dict[str, Any]:
         if not self.use_index:
@@ -220,6 +230,7 @@ class Catalog:
         runs: list[RunInfo] = []
         self.skipped = []
         self.index_rebuilt = 0
+        self._running = []
         with os.scandir(self.root) as it:
             entries = [e for e in it if e.is_dir() and not e.name.startswith(".")]
         for e in entries:
@@ -244,6 +255,8 @@ class Catalog:
                     continue
                 self.index_rebuilt += 1
                 fresh[e.name] = {"stamp": stamp, "info": info.to_dict()}
+            if info.status == "running":
+                self._running.append(e.name)
             runs.append(info)
         if self.use_index and (self.index_rebuilt or set(fresh) != set(cached)):
             self._write_index(fresh)

@@ -11,21 +11,11 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 
 import click
 
 from harness import __version__
-from harness.commands.cluster import cluster_group
-from harness.commands.doctor import doctor_cmd
-from harness.commands.fuzz import fuzz_cmd
-from harness.commands.lab import lab_group
-from harness.commands.model import model_group
-from harness.commands.nightly import register as register_nightly
-from harness.commands.provision import provision_cmd
-from harness.commands.report import compare_cmd, report_cmd, runs_group
-from harness.commands.run import cleanup_cmd, run_cmd
-from harness.commands.sweep import sweep_cmd
-from harness.commands.upgrade import upgrade_cmd
 from harness.errors import EXIT_INTERRUPTED, HarnessError, exit_code, save_traceback
 
 EXIT_CODES_HELP = """\b
@@ -59,6 +49,19 @@ def report_error(exc: BaseException) -> int:
 
 
 class _Group(click.Group):
+    """The harness's group: a command's module is imported when the command is used or listed
+    (``--help``), not at start-up: ``runs list`` needs neither pandas nor the model or the
+    Kubernetes client (see :data:`_LAZY`)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *_LAZY})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in _LAZY:
+            for cmd in _LAZY[cmd_name]():
+                self.add_command(cmd)
+        return self.commands.get(cmd_name)
+
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
@@ -97,21 +100,120 @@ def main() -> None:
         sys.exit(report_error(exc))
 
 
-def _register() -> None:
-    cli.add_command(model_group)
-    cli.add_command(run_cmd)
-    cli.add_command(cleanup_cmd)
-    cli.add_command(doctor_cmd)
-    cli.add_command(provision_cmd)
-    cli.add_command(report_cmd)
-    cli.add_command(compare_cmd)
-    cli.add_command(runs_group)
-    cli.add_command(sweep_cmd)
-    cli.add_command(cluster_group)
-    cli.add_command(upgrade_cmd)
-    register_nightly(cli, runs_group)
-    cli.add_command(lab_group)
-    cli.add_command(fuzz_cmd)
+# each command's name -> a loader returning the commands of its module (imported on first use).
+# Every import in these loaders is lazy: a command's module (and the heavy libraries it brings:
+# pandas/pyarrow, the model, the Kubernetes client, paramiko) loads only when the command runs
+# or help lists it (CLI start-up; `runs list` loads none of them).
 
 
-_register()
+def _doctor() -> list[click.Command]:
+    # lazy: the command's module loads only when it is used (CLI start-up)
+    from harness.commands.doctor import doctor_cmd
+
+    return [doctor_cmd]
+
+
+def _model() -> list[click.Command]:
+    # lazy: the command's module loads only when it is used (CLI start-up)
+    from harness.commands.model import model_group
+
+    return [model_group]
+
+
+def _run() -> list[click.Command]:
+    # lazy: the command's module loads only when it is used (CLI start-up)
+    from harness.commands.run import cleanup_cmd, run_cmd
+
+    return [run_cmd, cleanup_cmd]
+
+
+def _provision() -> list[click.Command]:
+    # lazy: the command's module loads only when it is used (CLI start-up)
+    from harness.commands.provision import provision_cmd
+
+    return [provision_cmd]
+
+
+def _report() -> list[click.Command]:
+    # lazy: the command's module loads only when it is used (CLI start-up)
+    from harness.commands.report import compare_cmd, report_cmd
+
+    return [report_cmd, compare_cmd]
+
+
+def _runs() -> list[click.Command]:
+    # lazy: the command's module loads only when it is used (CLI start-up)
+    from harness.commands.report import runs_group
+    from harness.commands.runs import runs_prune_cmd, runs_show_cmd
+
+    runs_group.add_command(runs_show_cmd)
+    runs_group.add_command(runs_prune_cmd)
+    return [runs_group]
+
+
+def _sweep() -> list[click.Command]:
+    # lazy: the command's module loads only when it is used (CLI start-up)
+    from harness.commands.sweep import sweep_cmd
+
+    return [sweep_cmd]
+
+
+def _cluster() -> list[click.Command]:
+    # lazy: the command's module loads only when it is used (CLI start-up)
+    from harness.commands.cluster import cluster_group
+
+    return [cluster_group]
+
+
+def _upgrade() -> list[click.Command]:
+    # lazy: the command's module loads only when it is used (CLI start-up)
+    from harness.commands.upgrade import upgrade_cmd
+
+    return [upgrade_cmd]
+
+
+def _export() -> list[click.Command]:
+    # lazy: the command's module loads only when it is used (CLI start-up)
+    from harness.commands.export import export_cmd
+
+    return [export_cmd]
+
+
+def _trend() -> list[click.Command]:
+    # lazy: the command's module loads only when it is used (CLI start-up)
+    from harness.commands.trend import trend_cmd
+
+    return [trend_cmd]
+
+
+def _lab() -> list[click.Command]:
+    # lazy: the command's module loads only when it is used (CLI start-up)
+    from harness.commands.lab import lab_group
+
+    return [lab_group]
+
+
+def _fuzz() -> list[click.Command]:
+    # lazy: the command's module loads only when it is used (CLI start-up)
+    from harness.commands.fuzz import fuzz_cmd
+
+    return [fuzz_cmd]
+
+
+_LAZY: dict[str, Callable[[], list[click.Command]]] = {
+    "doctor": _doctor,
+    "model": _model,
+    "run": _run,
+    "cleanup": _run,
+    "provision": _provision,
+    "report": _report,
+    "compare": _report,
+    "runs": _runs,
+    "sweep": _sweep,
+    "cluster": _cluster,
+    "upgrade-check": _upgrade,
+    "export": _export,
+    "trend": _trend,
+    "lab": _lab,
+    "fuzz": _fuzz,
+}

@@ -15,19 +15,24 @@ import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.procs import proc_start_time
-from harness.results import atomic_write, write_table
-from harness.run import ACTIVE_DIR
-from harness.sample.sampler import finalize
-from harness.scenario.steps import WORKDIR
+from harness.results import atomic_write
+
+if TYPE_CHECKING:
+    from harness.catalog import Catalog
+
+# harness.run, harness.sample.sampler and harness.scenario.steps (pandas, pyarrow, the model) are
+# imported only when a run is found dead: ``runs list`` calls this on every listing.
 
 
 def _alive(meta: dict[str, Any], run_id: str) -> bool | None:
     """Is the run's process alive? None when nothing says (a run of an older harness)."""
     pid, start = meta.get("pid"), meta.get("pid_start")
     if pid is None:
+        from harness.run import ACTIVE_DIR  # lazy: harness.run loads the model and pandas (runs list)
+
         reg = ACTIVE_DIR / f"{run_id}.json"
         try:
             rec = json.loads(reg.read_text())
@@ -58,6 +63,12 @@ def recover_run(run_dir: Path, say: Callable[[str], None] = lambda _m: None) -> 
         return False
     if meta.get("status") != "running" or _alive(meta, run_dir.name) is not False:
         return False
+    # lazy: only a killed run is recovered; these load pandas/pyarrow and the model (runs list)
+    from harness.results import write_table
+    from harness.run import ACTIVE_DIR
+    from harness.sample.sampler import finalize
+    from harness.scenario.steps import WORKDIR
+
     progress = run_dir / "progress"
     written, failed = [], []
     for name, write in (
@@ -87,10 +98,18 @@ def recover_run(run_dir: Path, say: Callable[[str], None] = lambda _m: None) -> 
     return True
 
 
-def recover_killed_runs(results_dir: Path, say: Callable[[str], None] = lambda _m: None) -> list[str]:
-    """Every dead ``running`` run directly under ``results_dir``: the ids marked ``killed``."""
+def recover_killed_runs(
+    results_dir: Path, say: Callable[[str], None] = lambda _m: None, *, catalog: Catalog | None = None
+) -> list[str]:
+    """Every dead ``running`` run directly under ``results_dir``: the ids marked ``killed``.
+
+    With the ``catalog`` of ``results_dir``, only the runs it lists as ``running`` are read (its
+    index is re-checked against every run.json's mtime and size); without, every run.json is.
+    """
     if not results_dir.is_dir():
         return []
-    return [
-        d.name for d in sorted(results_dir.iterdir()) if (d / "run.json").is_file() and recover_run(d, say)
-    ]
+    if catalog is not None:
+        names = sorted(catalog.running_folders())
+    else:
+        names = sorted(d.name for d in results_dir.iterdir() if (d / "run.json").is_file())
+    return [name for name in names if recover_run(results_dir / name, say)]

@@ -226,8 +226,10 @@ def runs_list_cmd(filters: tuple[str, ...], results_dir: str, as_json: bool, no_
     # lazy: commands load their libraries only when they run
     from harness.recovery import recover_killed_runs
 
-    recover_killed_runs(Path(results_dir), lambda m: click.echo(m, err=True))
     cat = Catalog(results_dir, use_index=not no_index)
+    # only the runs the catalog lists as running are read again; a recovered run.json changed
+    if recover_killed_runs(Path(results_dir), lambda m: click.echo(m, err=True), catalog=cat):
+        cat.refresh()
     runs = select_runs(",".join(filters), results_dir, catalog=cat)
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in runs], indent=2))
@@ -247,9 +249,11 @@ def runs_list_cmd(filters: tuple[str, ...], results_dir: str, as_json: bool, no_
     head = ("run", "status", "verdicts", "kubelet", "cgroup", "host", "labels")
     widths = [max(len(head[i]), *(len(row[i]) for row in rows)) if rows else len(head[i]) for i in range(7)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}"
-    click.echo(fmt.format(*head).rstrip())
-    for row in rows:
-        click.echo(fmt.format(*row).rstrip())
+    # 256 rows a write: click.echo per row was a third of the time for 10,000 runs; one write of
+    # all of them would be cut short without an error when the reader goes away (| head -1)
+    lines = [fmt.format(*head).rstrip(), *(fmt.format(*row).rstrip() for row in rows)]
+    for i in range(0, len(lines), 256):
+        click.echo("\n".join(lines[i : i + 256]))
     total = len(cat.runs())
     note = f"; skipped unreadable: {', '.join(cat.skipped)}" if cat.skipped else ""
     _say(f"{len(runs)} of {total} runs in {results_dir}{note}")

@@ -16,12 +16,12 @@ import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-from xml.sax.saxutils import escape, quoteattr
+from typing import TYPE_CHECKING, Any
 
 import subprocess
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 SCHEMA_VERSION = 1
 
@@ -66,6 +66,8 @@ def atomic_file(path: Path, write: Any) -> Path:
 
 def write_table(path: Path, rows: Iterable[dict[str, Any]] | pd.DataFrame) -> Path:
     """A table as Parquet (nested values as JSON text), atomically."""
+    import pandas as pd  # lazy: the catalog (runs list) imports this module and needs no pandas
+
     df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
     for col in df.columns:
         if df[col].dtype == object:
@@ -104,6 +106,8 @@ class RunStore:
         return self.write_table(name, acc)
 
     def write_junit(self, suite: str, verdicts: list[dict[str, Any]], elapsed_s: float) -> Path:
+        from xml.sax.saxutils import escape, quoteattr  # lazy: it imports urllib.request, http.client
+
         failures = sum(1 for v in verdicts if not v["passed"])
         cases = []
         for v in verdicts:
@@ -150,6 +154,8 @@ def git_revision(repo: Path) -> str | None:
 
 def load_run(run_dir: Path) -> dict[str, Any]:
     """run.json plus the tables that exist, as DataFrames."""
+    import pandas as pd  # lazy: runs list imports this module and needs no pandas
+
     out: dict[str, Any] = {"run": json.loads((run_dir / "run.json").read_text())}
     for name in ("samples", "events", "outcomes", "verdicts", "cgroups"):
         p = run_dir / f"{name}.parquet"
