@@ -308,6 +308,22 @@ def test_a_lab_host_that_dies_mid_run_leaves_the_others_complete(
     assert not _lab_processes(state), f"lab-a's run left processes: {_lab_processes(state)}"
 
 
+def _running(pid: int, wait: float = 10.0) -> bool:
+    """Is ``pid`` still running after up to ``wait`` s? A zombie (killed, not yet reaped by the
+    process it was reparented to) is not."""
+    end = time.monotonic() + wait
+    while True:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return False
+        if state in ("Z", "X"):
+            return False
+        if time.monotonic() > end:
+            return True
+        time.sleep(0.2)
+
+
 def test_sigkill_of_the_harness_on_a_lab_host_then_cleanup_there_leaves_nothing(
     loopback_lab: LoopbackLab, lab_files: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -396,7 +412,7 @@ def test_sigkill_of_the_harness_on_a_lab_host_then_cleanup_there_leaves_nothing(
         assert res.rc == 0, res.stdout + res.stderr
         assert not [d for d in left if d.exists()], f"left after cleanup: {left}"
         assert not ledger.exists()
-        assert not [pid for pid in holders if Path(f"/proc/{pid}").exists()]
+        assert not [pid for pid in holders if _running(pid)], "the workload outlived cleanup"
         (meta,) = [json.loads(f.read_text()) for f in home.rglob("run.json") if remote_run in str(f)]
         assert meta["status"] == "killed", meta["status"]
         assert all(d.is_dir() for d in decoy), "cleanup removed a foreign harness/<x> cgroup"
