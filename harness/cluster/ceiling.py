@@ -73,12 +73,16 @@ def pods_room(total: int, host_workloads: int) -> int:
 
 @dataclass(frozen=True)
 class Room:
-    """What :func:`make_room` did to ``kubepods``: its limit before (None = unlimited) and after."""
+    """What :func:`make_room` did to ``kubepods``: its limit before (None = unlimited), after, and
+    what :func:`restore` writes back: ``before``, but never above :func:`pod_ceiling` (a kubelet
+    that rewrote kubepods after a restart, before the ceiling was applied again, must not have its
+    value put back)."""
 
     kubepods: Path
     version: int
     before: int | None
     after: int
+    restore_to: int
 
 
 def make_room(
@@ -118,19 +122,21 @@ def make_room(
             f"(daemons {daemons_limit(total) / GiB:.2f} GiB, reserve {host_reserve(total) / GiB:.2f} GiB, "
             f"pods now use {usage / GiB:.2f} GiB): lower their leak.max"
         )
+    ceiling = pod_ceiling(total)
+    restore_to = ceiling if current is None else min(current, ceiling)
     file = _limit_file(kp, version)
     if record is not None:
-        record(file, file.read_text().strip(), str(room))
+        record(file, str(restore_to), str(room))
     try:
         file.write_text(str(room))
     except OSError as exc:
         raise HostError(f"cannot lower {kp} to {room} bytes: {exc.strerror}") from None
-    return Room(kp, version, current, room)
+    return Room(kp, version, current, room, restore_to)
 
 
 def restore(room: Room) -> None:
-    """Put ``kubepods`` back to the limit :func:`make_room` found (``max`` / unlimited if it had none)."""
-    value = str(room.before) if room.before is not None else ("max" if room.version == 2 else "-1")
+    """Put ``kubepods`` back to the limit :func:`make_room` found, at most the ceiling."""
+    value = str(room.restore_to)
     try:
         _limit_file(room.kubepods, room.version).write_text(value)
     except OSError as exc:

@@ -276,8 +276,17 @@ def test_sigkill_at_a_random_point_then_cleanup_removes_the_run_and_nothing_else
         if backend == "kubernetes":
             # S3's host workload lowered kubepods for the scenario (the run's ledger says so):
             # cleanup puts the killed run's limit back
-            assert "cgroup-limit" in json.dumps(before_ledger), "S3 should have lowered kubepods"
-            assert _kubepods_limit() == kubepods_before, (kubepods_before, _kubepods_limit())
+            # (to its limit before the scenario, under the ceiling: S3's own kubelet profile stays
+            # until the next run switches it, so not kubepods_before, the default profile's)
+            (entry,) = [
+                e
+                for text in before_ledger
+                for ln in text.splitlines()
+                if (e := json.loads(ln)).get("kind") == "cgroup-limit"
+            ]
+            now = int(_kubepods_limit())
+            print(f"kubepods: {kubepods_before} before the run, {entry} in the ledger, {now} after cleanup")
+            assert abs(now - int(entry["before"])) < 4096 and now > int(entry["after"]), (entry, now)
         decoys.assert_untouched()
     finally:
         decoys.remove()

@@ -160,8 +160,15 @@ def test_host_workloads_lower_kubepods_for_their_scenario_and_it_is_put_back(tmp
     room = make_room(host, total, root=v2)
     assert room is not None and room.before is None
     assert int((v2 / "kubepods" / "memory.max").read_text()) == pod_ceiling(total) - host
+    restore(room)  # never above the harness's ceiling, even where kubepods had no limit
+    assert int((v2 / "kubepods" / "memory.max").read_text()) == pod_ceiling(total)
+    # a kubelet that rewrote kubepods above the ceiling (after a restart, before the ceiling was
+    # applied again) does not get its value back
+    (v2 / "kubepods" / "memory.max").write_text(str(total))
+    room = make_room(host, total, root=v2)
+    assert room is not None and room.before == total
     restore(room)
-    assert (v2 / "kubepods" / "memory.max").read_text() == "max"
+    assert int((v2 / "kubepods" / "memory.max").read_text()) == pod_ceiling(total)
 
 
 HOLD_CLUSTER = """
