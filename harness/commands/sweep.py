@@ -242,9 +242,10 @@ def sweep_cmd(
       harness sweep suites/sweep-local.yaml --scenario S11 --backend kubernetes \\
           --rate-range 32Mi/s:2Gi/s --set kernelMemcgNotification=true --model-only
       harness sweep suites/sweep-local.yaml --resume 20261123T190000Z-S11-local-process-1a2b
-    Exit 0 when the predicted boundary agrees with the measured one, 1 when it does not (or
-    cannot be compared), 2 on bad input, 3 when the host failed or could not reach the predicted
-    boundary (no flip measured, every achieved rate below it), 4 on an internal error, 130 when
+    Exit 0 when the predicted boundary agrees with the measured one, 1 when it does not, 2 on bad
+    input, 3 when the host failed or could not reach the predicted boundary (no flip measured,
+    every achieved rate below it), 4 on an internal error, 5 when the trials are inconclusive
+    (they locate no boundary to compare: more --repeats or --max-trials decide), 130 when
     interrupted (resumable).
     """
     # lazy: sweep.runner loads scipy and pandas, sweep.store pandas/pyarrow (CLI start-up)
