@@ -27,6 +27,7 @@ import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 from harness.config.kubelet import KubeletConfiguration
@@ -796,20 +797,21 @@ def predict_scenario(
     hks = _housekeeping_schedules(scenario, kubelet, schedules, housekeeping, pod_stats)
     layout = _Layout(scenario, profile, facts, kubelet)
     for i in range(n):
+        sim_of_phase = partial(
+            _Sim,
+            scenario,
+            profile,
+            facts,
+            kubelet,
+            phase=10.0 * i / n,
+            baseline=baseline,
+            stats_age_s=stats_age_s,
+            schedules=schedules,
+            layout=layout,
+        )
         if len(hks) > 1 and SHARE_TRUNKS:
             # the phase's timelines share their trunk, up to the first sync that ranks pods
-            trunk = _Sim(
-                scenario,
-                profile,
-                facts,
-                kubelet,
-                phase=10.0 * i / n,
-                baseline=baseline,
-                stats_age_s=stats_age_s,
-                schedules=schedules,
-                layout=layout,
-                trunk=True,
-            )
+            trunk = sim_of_phase(trunk=True)
             trunk.run()
             for sched_hk in hks:
                 sim = trunk.fork(sched_hk)
@@ -818,18 +820,7 @@ def predict_scenario(
                 runs.append(sim)
             continue
         for sched_hk in hks:
-            sim = _Sim(
-                scenario,
-                profile,
-                facts,
-                kubelet,
-                phase=10.0 * i / n,
-                baseline=baseline,
-                stats_age_s=stats_age_s,
-                schedules=schedules,
-                housekeeping=sched_hk,
-                layout=layout,
-            )
+            sim = sim_of_phase(housekeeping=sched_hk)
             sim.run()
             runs.append(sim)
     first = runs[0]
