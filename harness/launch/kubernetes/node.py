@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import contextlib
 import json
+from pathlib import Path
 from typing import Any
 
 from harness.host.cgroups import cgroup_version, memory_root
 from harness.model.predict import Baseline
-from harness.sample.cgroupfs import parse_memory_stat
+from harness.sample.cgroupfs import parse_memory_stat, v2_root_usage
 
 
-def baseline(kubepods: str = "kubepods") -> Baseline:
+def baseline(kubepods: str = "kubepods", root: Path | None = None) -> Baseline:
     """What the node already uses before a scenario, as cAdvisor computes it for the kubelet:
     working set = usage - total_inactive_file (cadvisor container/libcontainer/handler.go
-    setMemoryStats; the eviction manager's memory.available = capacity - root working set)."""
-    mem = memory_root(cgroup_version())
+    setMemoryStats; the eviction manager's memory.available = capacity - root working set).
+
+    The cgroup v2 root has no ``memory.current``: its usage is ``anon + file`` of its
+    ``memory.stat`` (runc / opencontainers-cgroups fs2/memory.go ``rootStatsFromMeminfo``, which
+    cAdvisor calls for the root), ``sample.cgroupfs.v2_root_usage``. ``root`` is the memory
+    hierarchy (the host's when None)."""
+    mem = root if root is not None else memory_root(cgroup_version())
     out = {}
     for name, d in (("root", mem), ("kubepods", mem / kubepods)):
         try:
@@ -24,8 +30,10 @@ def baseline(kubepods: str = "kubepods") -> Baseline:
                 stat = parse_memory_stat((d / "memory.stat").read_text())
                 inactive = stat.get("total_inactive_file", 0)
             else:
-                usage = int((d / "memory.current").read_text())
-                inactive = parse_memory_stat((d / "memory.stat").read_text()).get("inactive_file", 0)
+                stat = parse_memory_stat((d / "memory.stat").read_text())
+                current = d / "memory.current"
+                usage = int(current.read_text()) if current.exists() else v2_root_usage(stat)
+                inactive = stat.get("inactive_file", 0)
         except (OSError, ValueError):
             usage, inactive = 0, 0
         out[name] = (usage, max(0, usage - inactive))
