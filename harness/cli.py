@@ -9,9 +9,9 @@ closed the output (``| head``), the shell's code for SIGPIPE, with nothing print
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
-from collections.abc import Callable
 
 import click
 
@@ -58,7 +58,7 @@ class _Group(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in _LAZY:
-            for cmd in _LAZY[cmd_name]():
+            for cmd in _load(cmd_name):
                 self.add_command(cmd)
         return self.commands.get(cmd_name)
 
@@ -100,120 +100,31 @@ def main() -> None:
         sys.exit(report_error(exc))
 
 
-# each command's name -> a loader returning the commands of its module (imported on first use).
-# Every import in these loaders is lazy: a command's module (and the heavy libraries it brings:
-# pandas/pyarrow, the model, the Kubernetes client, paramiko) loads only when the command runs
-# or help lists it (CLI start-up; `runs list` loads none of them).
-
-
-def _doctor() -> list[click.Command]:
-    # lazy: the command's module loads only when it is used (CLI start-up)
-    from harness.commands.doctor import doctor_cmd
-
-    return [doctor_cmd]
-
-
-def _model() -> list[click.Command]:
-    # lazy: the command's module loads only when it is used (CLI start-up)
-    from harness.commands.model import model_group
-
-    return [model_group]
-
-
-def _run() -> list[click.Command]:
-    # lazy: the command's module loads only when it is used (CLI start-up)
-    from harness.commands.run import cleanup_cmd, run_cmd
-
-    return [run_cmd, cleanup_cmd]
-
-
-def _provision() -> list[click.Command]:
-    # lazy: the command's module loads only when it is used (CLI start-up)
-    from harness.commands.provision import provision_cmd
-
-    return [provision_cmd]
-
-
-def _report() -> list[click.Command]:
-    # lazy: the command's module loads only when it is used (CLI start-up)
-    from harness.commands.report import compare_cmd, report_cmd
-
-    return [report_cmd, compare_cmd]
-
-
-def _runs() -> list[click.Command]:
-    # lazy: the command's module loads only when it is used (CLI start-up)
-    from harness.commands.report import runs_group
-    from harness.commands.runs import runs_prune_cmd, runs_show_cmd
-
-    runs_group.add_command(runs_show_cmd)
-    runs_group.add_command(runs_prune_cmd)
-    return [runs_group]
-
-
-def _sweep() -> list[click.Command]:
-    # lazy: the command's module loads only when it is used (CLI start-up)
-    from harness.commands.sweep import sweep_cmd
-
-    return [sweep_cmd]
-
-
-def _cluster() -> list[click.Command]:
-    # lazy: the command's module loads only when it is used (CLI start-up)
-    from harness.commands.cluster import cluster_group
-
-    return [cluster_group]
-
-
-def _upgrade() -> list[click.Command]:
-    # lazy: the command's module loads only when it is used (CLI start-up)
-    from harness.commands.upgrade import upgrade_cmd
-
-    return [upgrade_cmd]
-
-
-def _export() -> list[click.Command]:
-    # lazy: the command's module loads only when it is used (CLI start-up)
-    from harness.commands.export import export_cmd
-
-    return [export_cmd]
-
-
-def _trend() -> list[click.Command]:
-    # lazy: the command's module loads only when it is used (CLI start-up)
-    from harness.commands.trend import trend_cmd
-
-    return [trend_cmd]
-
-
-def _lab() -> list[click.Command]:
-    # lazy: the command's module loads only when it is used (CLI start-up)
-    from harness.commands.lab import lab_group
-
-    return [lab_group]
-
-
-def _fuzz() -> list[click.Command]:
-    # lazy: the command's module loads only when it is used (CLI start-up)
-    from harness.commands.fuzz import fuzz_cmd
-
-    return [fuzz_cmd]
-
-
-_LAZY: dict[str, Callable[[], list[click.Command]]] = {
-    "doctor": _doctor,
-    "model": _model,
-    "run": _run,
-    "cleanup": _run,
-    "provision": _provision,
-    "report": _report,
-    "compare": _report,
-    "runs": _runs,
-    "sweep": _sweep,
-    "cluster": _cluster,
-    "upgrade-check": _upgrade,
-    "export": _export,
-    "trend": _trend,
-    "lab": _lab,
-    "fuzz": _fuzz,
+# each command's name -> (its module, the click commands that module defines). A command's module
+# (and the heavy libraries it brings: pandas/pyarrow, the model, the Kubernetes client, paramiko)
+# is imported only when the command runs or help lists it (CLI start-up; `runs list` loads none
+# of them). `runs show` and `runs prune` join the `runs` group when harness.commands.runs loads.
+_LAZY: dict[str, tuple[str, tuple[str, ...]]] = {
+    "doctor": ("harness.commands.doctor", ("doctor_cmd",)),
+    "model": ("harness.commands.model", ("model_group",)),
+    "run": ("harness.commands.run", ("run_cmd", "cleanup_cmd")),
+    "cleanup": ("harness.commands.run", ("run_cmd", "cleanup_cmd")),
+    "provision": ("harness.commands.provision", ("provision_cmd",)),
+    "report": ("harness.commands.report", ("report_cmd", "compare_cmd")),
+    "compare": ("harness.commands.report", ("report_cmd", "compare_cmd")),
+    "runs": ("harness.commands.runs", ("runs_group",)),
+    "sweep": ("harness.commands.sweep", ("sweep_cmd",)),
+    "cluster": ("harness.commands.cluster", ("cluster_group",)),
+    "upgrade-check": ("harness.commands.upgrade", ("upgrade_cmd",)),
+    "export": ("harness.commands.export", ("export_cmd",)),
+    "trend": ("harness.commands.trend", ("trend_cmd",)),
+    "lab": ("harness.commands.lab", ("lab_group",)),
+    "fuzz": ("harness.commands.fuzz", ("fuzz_cmd",)),
 }
+
+
+def _load(name: str) -> list[click.Command]:
+    """The commands of ``name``'s module (:data:`_LAZY`), importing it."""
+    module, attrs = _LAZY[name]
+    mod = importlib.import_module(module)
+    return [getattr(mod, a) for a in attrs]

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from harness.commands.report import SELECTOR_HELP, _results_option, _say
+from harness.commands.report import SELECTOR_HELP, _results_option, _say, runs_group
 from harness.errors import HarnessError, InputError
 
 
@@ -165,3 +165,8 @@ def runs_prune_cmd(
     _say(f"{len(plan.prune)} of {len(plan.decisions)} run(s) {'to remove' if dry_run else 'removed'}")
     if failed:
         raise HarnessError("could not remove: " + "; ".join(failed))
+
+
+# `runs list` is defined with the catalog in harness.commands.report; `show` and `prune` join it here
+runs_group.add_command(runs_show_cmd)
+runs_group.add_command(runs_prune_cmd)
