@@ -148,12 +148,20 @@ class Baseline:
 
     ``root_working_set``: working set of the whole node outside the workloads;
     ``kubepods_working_set``: of pods not part of the scenario.
+    ``root_unavailable``: on a whole real node (not a cgroup drawn around the workloads), the
+    memory the kernel cannot give to new allocations without swapping or OOM, ``MemTotal -
+    MemAvailable`` (``si_mem_available``, mm/show_mem.c; Documentation/filesystems/proc.rst
+    "MemAvailable: An estimate of how much memory is available for starting new applications,
+    without swapping"). The node's global OOM comes when the workloads have taken what was
+    available: the page cache in ``root_usage`` is reclaimed first, so ``root_usage`` would put
+    it early by the size of the cache. None: the node is a cgroup, whose ``root_usage`` counts.
     """
 
     root_working_set: int = 0
     kubepods_working_set: int = 0
     root_usage: int = 0
     kubepods_usage: int = 0
+    root_unavailable: int | None = None
 
 
 # --------------------------------------------------------------------------------------
@@ -308,7 +316,8 @@ class _Sim:
         baseline (root, kubepods)."""
         total = self._usage.get(cg, 0)
         if cg == "":
-            total += self.baseline.root_usage
+            b = self.baseline
+            total += b.root_usage if b.root_unavailable is None else b.root_unavailable
         elif cg == "kubepods":
             total += self.baseline.kubepods_usage
         return total

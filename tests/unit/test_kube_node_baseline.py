@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.launch.kubernetes.node import baseline
+from harness.config.suite import load_suite
+from harness.launch.kubernetes.node import baseline, unavailable
+from harness.model.predict import Baseline, predict_scenario
 
 MiB = 1 << 20
+SUITE = Path(__file__).resolve().parents[2] / "suites" / "vm-node-oom.yaml"
 
 
 def _write(d: Path, **files: str) -> None:
@@ -45,3 +48,33 @@ def test_v1_uses_usage_in_bytes_and_total_inactive_file(tmp_path: Path) -> None:
     b = baseline("kubepods", root=tmp_path)
     assert (b.root_usage, b.root_working_set) == (2000 * MiB, 1500 * MiB)
     assert (b.kubepods_usage, b.kubepods_working_set) == (600 * MiB, 500 * MiB)
+
+
+def test_the_whole_node_oom_point_is_what_the_kernel_calls_available(tmp_path: Path) -> None:
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text(
+        "MemTotal:        4026548 kB\nMemFree:          900000 kB\nMemAvailable:    2900000 kB\n"
+    )
+    assert unavailable(meminfo) == (4026548 - 2900000) * 1024
+    (tmp_path / "bad").write_text("MemTotal: 1 kB\n")
+    assert unavailable(tmp_path / "bad") is None
+    assert unavailable(tmp_path / "missing") is None
+
+
+def test_the_model_puts_a_whole_node_oom_where_the_available_memory_ends() -> None:
+    """Page cache in the root's usage is reclaimed before the node's global OOM: with the same
+    usage, a node whose cache makes most of it available OOMs later."""
+    sc = load_suite(SUITE).scenario("N1")
+    assert sc.node is not None
+    sc.node = sc.node.model_copy(update={"memory_capacity_bytes": 3932 * MiB})  # the VM's MemTotal
+    usage = 1500 * MiB
+    cache_counted = predict_scenario(sc, kubelet=False, baseline=Baseline(root_usage=usage))
+    available = predict_scenario(
+        sc, kubelet=False, baseline=Baseline(root_usage=usage, root_unavailable=usage - 600 * MiB)
+    )
+    t_cache = cache_counted.workload("hostleak").earliest_s
+    t_avail = available.workload("hostleak").earliest_s
+    assert t_cache is not None and t_avail is not None
+    # 600 MiB more room at the leak's 80 MiB/s: ~7.5 s later
+    assert 6.5 < t_avail - t_cache < 8.5
+    assert available.workload("hostleak").outcome == "node_oom_killed"

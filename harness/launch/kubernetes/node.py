@@ -12,7 +12,9 @@ from harness.model.predict import Baseline
 from harness.sample.cgroupfs import parse_memory_stat, v2_root_usage
 
 
-def baseline(kubepods: str = "kubepods", root: Path | None = None) -> Baseline:
+def baseline(
+    kubepods: str = "kubepods", root: Path | None = None, meminfo: Path = Path("/proc/meminfo")
+) -> Baseline:
     """What the node already uses before a scenario, as cAdvisor computes it for the kubelet:
     working set = usage - total_inactive_file (cadvisor container/libcontainer/handler.go
     setMemoryStats; the eviction manager's memory.available = capacity - root working set).
@@ -20,7 +22,7 @@ def baseline(kubepods: str = "kubepods", root: Path | None = None) -> Baseline:
     The cgroup v2 root has no ``memory.current``: its usage is ``anon + file`` of its
     ``memory.stat`` (runc / opencontainers-cgroups fs2/memory.go ``rootStatsFromMeminfo``, which
     cAdvisor calls for the root), ``sample.cgroupfs.v2_root_usage``. ``root`` is the memory
-    hierarchy (the host's when None)."""
+    hierarchy (the host's when None; then the node's global OOM point comes from ``meminfo``)."""
     mem = root if root is not None else memory_root(cgroup_version())
     out = {}
     for name, d in (("root", mem), ("kubepods", mem / kubepods)):
@@ -42,7 +44,25 @@ def baseline(kubepods: str = "kubepods", root: Path | None = None) -> Baseline:
         kubepods_working_set=out["kubepods"][1],
         root_usage=out["root"][0],
         kubepods_usage=out["kubepods"][0],
+        # the kubelet's node is the whole machine: its global OOM comes when what the kernel
+        # calls available is gone (Baseline.root_unavailable)
+        root_unavailable=unavailable(meminfo) if root is None else None,
     )
+
+
+def unavailable(meminfo: Path = Path("/proc/meminfo")) -> int | None:
+    """``MemTotal - MemAvailable`` in bytes (None when /proc/meminfo cannot say)."""
+    kb: dict[str, int] = {}
+    try:
+        for line in meminfo.read_text().splitlines():
+            key, _, rest = line.partition(":")
+            if key in ("MemTotal", "MemAvailable"):
+                kb[key] = int(rest.split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    if len(kb) != 2:
+        return None
+    return (kb["MemTotal"] - kb["MemAvailable"]) * 1024
 
 
 def numa_memory(cluster: Any) -> dict[str, int]:
