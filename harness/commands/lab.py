@@ -66,6 +66,14 @@ def image_cmd(force: bool) -> None:
     default=None,
     help="KubeletConfiguration for provisioning (default profiles/local.yaml).",
 )
+@click.option(
+    "--kubelet-version",
+    default="1.33.4",
+    show_default=True,
+    callback=lambda _c, _p, v: _version(v),
+    help="The kubelet (and kube-apiserver) release the lab's hosts get from provisioning; built on "
+    "this machine by `harness cluster build --version V` when not cached.",
+)
 def up_cmd(
     name: str,
     hosts: int,
@@ -77,6 +85,7 @@ def up_cmd(
     accel: str,
     boot_timeout: float,
     kubelet_profile: str | None,
+    kubelet_version: str,
 ) -> None:
     """Boot lab NAME and write its inventory (printed last)."""
     # lazy: harness.vmlab.lab loads paramiko, cryptography and pandas (via provision); CLI start-up
@@ -92,6 +101,7 @@ def up_cmd(
         accel=accel,
         boot_timeout=boot_timeout,
         **({"kubelet_profile": str(Path(kubelet_profile).resolve())} if kubelet_profile else {}),
+        kubelet_version=kubelet_version,
     )
     reg = up(name, opts, say=_say)
     click.echo(reg["inventory"])
@@ -131,3 +141,15 @@ def down_cmd(name: str, keep: bool) -> None:
             click.echo(f"harness: could not stop {f}", err=True)
         sys.exit(1)
     click.echo(f"harness: lab {name} is down")
+
+
+def _version(value: str) -> str:
+    """``--kubelet-version``: a release like 1.33.4 (a bad one is a usage error, exit 2)."""
+    # lazy: harness.cluster.build is only needed when lab up runs (CLI start-up)
+    from harness.cluster.build import normalize_version
+    from harness.errors import HarnessError
+
+    try:
+        return normalize_version(value)
+    except HarnessError as exc:
+        raise click.BadParameter(str(exc), param_hint="--kubelet-version") from exc

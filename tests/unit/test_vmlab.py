@@ -92,6 +92,19 @@ def test_inventory_is_valid_and_exact(tmp_path: Path) -> None:
     assert inv.groups == {"lab_lab": ["lab-a", "lab-b"]}
     no_swap = inventory_data("lab", {"lab-a": 40001}, LabOptions())
     assert "failSwapOn" not in no_swap["defaults"]["vars"]["kubelet_host_config"]
+    assert a.vars["kubelet_build_version"] == "1.33.4"
+    older = inventory_data("lab", {"lab-a": 40001}, LabOptions(kubelet_version="1.32.5"))
+    assert older["defaults"]["vars"]["kubelet_build_version"] == "1.32.5"
+
+
+def test_lab_up_refuses_a_kubelet_version_that_is_not_a_release() -> None:
+    from click.testing import CliRunner
+
+    from harness.cli import cli
+
+    res = CliRunner().invoke(cli, ["lab", "up", "x", "--kubelet-version", "1.33"])
+    assert res.exit_code == 2
+    assert "--kubelet-version" in res.output and "expected a release like 1.33.4" in res.output
 
 
 def test_known_hosts_line_matches_what_ssh_looks_up() -> None:
