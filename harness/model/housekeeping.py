@@ -2,23 +2,26 @@
 
 At each sync the eviction manager asks the summary provider for fresh *node* stats
 (``summaryProvider.Get(ctx, updateStats=true)``: the root and pods cgroups with ``MaxAge: 0``,
-k8s: pkg/kubelet/stats/helper.go ``getCgroupInfo``), but pods are ranked on the sum of their
-containers' working sets (k8s: pkg/kubelet/eviction/helpers.go ``podMemoryUsage``), and those
-come from cAdvisor's cache (k8s: pkg/kubelet/stats/cri_stats_provider.go / cadvisor_stats_provider.go
-``getCadvisorContainerInfo``: ``ContainerInfoV2("/", {Count: 2, Recursive: true})``, no MaxAge; with
-the CRI provider ``addCadvisorContainerStats`` replaces the CRI memory stats by cAdvisor's). A
-container's cached stats are refreshed at its own housekeeping (google/cadvisor manager/container.go
-``housekeeping``): once when cAdvisor starts tracking it (``NewTimer(0)``), then every
-``jitter(housekeepingInterval, 1.0)`` = interval + rand[0, 1) x interval, where the interval is
-the kubelet's 10 s and doubles (up to 15 s) only while two successive stats are equal
-(``nextHousekeepingInterval``; a leaking container's stats change, so its interval stays 10 s, up
-to 20 s after jitter).
+k8s: pkg/kubelet/stats/helper.go ``getCgroupInfo``), but pods are ranked on their pod-level working
+set (k8s 1.32/1.33: pkg/kubelet/eviction/helpers.go ``exceedMemoryRequests`` and ``memory`` compare
+``memoryUsage(podStats.Memory)``), which the stats providers take from the pod cgroup's entry in
+cAdvisor's cache (pkg/kubelet/stats/cri_stats_provider.go ``addPodCPUMemoryStats``,
+cadvisor_stats_provider.go ``ListPodStats``: ``getCadvisorPodInfoFromPodUID``; the cache is read
+by ``getCadvisorContainerInfo``: ``ContainerInfoV2("/", {Count: 2, Recursive: true})``, no MaxAge).
+Each cgroup's cached stats are refreshed at its own housekeeping (google/cadvisor v0.51/v0.52
+manager/container.go ``housekeeping``): once when cAdvisor starts tracking it (``NewTimer(0)``),
+then every ``jitter(housekeepingInterval, 1.0)`` = interval + rand[0, 1) x interval
+(``nextHousekeepingInterval``), where the interval is the kubelet's 10 s, doubled (capped at 15 s)
+while the last two stats are equal and lowered back to 10 s when they differ. A pod cgroup is
+tracked from the pod's start: while its program sleeps its start delay its stats do not change and
+its housekeepings come 15-30 s apart, so a young pod can be ranked on stats from before its leak
+began (measured: S14 on 1.33.4, the young pod ranked at 674Mi while its container's stats said 1403Mi, and the other pod was evicted).
 
-A *schedule* is, per workload, the times (s since the scenario's start) of its container's
+A *schedule* is, per workload, the times (s since the scenario's start) of its pod cgroup's
 housekeepings. The kubelet sees a pod's working set as it was at the last one before the sync.
 The plan does not know them: ``sample_schedules`` draws several (seeded, so a prediction is
-reproducible) plus the two extremes; a run recorded them (``from_summaries``: each new container
-stats time in the ``/stats/summary`` polls of ``harness/launch/kubernetes/watch.py``).
+reproducible) plus the two extremes; a run recorded them (``from_summaries``: each new pod stats
+time in the ``/stats/summary`` polls of ``harness/launch/kubernetes/watch.py``).
 """
 
 from __future__ import annotations
@@ -80,32 +83,71 @@ def periodic(start_s: float, deadline_s: float, intervals: Iterable[float]) -> l
     return out
 
 
+def dynamic(start_s: float, active_s: float, deadline_s: float, jitters: Iterable[float]) -> list[float]:
+    """Housekeepings of a cgroup tracked from ``start_s`` whose stats change from ``active_s`` on
+    (a program that sleeps its start delay, then leaks), with cAdvisor's dynamic interval:
+    ``nextHousekeepingInterval`` doubles the interval (10 s, capped at 15 s) when the last two
+    stats are equal and lowers it back to 10 s when they differ, then jitters it by
+    ``1 + jitter``; ``jitters`` are the successive draws in [0, 1)."""
+    out = [start_s]
+    interval = HOUSEKEEPING_INTERVAL_S
+    for u in jitters:
+        if len(out) >= 2:  # two stats to compare: unchanged while the program has not begun
+            idle = out[-1] <= active_s
+            interval = min(interval * 2, MAX_HOUSEKEEPING_INTERVAL_S) if idle else HOUSEKEEPING_INTERVAL_S
+        nxt = out[-1] + interval * (1.0 + JITTER_FACTOR * u)
+        if nxt > deadline_s:
+            break
+        out.append(nxt)
+    return out
+
+
 def sample_schedules(
-    starts: Mapping[str, float], deadline_s: float, samples: int = SAMPLES, seed: int = 0
+    starts: Mapping[str, float],
+    deadline_s: float,
+    samples: int = SAMPLES,
+    seed: int = 0,
+    active: Mapping[str, float] | None = None,
 ) -> list[Schedule]:
     """Schedules for a planned prediction: the slowest (every interval at its jittered maximum, so
-    stats up to ~20 s old), the fastest (every 10 s), then ``samples`` drawn with cAdvisor's jitter.
+    stats up to ~20 s old, ~30 s while idle), the fastest (no jitter), then ``samples`` drawn with
+    cAdvisor's jitter.
 
-    ``starts``: each pod workload's container start (its first housekeeping)."""
+    ``starts``: each pod workload's pod start (its pod cgroup's first housekeeping); ``active``:
+    when its stats begin to change (its leak's start; ``starts`` when not given)."""
+    active = active or starts
     n = int(deadline_s // HOUSEKEEPING_INTERVAL_S) + 2
-    hi = max_age_s() - 1e-3
+    top = 1.0 - 1e-4
     out = [
         Schedule(
-            "housekeeping every ~20 s", {w: periodic(s, deadline_s, [hi] * n) for w, s in starts.items()}
+            "housekeeping every ~20 s",
+            {w: dynamic(s, active.get(w, s), deadline_s, [top] * n) for w, s in starts.items()},
         ),
         Schedule(
             "housekeeping every 10 s",
-            {w: periodic(s, deadline_s, [HOUSEKEEPING_INTERVAL_S] * n) for w, s in starts.items()},
+            {w: dynamic(s, active.get(w, s), deadline_s, [0.0] * n) for w, s in starts.items()},
         ),
     ]
     rng = random.Random(seed)
     for k in range(samples):
         times = {}
         for w, s in sorted(starts.items()):
-            ivs = [HOUSEKEEPING_INTERVAL_S * (1.0 + JITTER_FACTOR * rng.random()) for _ in range(n)]
-            times[w] = periodic(s, deadline_s, ivs)
+            times[w] = dynamic(s, active.get(w, s), deadline_s, [rng.random() for _ in range(n)])
         out.append(Schedule(f"housekeeping sample {k + 1} (cAdvisor's jitter)", times))
     return out
+
+
+def _stamps(event: Mapping[str, Any]) -> dict[str, list[tuple[Any, Any]]]:
+    """Per pod, the (stats time, working set) pairs a summary event recorded: the pod-level stats
+    when it has them, else each container's (older runs)."""
+    if event.get("pod_stats"):
+        return {pod: [(v[0], v[1])] for pod, v in json.loads(event["pod_stats"]).items()}
+    if event.get("containers"):
+        return {
+            pod: [(v[0], v[1]) for v in containers.values()]
+            for pod, containers in json.loads(event["containers"]).items()
+        }
+    return {}
 
 
 def _epoch(text: Any) -> float | None:
@@ -129,8 +171,10 @@ def from_summaries(
 ) -> tuple[list[Schedule], dict[str, StatsView]]:
     """The housekeeping schedules a run recorded, from its ``kubelet-stats``/``summary`` events.
 
-    ``pods``: pod name -> workload. Each distinct container stats time is one housekeeping; with
-    a poll every second and housekeepings at least 10 s apart none is missed. The summary prints
+    ``pods``: pod name -> workload. Each distinct pod stats time is one housekeeping of the pod
+    cgroup, whose stats the ranking reads (``pod_stats`` of the event; runs recorded before it was
+    kept give their containers' times instead); the watch polls every second and records every new
+    time, and housekeepings are at least 10 s apart, so none is missed. The summary prints
     times in whole seconds (``metav1.Time`` marshals RFC 3339 without fractions), so a housekeeping
     lies between its stamp and one second later, and no later than the poll that first showed it:
     two schedules, the earliest and the latest times, bracket it (a kubelet sync in the same second
@@ -140,17 +184,17 @@ def from_summaries(
     latest: dict[tuple[str, float], float] = {}
     views: dict[str, StatsView] = {}
     for e in events:
-        if e.get("source") != "kubelet-stats" or e.get("kind") != "summary" or not e.get("containers"):
+        if e.get("source") != "kubelet-stats" or e.get("kind") != "summary":
             continue
         try:
-            per_pod = json.loads(e["containers"])
+            per_pod = _stamps(e)
         except (TypeError, ValueError):
             continue
-        for pod, containers in per_pod.items():
+        for pod, stamps in per_pod.items():
             w = pods.get(pod)
             if w is None:
                 continue
-            for stamp, ws in containers.values():
+            for stamp, ws in stamps:
                 at = _epoch(stamp)
                 if at is None:
                     continue

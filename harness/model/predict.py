@@ -895,8 +895,9 @@ def predict_scenario(
             wp.notes.append(
                 "stats age: on fresh pod stats "
                 + "/".join(sorted(fresh))
-                + ", but the kubelet ranks pods on cAdvisor's cached container stats (housekeeping "
-                + f"every {hk.HOUSEKEEPING_INTERVAL_S:g} s plus jitter, up to {hk.max_age_s():g} s old): "
+                + ", but the kubelet ranks pods on cAdvisor's cached pod-cgroup stats (housekeeping "
+                + f"every {hk.HOUSEKEEPING_INTERVAL_S:g} s plus jitter, up to {hk.max_age_s():g} s old, "
+                + f"{hk.MAX_HOUSEKEEPING_INTERVAL_S:g} s plus jitter while the pod is idle): "
                 + " and ".join(f"{a.outcome} ({a.share:.0%} of phases x stats ages)" for a in stale)
                 + (f" when its stats are {min(ages):.1f}-{max(ages):.1f} s old" if ages else "")
                 + (f" or another pod's are (evicted elsewhere: {', '.join(others)})" if others else "")
@@ -925,11 +926,14 @@ def _housekeeping_schedules(
         return [recorded]
     if recorded:
         return list(recorded)
-    starts = {
+    # the pod cgroup is tracked from the pod's start; its stats change once the program leaks
+    # (after its start delay): as run, from the program's recorded start, else as planned
+    active = {
         w.name: (schedules[w.name].start_s if schedules and w.name in schedules else w.leak.start_delay_s)
         for w in pods
     }
-    return [None, *hk.sample_schedules(starts, scenario.timeout_s)]
+    starts = {w.name: max(active[w.name] - w.leak.start_delay_s, 0.0) for w in pods}
+    return [None, *hk.sample_schedules(starts, scenario.timeout_s, active=active)]
 
 
 def _survival_reason(s: _W) -> str:

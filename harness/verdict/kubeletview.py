@@ -1,13 +1,14 @@
 """The kubelet's view at an eviction: what it ranked the pod on, against what the harness measured.
 
-The eviction manager ranks pods on their containers' working sets from cAdvisor's cache
-(k8s: pkg/kubelet/eviction/helpers.go ``podMemoryUsage``; ``model.housekeeping``), and names the
-usage it acted on in the ``Evicted`` event's message (helpers.go ``evictionMessage``:
+The eviction manager ranks pods on their pod-level working set from cAdvisor's cache, refreshed
+at the pod cgroup's own housekeeping (k8s 1.32/1.33: pkg/kubelet/eviction/helpers.go ``memory``,
+``exceedMemoryRequests``: ``memoryUsage(podStats.Memory)``; ``model.housekeeping``), and names the
+usage of its containers in the ``Evicted`` event's message (helpers.go ``evictionMessage``:
 ``Container <name> was using <usage>, request is <request>, ...``). Beside it a verdict shows the
-last ``/stats/summary`` the harness polled before the event (its container stats time and working
-set), the harness's own 10 Hz sample of the container's cgroup at that moment, and the age of the
-kubelet's stats (event time minus the container's stats time), so an eviction that looks wrong on
-fresh numbers can be read as the kubelet saw it.
+last ``/stats/summary`` the harness polled before the event (the pod's stats time and working set;
+its containers' in runs recorded before the pod's were kept), the harness's own 10 Hz sample of the
+container's cgroup at that moment, and the age of the kubelet's stats (event time minus the stats
+time), so an eviction that looks wrong on fresh numbers can be read as the kubelet saw it.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ class EvictionView:
     pod: str
     t_event_wall: float
     message_usage_bytes: int | None  # the usage the Evicted message names (sum over its containers)
-    summary_ws_bytes: int | None  # the container's working set in the last summary before the event
-    summary_stats_time: str | None  # that summary's container stats time (the kubelet's view)
-    stats_age_s: float | None  # event time minus the container stats time
+    summary_ws_bytes: int | None  # the pod's working set in the last summary before the event
+    summary_stats_time: str | None  # that summary's pod stats time (the kubelet's view)
+    stats_age_s: float | None  # event time minus the pod's stats time
     sample_ws_bytes: int | None  # the harness's own sample of the container cgroup at the event
 
     def text(self) -> str:
@@ -102,10 +103,13 @@ def eviction_view(
         if s.get("source") != "kubelet-stats" or s.get("kind") != "summary" or float(s["t_wall"]) > t:
             continue
         try:
+            pod_level = json.loads(s.get("pod_stats") or "{}").get(pod)
             containers = json.loads(s.get("containers") or "{}").get(pod) or {}
         except (TypeError, ValueError):
             continue
-        if containers:
+        if pod_level:
+            stamp, ws = (str(pod_level[0]) if pod_level[0] else None), pod_level[1]
+        elif containers:
             stamps = [c[0] for c in containers.values()]
             vals = [c[1] for c in containers.values()]
             ws = sum(int(v) for v in vals if v is not None) if any(v is not None for v in vals) else None

@@ -1,4 +1,4 @@
-"""Stats age: the kubelet ranks pods on cAdvisor's cached container stats (``model.housekeeping``)."""
+"""Stats age: the kubelet ranks pods on cAdvisor's cached pod-cgroup stats (``model.housekeeping``)."""
 
 from __future__ import annotations
 
@@ -137,3 +137,63 @@ def test_from_summaries_and_the_kubelet_view() -> None:
     assert view.stats_age_s is not None and abs(view.stats_age_s - 9.5) < 1e-6
     assert "9.5s old" in view.text()
     assert eviction_view("old", "p-old", events) is None
+
+
+def test_an_idle_pod_cgroup_is_housekept_15_to_30_s_apart_until_its_program_leaks() -> None:
+    # cAdvisor's nextHousekeepingInterval: 10 s after the first; doubled (capped at 15 s) while two
+    # stats are equal (the program sleeps its start delay), back to 10 s once they differ
+    assert hk.dynamic(0.0, 20.0, 100.0, [0.0] * 12)[:5] == [0.0, 10.0, 25.0, 35.0, 45.0]
+    top = 1.0 - 1e-9
+    slow = hk.dynamic(0.0, 40.0, 120.0, [top] * 12)
+    assert slow[:4] == pytest.approx([0.0, 20.0, 50.0, 70.0])
+    # a pod whose stats change from the start keeps the 10 s interval (10-20 s with jitter)
+    assert hk.dynamic(0.0, 0.0, 60.0, [0.0] * 8) == [0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0]
+
+
+def test_the_ranking_reads_the_pod_level_stats_not_the_containers() -> None:
+    """S14 on kubelet 1.33.4 (results of 2026-12-06, repeat 4): the summaries showed the young
+    pod's *container* refreshed at 23:48:56 (1179Mi) and 23:49:05 (1403Mi), but its *pod* stats,
+    which the eviction manager ranks on, stayed at 674Mi; the kubelet evicted the old pod (999Mi,
+    request 256Mi). The recorded schedule comes from the pod-level stats times."""
+    t0 = 1_800_000_000.0
+    events = []
+    # pod cgroup housekept at +1 and +26 (idle, then 25 s later); containers every 10 s
+    for t, pod_t, pod_ws, cont_ws in [
+        (1, 1, 1 * MI, 1 * MI),
+        (11, 1, 1 * MI, 180 * MI),
+        (21, 1, 1 * MI, 1179 * MI),
+    ]:
+        events.append(
+            {
+                "source": "kubelet-stats",
+                "kind": "summary",
+                "t_wall": t0 + t + 0.2,
+                "stats_time": _stamp(t0 + t),
+                "pod_stats": json.dumps({"p-young": [_stamp(t0 + pod_t), pod_ws]}),
+                "containers": json.dumps({"p-young": {"young": [_stamp(t0 + t), cont_ws]}}),
+            }
+        )
+    scheds, views = hk.from_summaries(events, {"p-young": "young"}, t0)
+    assert scheds[0].times["young"][:2] == [1.0, 11.0]  # one pod housekeeping seen, then extrapolated
+    assert [v for _, v in views["young"].seen] == [1 * MI]
+    # a run recorded before the pod's stats were kept: the containers' times, as before
+    legacy = [{k: v for k, v in e.items() if k != "pod_stats"} for e in events]
+    scheds_old, _ = hk.from_summaries(legacy, {"p-young": "young"}, t0)
+    assert scheds_old[0].times["young"][:3] == [1.0, 11.0, 21.0]
+    # the kubelet's view at an eviction is the pod's
+    events.append(
+        {"source": "kubelet", "kind": "Evicted", "object": "Pod/p-young", "detail": "", "t_wall": t0 + 22}
+    )
+    view = eviction_view("young", "p-young", events)
+    assert view is not None and view.summary_ws_bytes == 1 * MI
+    assert view.stats_age_s is not None and abs(view.stats_age_s - 21.0) < 1e-6
+
+
+def test_the_plan_tracks_a_delayed_pod_from_its_start_not_from_its_leak() -> None:
+    """A young pod with a 25 s start delay is housekept from t=0, 15-30 s apart while it sleeps."""
+    from harness.model.predict import _housekeeping_schedules
+
+    scheds = _housekeeping_schedules(young_vs_old(startDelay="25s"), True, None, None, True)
+    slowest = next(s for s in scheds if s is not None and s.label == "housekeeping every ~20 s")
+    assert slowest.times["young"][:3] == pytest.approx([0.0, 20.0, 50.0], abs=0.01)
+    assert slowest.times["old"][:3] == pytest.approx([0.0, 20.0, 40.0], abs=0.01)

@@ -197,7 +197,7 @@ class ClusterWatch:
     def _poll_kubelet(self) -> None:
         """Node conditions and /stats/summary once a second (only changes are recorded)."""
         last_conditions: dict[str, str] = {}
-        last_stats_time = None
+        last_stats_time: Any = None
         while not self._stop.wait(1.0):
             ctx = self.ctx
             if ctx is None:
@@ -212,10 +212,14 @@ class ClusterWatch:
             with contextlib.suppress(Exception):
                 s = json.loads(self.cluster.kubelet_get("/stats/summary", timeout=2))
                 t = s["node"]["memory"].get("time")
-                if t != last_stats_time:
-                    last_stats_time = t
-                    ours = [p for p in s.get("pods", []) if p["podRef"].get("namespace") == NAMESPACE]
-                    pods = {p["podRef"]["name"]: (p.get("memory") or {}).get("workingSetBytes") for p in ours}
+                ours = [p for p in s.get("pods", []) if p["podRef"].get("namespace") == NAMESPACE]
+                per_pod = pod_stats(ours)
+                # a new node stats time, or a new stats time of one of our pods (each pod cgroup
+                # has its own housekeeping in cAdvisor: recording only on the node's would miss them)
+                key = (t, tuple(sorted((n, str(v[0])) for n, v in per_pod.items())))
+                if key != last_stats_time:
+                    last_stats_time = key
+                    pods = {n: v[1] for n, v in per_pod.items()}
                     ctx.events.add(
                         "kubelet-stats",
                         "summary",
@@ -223,17 +227,31 @@ class ClusterWatch:
                         available_bytes=s["node"]["memory"].get("availableBytes"),
                         working_set_bytes=s["node"]["memory"].get("workingSetBytes"),
                         detail=json.dumps(pods),
+                        pod_stats=json.dumps(per_pod),
                         containers=json.dumps(container_stats(ours)),
                     )
 
 
-def container_stats(pods: list[dict[str, Any]]) -> dict[str, dict[str, list[Any]]]:
-    """Per pod and container, ``[stats time, working set]`` of the summary's container memory.
+def pod_stats(pods: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Per pod, ``[stats time, working set]`` of the summary's *pod-level* memory: what the eviction
+    manager ranks pods on (k8s 1.33: pkg/kubelet/eviction/helpers.go ``exceedMemoryRequests`` and
+    ``memory`` compare ``memoryUsage(podStats.Memory)``). The stats providers fill ``PodStats.Memory``
+    from the pod cgroup's own cAdvisor info (pkg/kubelet/stats/cri_stats_provider.go
+    ``addPodCPUMemoryStats``, cadvisor_stats_provider.go ``ListPodStats``: ``getCadvisorPodInfoFromPodUID``),
+    refreshed at that cgroup's housekeeping, not its containers': every new time seen here is one
+    housekeeping of the pod cgroup (``model.housekeeping``)."""
+    out: dict[str, list[Any]] = {}
+    for p in pods:
+        mem = p.get("memory") or {}
+        out[str(p["podRef"]["name"])] = [mem.get("time"), mem.get("workingSetBytes")]
+    return out
 
-    The eviction manager ranks pods on the sum of their containers' working sets
-    (k8s: pkg/kubelet/eviction/helpers.go ``podMemoryUsage``), and these come from cAdvisor's cache,
-    refreshed at each container's own housekeeping (google/cadvisor manager/container.go); every new
-    time seen here is one housekeeping of that container (``model.housekeeping``)."""
+
+def container_stats(pods: list[dict[str, Any]]) -> dict[str, dict[str, list[Any]]]:
+    """Per pod and container, ``[stats time, working set]`` of the summary's container memory, from
+    cAdvisor's cache, refreshed at each container cgroup's own housekeeping (google/cadvisor
+    manager/container.go). The eviction ranking reads the pod-level stats (``pod_stats``); runs
+    recorded before those were kept have only these."""
     out: dict[str, dict[str, list[Any]]] = {}
     for p in pods:
         row = {}
