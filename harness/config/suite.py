@@ -216,6 +216,10 @@ class Scenario(BaseModel):
     # next (a scenario may rely on that order, e.g. admission); "parallel" creates them all and
     # waits for them together, and stops them together at the timeout (a node's worth of pods).
     launch: Literal["serial", "parallel"] = "serial"
+    # Real kubelet only: the scenario means to exhaust the node's memory (a whole-node OOM, seed
+    # 003). The harness's ceiling (harness/cluster/ceiling.py) is not applied to its host workloads,
+    # so it runs only on a disposable host (``host.probes.disposable_host``: a `harness lab` VM).
+    exhausts_node: bool = Field(False, alias="exhaustsNode")
     workloads: list[Workload] = Field(min_length=1)
 
     _t = field_validator("timeout_s", mode="before")(classmethod(lambda c, v: _secs(v)))
@@ -230,6 +234,11 @@ class Scenario(BaseModel):
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"duplicate workload names {sorted(dup)}")
+        if self.exhausts_node and self.backends != ["kubernetes"]:
+            raise ValueError(
+                "exhaustsNode needs backends: [kubernetes] (the other backends' node is a cgroup the "
+                "harness draws, which cannot exhaust the host)"
+            )
         return self
 
 

@@ -20,6 +20,7 @@ from harness.config.suite import Workload
 from harness.engines.containerd import answers
 from harness.errors import HarnessError, HostError
 from harness.host.cgroups import cgroup_version, controller_dir, memory_root
+from harness.host.probes import disposable_host
 from harness.launch.base import (
     LABEL_RUN,
     Backend,
@@ -179,6 +180,18 @@ class KubernetesBackend(Backend):
                     limits[cg] = w.leak.max_bytes + (64 << 20)
             host_total = sum(v for v in limits.values() if v is not None)
             limits[""] = host_total
+            if ctx.scenario.exhausts_node:
+                # the scenario exists to run the node out of memory: no ceiling, on a host that may
+                why = disposable_host()
+                if why is None:
+                    raise HarnessError(
+                        f"scenario {ctx.scenario.name} exhausts the node's memory (exhaustsNode: true): it "
+                        "runs only on a disposable host, a `harness lab` VM or one with "
+                        "HARNESS_DISPOSABLE_HOST=1"
+                    )
+                ctx.events.add("harness", "exhausts_node", scenario=ctx.scenario.name, detail=why)
+                ctx.tree.create(limits)
+                return start
             led = run_ledger(ctx.run_id)
 
             def record(file: Path, before: str, after: str) -> None:
