@@ -49,10 +49,11 @@ class _Events:
         self.rows.append({"source": source, "kind": kind, **kw})
 
 
-def _live_and_run(backend: _Backend, timeout_s: float) -> tuple[Any, Any]:
+def _live_and_run(backend: _Backend, timeout_s: float, exhausts_node: bool = False) -> tuple[Any, Any]:
     h = Handle(workload="leaker", backend="scripted", cgroup="x", cgroup_abs=Path("/nonexistent/cgroup"))
+    sc = SimpleNamespace(name="s1", timeout_s=timeout_s, launch="serial", exhausts_node=exhausts_node)
     live = SimpleNamespace(
-        resolved=SimpleNamespace(scenario=SimpleNamespace(name="s1", timeout_s=timeout_s, launch="serial")),
+        resolved=SimpleNamespace(scenario=sc),
         ctx=SimpleNamespace(t0_mono=time.monotonic()),
         handles={"leaker": h},
         host_failures=[],
@@ -99,3 +100,21 @@ def test_a_healthy_node_waits_to_the_timeout_and_stops_what_still_runs() -> None
     steps.wait_for_workloads(live, run)
     assert live.host_failures == [] and backend.stopped == ["leaker"]
     assert 1 <= backend.checks <= 3  # first at once, then every HEALTH_EVERY_S (not at every poll)
+
+
+def test_a_node_run_out_of_memory_on_purpose_may_stall_but_not_lose_a_daemon() -> None:
+    """exhaustsNode: the thrashing node's daemons stop answering for a while (recorded, the wait goes
+    on); a daemon that is gone still ends the wait."""
+    stall = ["the kubelet's healthz does not answer (log x)"]
+    backend = _Backend([[], stall, stall, stall, []], exit_after_s=9.0)
+    live, run = _live_and_run(backend, timeout_s=30, exhausts_node=True)
+    steps.wait_for_workloads(live, run)
+    assert live.host_failures == [] and live.handles["leaker"].exit is not None
+    kinds = [r["kind"] for r in run.events.rows]
+    assert kinds.count("node_stalled") == 1 and kinds.count("node_answers_again") == 1
+    assert "host_failure" not in kinds
+    dead = ["kubelet is not running (pid file x, log y)"]
+    backend = _Backend([[], dead, dead])
+    live, run = _live_and_run(backend, timeout_s=30, exhausts_node=True)
+    steps.wait_for_workloads(live, run)
+    assert live.host_failures == dead
