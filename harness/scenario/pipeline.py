@@ -91,6 +91,7 @@ def judge_workloads(
     sc = live.resolved.scenario
     out = []
     views = kubelet_views(live, run, outcomes) if run.backend.kubelet else {}
+    stall_until = node_stall_end(live, run) if sc.exhausts_node else None
     for w, o in zip(sc.workloads, outcomes, strict=True):
         wp = pred.workload(w.name)
         t_obs = (o.t_mono - live.ctx.t0_mono) if o.t_mono is not None else None
@@ -103,6 +104,7 @@ def judge_workloads(
             slack_s=slack,
             interval_s=max(w.leak.interval_s, wp.max_chunk_s or 0.0),
             deviations=live.handles[w.name].deviations,
+            node_stall_until_s=stall_until,
         )
         view = views.get(w.name)
         if view is not None:
@@ -115,3 +117,19 @@ def judge_workloads(
         )
         out.append(v)
     return out
+
+
+def node_stall_end(live: LiveScenario, run: RunContext) -> float | None:
+    """When the last stall of the node the wait recorded ended (``node_answers_again``; still
+    stalled at the end: the scenario's last event), in scenario seconds; None without one."""
+    name, t0 = live.resolved.scenario.name, live.ctx.t0_mono
+    ours = [e for e in run.events.events if e.get("scenario") == name]
+    stalls = [float(e["t_mono"]) for e in ours if e.get("kind") == "node_stalled"]
+    if not stalls:
+        return None
+    ends = [
+        float(e["t_mono"])
+        for e in ours
+        if e.get("kind") == "node_answers_again" and float(e["t_mono"]) > stalls[0]
+    ]
+    return (max(ends) if ends else max(float(e["t_mono"]) for e in ours)) - t0

@@ -76,8 +76,16 @@ def judge(
     slack_s: float,
     interval_s: float,
     deviations: list[str] | None = None,
+    node_stall_until_s: float | None = None,
 ) -> Verdict:
-    """Compare one workload's observed outcome with the model's prediction."""
+    """Compare one workload's observed outcome with the model's prediction.
+
+    ``node_stall_until_s``: the end of a stall the run recorded while it ran a node out of memory on
+    purpose (``exhaustsNode``: the node's daemons did not answer). The model puts a whole-node OOM
+    where the node's available memory is gone; the kernel invokes the OOM killer only once reclaim
+    fails (mm/page_alloc.c ``__alloc_pages_may_oom`` after ``should_reclaim_retry`` gives up), and
+    a node without swap first thrashes on its file pages for as long as the stall lasted. So a
+    node-wide kill may come as late as the stall's end."""
     reasons: list[str] = []
     candidates = {a.outcome: a for a in pred.alternatives} or {}
     alt = candidates.get(obs.outcome)
@@ -92,6 +100,8 @@ def judge(
         )
     elif alt is not None and alt.earliest_s is not None and observed_t_s is not None:
         lo, hi = alt.earliest_s - tol, (alt.latest_s if alt.latest_s is not None else alt.earliest_s) + tol
+        if obs.outcome == "node_oom_killed" and node_stall_until_s is not None:
+            hi = max(hi, node_stall_until_s + tol)
         time_ok = lo <= observed_t_s <= hi
         if not time_ok:
             reasons.append(
@@ -99,6 +109,11 @@ def judge(
                 + ("as-run " if pred.basis == "as-run" else "predicted ")
                 + "window "
                 f"{alt.earliest_s:.2f}..{(alt.latest_s or alt.earliest_s):.2f}s (±{tol:.2f}s)"
+                + (
+                    f", or the node's stall until {node_stall_until_s:.2f}s"
+                    if obs.outcome == "node_oom_killed" and node_stall_until_s is not None
+                    else ""
+                )
             )
     elif alt is not None and alt.earliest_s is not None and observed_t_s is None:
         time_ok = False

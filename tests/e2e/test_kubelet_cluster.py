@@ -196,6 +196,34 @@ def test_a_scenario_right_after_an_eviction_waits_for_the_kubelet_to_admit_beste
     assert len(probes) >= 1  # the kubelet itself was asked
 
 
+def test_a_scenario_that_exhausts_the_node_is_refused_on_a_host_that_is_not_disposable(
+    cluster: dict[str, Any], tmp_path: Path
+) -> None:
+    """suites/vm-node-oom.yaml lifts the harness's ceiling to run a node out of memory; on this
+    controller (not a lab VM) it is refused before anything leaks, with the reason, and no pod or
+    host workload is left behind."""
+    results = tmp_path / "results"
+    env = {k: v for k, v in os.environ.items() if k != "HARNESS_DISPOSABLE_HOST"}
+    r = harness(
+        "run",
+        "suites/vm-node-oom.yaml",
+        "--backend",
+        "kubernetes",
+        "--results",
+        str(results),
+        env=env,
+        timeout=600,
+    )
+    assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-2000:]  # the wrong host for this suite
+    assert "exhausts the node's memory (exhaustsNode: true)" in r.stderr
+    assert "disposable host" in r.stderr
+    run_dir = next(results.iterdir())
+    e = pd.read_parquet(run_dir / "events.parquet")
+    assert not (e.kind == "exhausts_node").any()
+    pods = e[e.kind == "pod_phase"].pod.fillna("") if "pod" in e.columns else pd.Series([], dtype=str)
+    assert not pods.str.startswith("n1-").any(), "a pod of the refused scenario was created"
+
+
 @pytest.mark.timeout(3600)
 def test_a_second_kubelet_version_builds_side_by_side_and_runs(
     cluster: dict[str, Any], tmp_path: Path

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.classify import OomRecord, WorkloadEvidence, classify
+from harness.classify import OomRecord, Outcome, WorkloadEvidence, classify
 from harness.model.predict import Alternative, WorkloadPrediction
 from harness.verdict import judge
 
@@ -158,3 +158,25 @@ def test_verdict_victim_mismatch_fails() -> None:
     )
     v = judge("s", pred("node_oom_killed", 4, 4, victim=False), o, 4.0, slack_s=0.5, interval_s=0.1)
     assert not v.passed and "innocent victim" in v.reasons[0]
+
+
+def test_a_node_wide_kill_may_come_as_late_as_the_nodes_recorded_stall() -> None:
+    """exhaustsNode on the VM: the model put the first kill at 92.9 s, the kernel killed at 105.7 s,
+    while the node's daemons did not answer from 88 to 111.7 s (reclaim thrashing before the OOM)."""
+    o = classify(ev(exit_code=137, oom_counter_delta=1, kmsg_kills=[kill("/harness/r/s/kubepods")]))
+    p = pred("node_oom_killed", 92.85, 92.85)
+    late = judge("s", p, o, 105.69, slack_s=1.0, interval_s=0.5)
+    assert late.time_ok is False
+    v = judge("s", p, o, 105.69, slack_s=1.0, interval_s=0.5, node_stall_until_s=111.7)
+    assert v.passed and v.time_ok
+    # not earlier than the window, and not past the stall
+    early = judge("s", p, o, 80.0, slack_s=1.0, interval_s=0.5, node_stall_until_s=111.7)
+    after = judge("s", p, o, 120.0, slack_s=1.0, interval_s=0.5, node_stall_until_s=111.7)
+    assert early.time_ok is False and after.time_ok is False
+    assert "or the node's stall until 111.70s" in after.reasons[0]
+    # an eviction is the kubelet's, not held back by the kernel's reclaim
+    ev_pred = pred("evicted", 10, 12)
+    o_ev = Outcome("leaker", "evicted", None, False, [], [], [])
+    assert (
+        judge("s", ev_pred, o_ev, 30.0, slack_s=1.0, interval_s=0.5, node_stall_until_s=40).time_ok is False
+    )
