@@ -79,6 +79,26 @@ def test_vm_is_a_multi_socket_cgroup_v2_systemd_host(vm: Path) -> None:
     assert swap_kib > 512 * 1024  # the --swap disk is on
 
 
+def test_a_cgroup_v1_lab_host_boots_with_the_v1_hierarchies(lab_image: str) -> None:
+    """``lab up --cgroup 1``: the guest boots with systemd on the legacy hierarchy (tmpfs with one
+    mount per controller, memory.usage_in_bytes), for labs that still run cgroup v1 nodes."""
+    name = f"e2e-c1-{uuid.uuid4().hex[:6]}"
+    res = harness("lab", "up", name, "--hosts", "1", "--sockets", "1", "--memory", "1Gi", "--cgroup", "1")
+    try:
+        assert res.returncode == 0, res.stderr
+        inv = Path(res.stdout.strip().splitlines()[-1])
+        out = _ssh(
+            inv,
+            "stat -fc %T /sys/fs/cgroup; cat /proc/1/comm; cat /sys/fs/cgroup/memory/memory.usage_in_bytes",
+        )
+        fs, init, usage = out.split()
+        assert (fs, init) == ("tmpfs", "systemd")
+        assert int(usage) > 0
+    finally:
+        down = harness("lab", "down", name, timeout=120)
+        assert down.returncode == 0, down.stderr
+
+
 def test_provision_and_run_s1_on_the_vm(vm: Path, tmp_path: Path) -> None:
     prov = harness("provision", str(vm), "--results", str(tmp_path), timeout=1800)
     assert prov.returncode == 0, prov.stderr[-3000:]
@@ -251,3 +271,42 @@ def test_numa_memoryqos_and_swap_on_the_real_kubelet_in_the_vm(vm_cluster: Path,
     l2 = outcomes.loc[("l2-single-numa-node-rejects-a-wide-pod", "wide")]
     assert l2["outcome"] == "rejected" and "TopologyAffinityError" in str(l2["evidence"])
     assert outcomes.loc[("l3-restricted-admits-a-wide-pod", "wide"), "outcome"] == "completed"
+
+
+def test_a_host_process_exhausts_the_vm_and_the_global_oom_killer_picks_by_oom_score_adj(
+    vm_cluster: Path, tmp_path: Path
+) -> None:
+    """suites/vm-node-oom.yaml N1 (seed 003 OOM3 on a real node): a process outside Kubernetes leaks
+    until the VM itself is out of memory. Swap is switched off for it (the suite's node has none):
+    the kernel's global OOM killer (no memory cgroup limit involved) kills with the guest's real
+    oom_score_adj values, and each workload's outcome, time and victim role match the model's."""
+    _ssh(vm_cluster, "swapoff -a")
+    try:
+        run = harness(
+            "run",
+            "suites/vm-node-oom.yaml",
+            "--backend",
+            "kubernetes",
+            "--inventory",
+            str(vm_cluster),
+            "--results",
+            str(tmp_path),
+            timeout=1800,
+        )
+    finally:
+        _ssh(vm_cluster, "swapon -a")
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out[-6000:]
+    (run_dir,) = [d for d in tmp_path.iterdir() if (d / "verdicts.parquet").exists()]
+    verdicts = pd.read_parquet(run_dir / "verdicts.parquet")
+    assert verdicts["passed"].all(), verdicts[~verdicts["passed"]][["scenario", "workload", "reasons"]]
+    outcomes = pd.read_parquet(run_dir / "outcomes.parquet").set_index("workload")
+    # the leak itself dies in a node-wide OOM (not a cgroup's), after the pods the kernel prefers
+    assert outcomes.loc["hostleak", "outcome"] == "node_oom_killed", outcomes.loc["hostleak"].to_dict()
+    assert not outcomes.loc["hostleak", "victim"]
+    # the Guaranteed pod (oom_score_adj -997 here: the guest has CAP_SYS_RESOURCE) is never the
+    # kernel's choice
+    assert outcomes.loc["guaranteed", "outcome"] != "node_oom_killed"
+    # the node is usable afterwards: the cluster's daemons survived the OOM (-999 / adj 0 but small)
+    status = _ssh(vm_cluster, "/var/lib/harness-lab/*/harness/venv/bin/python -m harness cluster status")
+    assert status.count("running") >= 4, status
