@@ -464,6 +464,15 @@ def explain_text(
         "Swap (memorySwap.swapBehavior, kuberuntime_container_linux.go):",
         f"  {swap_text(profile, facts)}",
     ]
+    lines += [
+        "",
+        "The whole node's OOM (a real kubelet's node; model.predict Baseline.root_unavailable):",
+        "  the kernel's global OOM killer acts when the workloads have taken the memory that was",
+        "  available at the start (MemTotal - MemAvailable, si_mem_available), page cache reclaimed",
+        "  first; victims by badness with the kubelet's oom_score_adj. A node without swap thrashes",
+        "  before it (reclaim of its programs' file pages): the kill comes at that point or later,",
+        "  as late as the node's recorded stall (exhaustsNode scenarios).",
+    ]
     if s["errors"]:
         lines += ["", "The kubelet would refuse to start:"] + [f"  {e}" for e in s["errors"]]
     lines += ["", "Not modelled (predictions are made without them):"] + [f"  - {n}" for n in NOT_MODELLED]

@@ -193,6 +193,8 @@ def test_explain_names_what_is_not_modelled() -> None:
     code, out = _cli("model", "explain", str(ROOT / "profiles" / "default.yaml"), "--memory-capacity", "16Gi")
     assert code == 0
     assert "Not modelled" in out and "local-storage eviction" in out and "in-place pod resize" in out
+    # and the rule for a whole node running out (seed 003, suites/vm-node-oom.yaml)
+    assert "MemTotal - MemAvailable" in out and "recorded stall" in out
 
 
 def _manifest(name: str, spec: dict[str, Any]) -> Any:
