@@ -471,7 +471,7 @@ def explain_text(
         "  available at the start (MemTotal - MemAvailable, si_mem_available), page cache reclaimed",
         "  first; victims by badness with the kubelet's oom_score_adj. A node without swap thrashes",
         "  before it (reclaim of its programs' file pages): the kill comes at that point or later,",
-        "  as late as the node's recorded stall (exhaustsNode scenarios).",
+        "  as late as the node's recorded stall or the scenario's end (exhaustsNode scenarios).",
     ]
     if s["errors"]:
         lines += ["", "The kubelet would refuse to start:"] + [f"  {e}" for e in s["errors"]]

@@ -80,12 +80,14 @@ def judge(
 ) -> Verdict:
     """Compare one workload's observed outcome with the model's prediction.
 
-    ``node_stall_until_s``: the end of a stall the run recorded while it ran a node out of memory on
-    purpose (``exhaustsNode``: the node's daemons did not answer). The model puts a whole-node OOM
-    where the node's available memory is gone; the kernel invokes the OOM killer only once reclaim
-    fails (mm/page_alloc.c ``__alloc_pages_may_oom`` after ``should_reclaim_retry`` gives up), and
-    a node without swap first thrashes on its file pages for as long as the stall lasted. So a
-    node-wide kill may come as late as the stall's end."""
+    ``node_stall_until_s``: for a scenario that runs the node out of memory on purpose
+    (``exhaustsNode``), the end of the stall the run recorded (the node's daemons did not answer),
+    else the scenario's end. The model puts a whole-node OOM where the node's available memory is
+    gone; the kernel invokes the OOM killer only once reclaim fails (mm/page_alloc.c
+    ``__alloc_pages_may_oom`` after ``should_reclaim_retry`` gives up), and a node without swap
+    first thrashes on its file pages for a time nothing predicts. So a node-wide kill is judged
+    "not before its window", bounded by the stall (or the scenario); its order and victims are
+    checked as for any kill."""
     reasons: list[str] = []
     candidates = {a.outcome: a for a in pred.alternatives} or {}
     alt = candidates.get(obs.outcome)
