@@ -10,6 +10,7 @@ from typing import Any
 from harness.host.cgroups import cgroup_version, memory_root
 from harness.model.predict import Baseline
 from harness.sample.cgroupfs import parse_memory_stat, v2_root_usage
+from harness.sample.procfs import parse_meminfo
 
 
 def baseline(
@@ -52,17 +53,13 @@ def baseline(
 
 def unavailable(meminfo: Path = Path("/proc/meminfo")) -> int | None:
     """``MemTotal - MemAvailable`` in bytes (None when /proc/meminfo cannot say)."""
-    kb: dict[str, int] = {}
     try:
-        for line in meminfo.read_text().splitlines():
-            key, _, rest = line.partition(":")
-            if key in ("MemTotal", "MemAvailable"):
-                kb[key] = int(rest.split()[0])
-    except (OSError, ValueError, IndexError):
+        kv = parse_meminfo(meminfo.read_text(), ("MemTotal", "MemAvailable"))
+    except (OSError, ValueError):
         return None
-    if len(kb) != 2:
+    if len(kv) != 2:
         return None
-    return (kb["MemTotal"] - kb["MemAvailable"]) * 1024
+    return kv["MemTotal"] - kv["MemAvailable"]
 
 
 def numa_memory(cluster: Any) -> dict[str, int]:
