@@ -205,4 +205,6 @@ def test_crash_loses_at_most_a_second(sample_cgroup: SampleCgroup, tmp_path: Pat
     s.close()
     assert len(df) > 0
     lag = t_read - float(pd.Series(df.t_mono).max())
-    assert lag < 0.5 + 0.05 + 0.2
+    # flush_interval 0.5 s: what a crash loses is under a second (the test's name), also when
+    # a loaded TCG guest delays a flush
+    assert lag < 1.0
