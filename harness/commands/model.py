@@ -472,6 +472,10 @@ def explain_text(
         "  first; victims by badness with the kubelet's oom_score_adj. A node without swap thrashes",
         "  before it (reclaim of its programs' file pages): the kill comes at that point or later,",
         "  as late as the node's recorded stall or the scenario's end (exhaustsNode scenarios).",
+        "  The kubelet's memory.available counts active page cache as used; once the free memory",
+        "  is down to the zones' low watermarks the kernel reclaims that cache (inactive first),",
+        "  so memory.available does not fall much below the memory that is neither anon nor cache",
+        "  (slab, page tables) plus the watermark (Baseline.root_free_before_reclaim).",
     ]
     if s["errors"]:
         lines += ["", "The kubelet would refuse to start:"] + [f"  {e}" for e in s["errors"]]

@@ -155,6 +155,21 @@ class Baseline:
     without swapping"). The node's global OOM comes when the workloads have taken what was
     available: the page cache in ``root_usage`` is reclaimed first, so ``root_usage`` would put
     it early by the size of the cache. None: the node is a cgroup, whose ``root_usage`` counts.
+
+    The page cache in ``root_working_set`` (``root_active_file``: the kubelet's working set is
+    usage - inactive_file, cadvisor handler.go setMemoryStats, so active file pages count in it)
+    is reclaimed as the workloads take the node's free memory: the kernel leaves the cache alone
+    until free memory is down to the zones' low watermarks (``root_free_before_reclaim``,
+    ``MemFree`` - the sum of ``low`` in /proc/zoneinfo: kswapd wakes there, mm/page_alloc.c
+    wake_all_kswapds, mm/vmscan.c balance_pgdat), then each page the workloads take is a page
+    of cache reclaimed. Reclaim takes the inactive list (``root_inactive_file``, not in the
+    working set) and deactivates active pages only when the inactive list runs low (mm/vmscan.c
+    shrink_list, inactive_is_low): the model takes the inactive list first whole, which makes
+    the working set as high as the kernel can leave it. So on a real node ``memory.available``
+    never falls much below the memory that is neither anon nor page cache (kernel slab, page
+    tables) plus the free watermark: a threshold under that is not crossed before the kernel's
+    OOM. None: not measured (a cgroup drawn around the workloads, or pure model use): the cache
+    in the working set stays.
     """
 
     root_working_set: int = 0
@@ -162,6 +177,9 @@ class Baseline:
     root_usage: int = 0
     kubepods_usage: int = 0
     root_unavailable: int | None = None
+    root_active_file: int = 0
+    root_inactive_file: int = 0
+    root_free_before_reclaim: int | None = None
 
 
 # --------------------------------------------------------------------------------------
@@ -296,6 +314,8 @@ class _Sim:
         self._running: set[str] = set()
         self._used: dict[str, int] = {}
         self.pid = 100
+        # the node's page cache reclaimed so far (``_reclaim_node_cache``)
+        self.cache_reclaimed = 0
         self.events: list[tuple[float, int, str, Any]] = []
         self.seq = 0
         self.manager: Any = None
@@ -316,14 +336,25 @@ class _Sim:
         baseline (root, kubepods)."""
         total = self._usage.get(cg, 0)
         if cg == "":
-            b = self.baseline
-            total += b.root_usage if b.root_unavailable is None else b.root_unavailable
+            total += self.root_base()
         elif cg == "kubepods":
             total += self.baseline.kubepods_usage
         return total
 
+    def root_base(self) -> int:
+        """What the node holds outside the workloads, as ``usage("")`` counts it."""
+        b = self.baseline
+        return b.root_usage if b.root_unavailable is None else b.root_unavailable
+
     def anon_in(self, cg: str) -> int:
         return self._anon.get(cg, 0)
+
+    def _reclaim_node_cache(self) -> None:
+        """What the workloads took beyond the node's free memory is page cache reclaimed (it
+        does not come back when they free it): ``Baseline.root_free_before_reclaim``."""
+        room = self.baseline.root_free_before_reclaim
+        if room is not None:
+            self.cache_reclaimed = max(self.cache_reclaimed, self.usage("") - self.root_base() - room)
 
     def _add_anon(self, s: _W, proc: _Proc, nbytes: int) -> None:
         proc.anon += nbytes
@@ -333,6 +364,8 @@ class _Sim:
                 self._anon[c] += nbytes
             if self._changed is not None:
                 self._changed.add(s.spec.name)
+            if nbytes > 0:
+                self._reclaim_node_cache()
 
     def _set_cache(self, s: _W, value: int) -> None:
         delta = value - s.cache
@@ -340,6 +373,8 @@ class _Sim:
         if delta:
             for c in s.cgroups:
                 self._usage[c] += delta
+            if delta > 0:
+                self._reclaim_node_cache()
 
     def _run(self, s: _W) -> None:
         """The pod is admitted and started: its requests count as used."""
@@ -371,9 +406,15 @@ class _Sim:
         proc.anon = 0
 
     def working_sets(self) -> tuple[int, int]:
-        """Working set of root and of kubepods: anon only (page cache written once is inactive)."""
-        root = self.baseline.root_working_set + self.anon_in("")
-        kube = self.baseline.kubepods_working_set + self.anon_in("kubepods")
+        """Working set of root and of kubepods: anon only (page cache written once is inactive),
+        less the node's active page cache reclaimed so far (``Baseline.root_free_before_reclaim``:
+        the inactive pages, the workloads' cache among them, go first)."""
+        b = self.baseline
+        root = b.root_working_set + self.anon_in("")
+        if self.cache_reclaimed > 0:
+            inactive = b.root_inactive_file + self.usage("") - self.root_base() - self.anon_in("")
+            root -= min(b.root_active_file, max(0, self.cache_reclaimed - inactive))
+        kube = b.kubepods_working_set + self.anon_in("kubepods")
         return root, kube
 
     @staticmethod

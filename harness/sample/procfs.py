@@ -31,3 +31,22 @@ def parse_meminfo(text: str, fields: Iterable[str] | None = None) -> dict[str, i
             value *= 1024
         out[name] = value
     return out
+
+
+def zoneinfo_low_pages(text: str) -> int:
+    """The sum of every zone's ``low`` watermark in ``/proc/zoneinfo``, in pages.
+
+    Below it kswapd wakes and reclaims (mm/vmscan.c; mm/page_alloc.c wakes kswapd when an
+    allocation finds every zone under its low mark): the page cache stays until free memory
+    comes down to it.
+
+    >>> zoneinfo_low_pages("Node 0, zone  Normal\\n  pages free  900\\n        min      10\\n"
+    ...                    "        low      12\\n        high     14\\n")
+    12
+    """
+    total = 0
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == "low" and parts[1].isdigit():
+            total += int(parts[1])
+    return total

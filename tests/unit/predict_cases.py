@@ -153,6 +153,18 @@ def random_scenario(seed: int, pods: int | None = None) -> tuple[Scenario, dict[
         kw["schedules"] = synthetic_schedules(sc, rng)
         if kw["kubelet"] and rng.random() < 0.5:
             kw["housekeeping"] = recorded_housekeeping(sc, rng)
+    # drawn last, so that the cases drawn before it stay the same: a whole node whose page cache
+    # the kernel reclaims (Baseline.root_free_before_reclaim)
+    if "baseline" in kw and rng.random() < 0.5:
+        b = kw["baseline"]
+        cap = sc.node.memory_capacity_bytes
+        active = rng.randint(0, 512) * MI
+        b.root_working_set += active
+        b.root_active_file = active
+        b.root_inactive_file = rng.randint(0, 256) * MI
+        b.root_unavailable = b.root_usage + rng.randint(0, 256) * MI
+        b.root_usage += active + b.root_inactive_file
+        b.root_free_before_reclaim = max(0, cap - b.root_usage - rng.randint(0, 300) * MI)
     return sc, kw
 
 

@@ -33,7 +33,8 @@ class _ReferenceSim(_Sim):
             if cg == "" or any(c == cg for c in s.cgroups):
                 total += sum(p.anon for p in s.procs if p.alive) + s.cache
         if cg == "":
-            total += self.baseline.root_usage
+            b = self.baseline
+            total += b.root_usage if b.root_unavailable is None else b.root_unavailable
         elif cg == "kubepods":
             total += self.baseline.kubepods_usage
         return total
