@@ -491,6 +491,8 @@ class Cluster:
             f"--root-dir={self.kubelet_root}",
             f"--hostname-override={self.node_name}",
             "--v=2",
+            # each eviction sync's start and decision in the log (sample.kubeletlog), that file alone
+            "--vmodule=eviction_manager=3",
         ]
         minor = int(built.build.version.split(".")[1])
         if minor < 35:

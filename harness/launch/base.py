@@ -20,6 +20,7 @@ from harness.host.cgroups import CgroupTree
 from harness.model.cgroupnames import Driver
 from harness.model.layout import NodeLayout, WorkloadLayout
 from harness.model.predict import Baseline
+from harness.sample.kubeletlog import EvictionSync
 
 REPO = Path(__file__).resolve().parents[2]
 LABEL = "io.harness.managed"
@@ -253,6 +254,11 @@ class Backend(ABC):
         """Make the node ready for the scenario: by default build its cgroup tree with the model's
         limits. A backend that (re)starts a kubelet returns how that went (a refusal is an outcome)."""
         ctx.tree.create(ctx.layout.limits, swap=ctx.layout.swap)
+        return None
+
+    def eviction_syncs(self, ctx: ScenarioContext, until_wall: float) -> list[EvictionSync] | None:
+        """The kubelet's eviction syncs since the scenario's start, from its log (None: no kubelet,
+        or its log does not say)."""
         return None
 
     def observe_node(self, ctx: ScenarioContext, handles: Mapping[str, Handle]) -> NodeObservations | None:

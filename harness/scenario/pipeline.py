@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+import json
+import time
+
 from harness import faults
 from harness.classify import Outcome
 from harness.config.suite import Scenario
@@ -94,6 +98,7 @@ def judge_workloads(
     # a node run out of memory on purpose: the kernel kills once reclaim gives up, after a thrash
     # of unknown length; its kills are bounded by the recorded stall, else by the scenario's end
     stall_until = (node_stall_end(live, run) or sc.timeout_s) if sc.exhausts_node else None
+    syncs = eviction_syncs(live, run) if run.backend.kubelet else None
     for w, o in zip(sc.workloads, outcomes, strict=True):
         wp = pred.workload(w.name)
         t_obs = (o.t_mono - live.ctx.t0_mono) if o.t_mono is not None else None
@@ -107,6 +112,7 @@ def judge_workloads(
             interval_s=max(w.leak.interval_s, wp.max_chunk_s or 0.0),
             deviations=live.handles[w.name].deviations,
             node_stall_until_s=stall_until,
+            eviction_syncs=syncs,
         )
         view = views.get(w.name)
         if view is not None:
@@ -118,6 +124,34 @@ def judge_workloads(
             + (f"  ({'; '.join(v.reasons)})" if v.reasons else "")
         )
         out.append(v)
+    return out
+
+
+def eviction_syncs(live: LiveScenario, run: RunContext) -> list[tuple[float, float | None]] | None:
+    """The kubelet's eviction syncs during the scenario as its log says (``sample.kubeletlog``),
+    in scenario seconds, recorded as one ``kubelet_eviction_syncs`` event."""
+    syncs = run.backend.eviction_syncs(live.ctx, time.time())
+    if not syncs:
+        return None
+    wall_to_s = time.monotonic() - time.time() - live.ctx.t0_mono
+    out = [
+        (s.start_wall + wall_to_s, None if s.decided_wall is None else s.decided_wall + wall_to_s)
+        for s in syncs
+    ]
+    periods = [b[0] - a[0] for a, b in itertools.pairwise(out)]
+    run.events.add(
+        "harness",
+        "kubelet_eviction_syncs",
+        scenario=live.resolved.scenario.name,
+        # [start, decision, ranked pods] per sync, in scenario seconds
+        detail=json.dumps(
+            [
+                [round(a, 3), None if b is None else round(b, 3), s.ranked]
+                for (a, b), s in zip(out, syncs, strict=True)
+            ]
+        ),
+        longest_period_s=round(max(periods), 3) if periods else None,
+    )
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -67,6 +68,13 @@ class Verdict:
         return d
 
 
+def first_sync_from(
+    syncs: Sequence[tuple[float, float | None]] | None, t: float
+) -> tuple[float, float | None] | None:
+    """The first recorded eviction sync that started at ``t`` or later (None without one)."""
+    return next((s for s in sorted(syncs or (), key=lambda s: s[0]) if s[0] >= t), None)
+
+
 def judge(
     scenario: str,
     pred: WorkloadPrediction,
@@ -77,6 +85,7 @@ def judge(
     interval_s: float,
     deviations: list[str] | None = None,
     node_stall_until_s: float | None = None,
+    eviction_syncs: Sequence[tuple[float, float | None]] | None = None,
 ) -> Verdict:
     """Compare one workload's observed outcome with the model's prediction.
 
@@ -87,7 +96,14 @@ def judge(
     ``__alloc_pages_may_oom`` after ``should_reclaim_retry`` gives up), and a node without swap
     first thrashes on its file pages for a time nothing predicts. So a node-wide kill is judged
     "not before its window", bounded by the stall (or the scenario); its order and victims are
-    checked as for any kill."""
+    checked as for any kill.
+
+    ``eviction_syncs``: the kubelet's eviction syncs as its log recorded them, (start, decision)
+    in scenario seconds (``sample.kubeletlog``). The model's loop runs every 10 s from every
+    phase; the real one sleeps 10 s after each sync, which on a loaded node takes seconds, so it
+    drifts late, and a sync decides some time after it starts. An eviction is also on time when
+    it comes with the first recorded sync that started in its window (or, with none there, the
+    first after it), up to that sync's decision."""
     reasons: list[str] = []
     candidates = {a.outcome: a for a in pred.alternatives} or {}
     alt = candidates.get(obs.outcome)
@@ -104,6 +120,9 @@ def judge(
         lo, hi = alt.earliest_s - tol, (alt.latest_s if alt.latest_s is not None else alt.earliest_s) + tol
         if obs.outcome == "node_oom_killed" and node_stall_until_s is not None:
             hi = max(hi, node_stall_until_s + tol)
+        sync = first_sync_from(eviction_syncs, alt.earliest_s - tol) if obs.outcome == "evicted" else None
+        if sync is not None:
+            hi = max(hi, (sync[1] if sync[1] is not None else sync[0]) + tol)
         time_ok = lo <= observed_t_s <= hi
         if not time_ok:
             reasons.append(
@@ -114,6 +133,13 @@ def judge(
                 + (
                     f", or the node's stall until {node_stall_until_s:.2f}s"
                     if obs.outcome == "node_oom_killed" and node_stall_until_s is not None
+                    else ""
+                )
+                + (
+                    f", or the kubelet's first sync in it ({sync[0]:.2f}s, decided "
+                    + ("?" if sync[1] is None else f"{sync[1]:.2f}s")
+                    + ")"
+                    if sync is not None
                     else ""
                 )
             )

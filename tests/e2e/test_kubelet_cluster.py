@@ -7,6 +7,7 @@ HARNESS_SKIP_KUBELET=1 skips them explicitly (they never skip on their own).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -112,6 +113,17 @@ def test_kubelet_suite_verdicts_match_the_model(cluster: dict[str, Any], tmp_pat
     kinds = set(e[e.source == "kubelet"].kind)
     assert {"Evicted", "EvictionThresholdMet", "node_condition"} <= kinds
     assert (e.source == "kubelet-stats").any()
+    # each eviction sync the kubelet logged (--vmodule=eviction_manager=3, sample.kubeletlog): the
+    # loop sleeps 10 s after a sync that evicted nothing, so such syncs start >= 10 s apart, and a
+    # sync decides after it starts
+    syncs = e[(e.source == "harness") & (e.kind == "kubelet_eviction_syncs")]
+    s2 = syncs[syncs.scenario == "s2-slow-past-allocatable"]
+    assert len(s2) == 1, syncs[["scenario", "detail"]].to_string()
+    rows = json.loads(s2.iloc[0].detail)
+    assert len(rows) >= 3 and any(r[2] for r in rows), rows  # S2 evicts: one sync ranked pods
+    assert all(r[1] is None or r[1] >= r[0] for r in rows), rows
+    quiet = [b[0] - a[0] for a, b in itertools.pairwise(rows) if a[1] is not None and not a[2]]
+    assert quiet and min(quiet) >= 10.0, rows
     # the harness's ceiling (harness.cluster.ceiling): S5's 3 GiB host leak runs beside kubepods at the
     # node-pressure profile's capacity (enforceNodeAllocatable: []): kubepods was lowered for it so
     # that the daemons, the pods and the host workloads fit below MemTotal less the reserve

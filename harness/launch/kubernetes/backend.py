@@ -52,6 +52,7 @@ from harness.model.cgroupnames import container_dir, pod_cgroup
 from harness.model.layout import WorkloadLayout
 from harness.model.predict import Baseline
 from harness.owned import run_ledger, sweep
+from harness.sample.kubeletlog import EvictionSync, eviction_syncs
 
 
 class KubernetesBackend(Backend):
@@ -74,6 +75,7 @@ class KubernetesBackend(Backend):
         self._host_workloads: set[str] = set()
         self._pod_of: dict[str, str] = {}  # workload -> pod name
         self._room: Room | None = None  # kubepods lowered beside host workloads (cluster.ceiling)
+        self._log_offset = 0  # the kubelet log's size at the scenario's prepare (eviction_syncs)
         self._room_entry: dict[str, str] | None = None  # its ledger entry
 
     # ---- plumbing --------------------------------------------------------------------------
@@ -150,8 +152,22 @@ class KubernetesBackend(Backend):
         with the systemd driver)."""
         return [("node", ""), ("kubepods", self.cluster.kubepods)]
 
+    def eviction_syncs(self, ctx: ScenarioContext, until_wall: float) -> list[EvictionSync] | None:
+        """The syncs the kubelet logged since this scenario's ``prepare`` (``sample.kubeletlog``)."""
+        log = self.cluster.daemon("kubelet").log
+        try:
+            with log.open("rb") as f:
+                f.seek(self._log_offset)
+                text = f.read().decode("utf-8", "replace")
+        except OSError:
+            return None
+        since = time.time() - (time.monotonic() - ctx.t0_mono)
+        return eviction_syncs(text, since - 30.0, until_wall) or None
+
     def prepare(self, ctx: ScenarioContext) -> KubeletStart | None:
         self._ctx = ctx
+        log = self.cluster.daemon("kubelet").log
+        self._log_offset = log.stat().st_size if log.exists() else 0  # a restart appends to it
         ensure_namespace(self.core)
         self.watch.ctx = ctx
         self.watch.start()
