@@ -519,6 +519,9 @@ NOT_MODELLED = (
     "MiB of a 256 MiB limit in 60 s), so memory.max may never be reached; the model predicts the "
     "OOM kill at memory.max as if memory.high were absent",
     "image and container garbage collection (eviction reclaims node-level resources before pods)",
+    "the eviction loop's drift: it sleeps 10 s after each sync, and a sync takes 0.2-1 s on a TCG "
+    "guest (28 s while the node thrashed); predictions use a 10 s period from every phase, and a "
+    "run judges an eviction against the kubelet's recorded syncs (its log, kubelet_eviction_syncs)",
     "the scheduler: pods are bound to the node as given; only the kubelet's own admission is modelled",
     "the CPU manager beyond its topology hints, and device plugins / DRA",
 )

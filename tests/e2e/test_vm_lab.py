@@ -21,7 +21,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from harness.config.suite import load_suite
 from harness.hosts.ssh import SSHHost
+from harness.model.predict import Baseline, predict_scenario
 from harness.provision.inventory import load_inventory
 from tests.e2e.conftest import REPO, harness
 
@@ -271,3 +273,75 @@ def test_numa_memoryqos_and_swap_on_the_real_kubelet_in_the_vm(vm_cluster: Path,
     l2 = outcomes.loc[("l2-single-numa-node-rejects-a-wide-pod", "wide")]
     assert l2["outcome"] == "rejected" and "TopologyAffinityError" in str(l2["evidence"])
     assert outcomes.loc[("l3-restricted-admits-a-wide-pod", "wide"), "outcome"] == "completed"
+
+
+def test_a_host_process_exhausts_the_vm_and_the_global_oom_killer_picks_by_oom_score_adj(
+    vm_cluster: Path, tmp_path: Path
+) -> None:
+    """suites/vm-node-oom.yaml N1 (seed 003 OOM3 on a real node): a process outside Kubernetes leaks
+    until the VM itself is out of memory. Swap is switched off for it (the suite's node has none):
+    the kernel's global OOM killer (no memory cgroup limit involved) kills with the guest's real
+    oom_score_adj values, and each workload's outcome, time and victim role match the model's.
+
+    The guest first gets ~1000 MiB of *active* page cache (a file read twice): the kubelet's working
+    set counts it, and the kernel reclaims it as the leak takes the free memory. A model that kept
+    it in memory.available predicted evictions here (it did in CI's guest); the test checks that
+    the run's recorded baseline would have made that model wrong, so it really tests the reclaim."""
+    swaps = _ssh(vm_cluster, "swapon --show=NAME --noheadings").split()
+    assert swaps, "the lab VM has its swap disk on (lab up --swap 1Gi)"
+    cache = "/var/tmp/harness-active-cache"
+    _ssh(
+        vm_cluster, f"head -c 1000M /dev/zero > {cache} && cat {cache} > /dev/null && cat {cache} > /dev/null"
+    )
+    _ssh(vm_cluster, "swapoff -a")
+    try:
+        run = harness(
+            "run",
+            "suites/vm-node-oom.yaml",
+            "--backend",
+            "kubernetes",
+            "--inventory",
+            str(vm_cluster),
+            "--results",
+            str(tmp_path),
+            timeout=1800,
+        )
+    finally:
+        _ssh(vm_cluster, "swapon " + " ".join(swaps) + f"; rm -f {cache}")  # the swap disk is not in fstab
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out[-6000:]
+    (run_dir,) = [d for d in tmp_path.iterdir() if (d / "verdicts.parquet").exists()]
+    verdicts = pd.read_parquet(run_dir / "verdicts.parquet")
+    assert verdicts["passed"].all(), verdicts[~verdicts["passed"]][["scenario", "workload", "reasons"]]
+    outcomes = pd.read_parquet(run_dir / "outcomes.parquet").set_index("workload")
+    # the leak itself dies in a node-wide OOM (not a cgroup's), after the pods the kernel prefers
+    assert outcomes.loc["hostleak", "outcome"] == "node_oom_killed", outcomes.loc["hostleak"].to_dict()
+    assert not outcomes.loc["hostleak", "victim"]
+    # the Guaranteed pod (oom_score_adj -997 here: the guest has CAP_SYS_RESOURCE) is never the
+    # kernel's choice
+    assert outcomes.loc["guaranteed", "outcome"] != "node_oom_killed"
+    # the run met the case: its baseline had the active cache, and without the reclaim the model
+    # would have predicted evictions on it
+    e = pd.read_parquet(run_dir / "events.parquet")
+    (b,) = e[(e.source == "harness") & (e.kind == "baseline")].to_dict("records")
+    assert b["root_active_file"] >= 800 << 20, b
+    fields = {f: int(b[f]) for f in Baseline.__dataclass_fields__ if f in b and pd.notna(b[f])}
+    (host,) = json.loads((run_dir / "run.json").read_text())["hosts"].values()
+    sc = load_suite(REPO / "suites" / "vm-node-oom.yaml").scenario("N1")
+    assert sc.node is not None
+    # the node as the run resolved it (scenario.resolve.real_node): the guest's memory, cgroup v2
+    sc.node = sc.node.model_copy(
+        update={"memory_capacity_bytes": host["facts"]["memoryCapacity"], "cgroup_version": 2}
+    )
+    reclaimed = predict_scenario(sc, kubelet=True, baseline=Baseline(**fields))
+    assert {a.outcome for w in reclaimed.workloads for a in w.alternatives} <= {
+        "node_oom_killed",
+        "completed",
+    }
+    kept_cache = Baseline(**fields)
+    kept_cache.root_free_before_reclaim = None  # the model before the reclaim: the cache stays
+    kept = predict_scenario(sc, kubelet=True, baseline=kept_cache)
+    assert kept.workload("besteffort").outcome == "evicted", kept.to_dict()
+    # the node is usable afterwards: the cluster's daemons survived the OOM (-999 / adj 0 but small)
+    status = _ssh(vm_cluster, "/var/lib/harness-lab/*/harness/venv/bin/python -m harness cluster status")
+    assert status.count("running") >= 4, status
