@@ -60,6 +60,12 @@ class LiveScenario:
     oom_kills_after: dict[str, int | None] = field(default_factory=dict)
     host_failures: list[str] = field(default_factory=list)  # a daemon that died during the scenario
 
+    def resolved_again(self, resolved: ResolvedScenario) -> None:
+        """The scenario resolved again (the node a restarted kubelet saw): the one place where the
+        pipeline's view and the backend's context change together."""
+        self.resolved = resolved
+        self.ctx.scenario = resolved.scenario
+
 
 @dataclass
 class ScenarioResult:

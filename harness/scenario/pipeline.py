@@ -41,8 +41,7 @@ def run_scenario(spec: Scenario, run: RunContext) -> ScenarioResult:
         start, result.verdicts = prepare_node(live, run)
         started = start is None or start.started
         if start is not None and start.started:  # predict again with the node the new kubelet saw
-            live.resolved = after_kubelet_start(live.resolved, run)
-            live.ctx.scenario = live.resolved.scenario
+            live.resolved_again(after_kubelet_start(live.resolved, run))
             plan = result.prediction = predict(live.resolved, run)
         if started:
             warm_up(live, run)
