@@ -7,9 +7,9 @@ and ``synchronize`` first fetches the summary stats, so on a loaded node every p
 the time a sync took, and a decision comes some time after its sync began. The kubelet logs the
 start of each sync at ``-v=3`` (``klog.V(3).InfoS("Eviction manager: synchronize housekeeping")``;
 the harness starts it with ``--vmodule=eviction_manager=3``, which raises that file alone) and
-its end: ``"no resources are starved"`` (V(3)), ``"pods ranked for eviction"`` or
-``"unable to evict any pods"``; a sync that evicted ends when the pod is gone
-(``"pods successfully cleaned up"`` / ``"timed out waiting for pods to be cleaned up"``).
+its decision: ``"no resources are starved"`` (V(3)), ``"pods ranked for eviction"`` or
+``"unable to evict any pods"``. A sync that evicted then waits for the pod's cleanup (no sleep;
+``waitForPodsCleanup``), which shows as the next sync's early start.
 
 Pure parsing; the kubernetes backend reads the log (``launch.kubernetes``)."""
 
