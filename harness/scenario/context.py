@@ -59,6 +59,9 @@ class LiveScenario:
     oom_kills_before: dict[str, int] = field(default_factory=dict)
     oom_kills_after: dict[str, int | None] = field(default_factory=dict)
     host_failures: list[str] = field(default_factory=list)  # a daemon that died during the scenario
+    # an exhaustsNode scenario's stalls of the node as the wait saw them: (start, end) in
+    # CLOCK_MONOTONIC, a stall still on when the wait ended closed at that end
+    stalls: list[tuple[float, float]] = field(default_factory=list)
 
     def resolved_again(self, resolved: ResolvedScenario) -> None:
         """The scenario resolved again (the node a restarted kubelet saw): the one place where the

@@ -96,7 +96,7 @@ def judge_workloads(
     views = kubelet_views(live, run, outcomes) if run.backend.kubelet else {}
     # a node run out of memory on purpose: the kernel kills once reclaim gives up, after a thrash
     # of unknown length; its kills are bounded by the recorded stall, else by the scenario's end
-    stall_until = (node_stall_end(live, run) or sc.timeout_s) if sc.exhausts_node else None
+    stall_until = (node_stall_end(live) or sc.timeout_s) if sc.exhausts_node else None
     syncs = eviction_syncs(live, run) if run.backend.kubelet else None
     for w, o in zip(sc.workloads, outcomes, strict=True):
         wp = pred.workload(w.name)
@@ -154,17 +154,9 @@ def eviction_syncs(live: LiveScenario, run: RunContext) -> list[tuple[float, flo
     return out
 
 
-def node_stall_end(live: LiveScenario, run: RunContext) -> float | None:
-    """When the last stall of the node the wait recorded ended (``node_answers_again``; still
-    stalled at the end: the scenario's last event), in scenario seconds; None without one."""
-    name, t0 = live.resolved.scenario.name, live.ctx.t0_mono
-    ours = [e for e in run.events.events if e.get("scenario") == name]
-    stalls = [float(e["t_mono"]) for e in ours if e.get("kind") == "node_stalled"]
-    if not stalls:
+def node_stall_end(live: LiveScenario) -> float | None:
+    """When the last stall of the node the wait saw ended (``LiveScenario.stalls``; still stalled
+    at the end: the wait's end), in scenario seconds; None without one."""
+    if not live.stalls:
         return None
-    ends = [
-        float(e["t_mono"])
-        for e in ours
-        if e.get("kind") == "node_answers_again" and float(e["t_mono"]) > stalls[0]
-    ]
-    return (max(ends) if ends else max(float(e["t_mono"]) for e in ours)) - t0
+    return max(end for _, end in live.stalls) - live.ctx.t0_mono

@@ -147,22 +147,24 @@ def wait_for_workloads(live: LiveScenario, run: RunContext) -> None:
     ctx, handles = live.ctx, live.handles
     sc = live.resolved.scenario
     deadline = ctx.t0_mono + sc.timeout_s
-    next_health, suspect, stalled = 0.0, False, False
+    next_health, suspect = 0.0, False
+    stalled: float | None = None  # when the current stall began
     while time.monotonic() < deadline:
         if time.monotonic() >= next_health:
             problems = run.backend.health()
             if problems and suspect and sc.exhausts_node and not any("not running" in p for p in problems):
                 # a node run out of memory on purpose thrashes: its daemons stop answering for a
                 # while (the kubelet too, as seed 003 saw); recorded, and the scenario goes on
-                if not stalled:
+                if stalled is None:
                     run.events.add("harness", "node_stalled", scenario=sc.name, detail="; ".join(problems))
-                stalled = True
+                    stalled = time.monotonic()
             elif problems and suspect:  # twice in a row: a dead daemon, not one slow answer
                 live.host_failures = record_failure(run, sc.name, problems)
                 break
-            elif not problems and stalled:
+            elif not problems and stalled is not None:
                 run.events.add("harness", "node_answers_again", scenario=sc.name)
-                stalled = False
+                live.stalls.append((stalled, time.monotonic()))
+                stalled = None
             suspect = bool(problems)
             next_health = time.monotonic() + (HEALTH_CONFIRM_S if problems else HEALTH_EVERY_S)
         for h in handles.values():
@@ -171,6 +173,8 @@ def wait_for_workloads(live: LiveScenario, run: RunContext) -> None:
             break
         _tick(live, run)
         time.sleep(0.05)
+    if stalled is not None:  # still stalled when the wait ended
+        live.stalls.append((stalled, time.monotonic()))
     running = [] if live.host_failures else [h for h in handles.values() if h.exit is None]
     if live.resolved.scenario.launch == "parallel":
         run.backend.stop_many(ctx, running)

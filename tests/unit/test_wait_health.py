@@ -11,6 +11,7 @@ from typing import Any
 
 from harness.launch.base import ExitInfo, Handle
 from harness.scenario import steps
+from harness.scenario.pipeline import node_stall_end
 
 
 class _Backend:
@@ -57,6 +58,7 @@ def _live_and_run(backend: _Backend, timeout_s: float, exhausts_node: bool = Fal
         ctx=SimpleNamespace(t0_mono=time.monotonic()),
         handles={"leaker": h},
         host_failures=[],
+        stalls=[],
         oom_kills_after={},
     )
     said: list[str] = []
@@ -113,6 +115,19 @@ def test_a_node_run_out_of_memory_on_purpose_may_stall_but_not_lose_a_daemon() -
     kinds = [r["kind"] for r in run.events.rows]
     assert kinds.count("node_stalled") == 1 and kinds.count("node_answers_again") == 1
     assert "host_failure" not in kinds
+    # the wait keeps the stall, and the judge's bound is its end (pipeline.node_stall_end)
+    ((start, end),) = live.stalls
+    assert live.ctx.t0_mono < start < end
+    assert node_stall_end(live) == end - live.ctx.t0_mono
+    # a node still stalled when its workloads ended: the stall is closed at the wait's end
+    backend = _Backend([[], stall, stall, stall, stall, stall, stall], exit_after_s=4.0)
+    live, run = _live_and_run(backend, timeout_s=30, exhausts_node=True)
+    steps.wait_for_workloads(live, run)
+    ((start, end),) = live.stalls
+    assert start < end <= time.monotonic()
+    assert [r["kind"] for r in run.events.rows].count("node_answers_again") == 0
+    no_stall, _ = _live_and_run(_Backend([]), timeout_s=1)
+    assert node_stall_end(no_stall) is None
     dead = ["kubelet is not running (pid file x, log y)"]
     backend = _Backend([[], dead, dead])
     live, run = _live_and_run(backend, timeout_s=30, exhausts_node=True)
