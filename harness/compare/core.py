@@ -31,6 +31,11 @@ verdict   per scenario/workload, the share of passing verdicts: changed when it 
           rule as outcomes); an improvement is reported, not failed.
 cgroup    per scenario/cgroup/file, the value seen in the runs (sampled memory limits; observed
           cgroup files when the run records them): changed when the most common value differs.
+          A sampled limit that differs while every run on both sides had its own model's value,
+          one the model gives for every kubelet version on that node (event ``expected_limits``,
+          :func:`harness.model.layout.sampled_limits`), is the nodes' difference: reported, not
+          failed. A value the model knows to change with the version (e.g. a sidecar's
+          oom_score_adj in 1.33) stays a change: that is what an upgrade gate must show.
 host      host deviations compared by kind (:func:`harness.compare.kinds.deviation_kind`: the
           slow leak's "N MiB/s of the M asked" is one kind whatever N): a kind NEW has and
           BASE had not is a change; one that went away is reported; the messages are context.
@@ -503,12 +508,28 @@ def _cgroups(base: Group, new: Group, out: list[Finding]) -> None:
         return
     gb = {k: list(v) for k, v in b.groupby(["scenario", "cgroup", "file"])["value"]}
     gn = {k: list(v) for k, v in n.groupby(["scenario", "cgroup", "file"])["value"]}
+    host_b, host_n = _host_only(b), _host_only(n)
     for key in sorted(set(gb) & set(gn)):
         sc, cg, f = (str(x) for x in key)
         vb, vn = gb[key], gn[key]
         mb, mn = _mode(vb), _mode(vn)
         subject = f"{cg} {f}"
-        if mb != mn:
+        if mb != mn and key in host_b and key in host_n:
+            out.append(
+                Finding(
+                    "cgroup",
+                    sc,
+                    subject,
+                    False,
+                    f"{sc}/{cg}: {f} {_fmt_value(mb)} -> {_fmt_value(mn)}, each run its own node's model value",
+                    base=mb,
+                    new=mn,
+                    test="each side's model",
+                    note="the nodes differ (memory, NUMA free memory), not the kubelet: every run had its "
+                    "model's value, which no kubelet version changes",
+                )
+            )
+        elif mb != mn:
             out.append(
                 Finding(
                     "cgroup",
@@ -536,6 +557,19 @@ def _cgroups(base: Group, new: Group, out: list[Finding]) -> None:
                     note=note,
                 )
             )
+
+
+def _host_only(df: pd.DataFrame) -> set[tuple[Any, ...]]:
+    """The (scenario, cgroup, file) whose value was, in every run of the side, the run's own model
+    value and one no kubelet version changes (``host_only``, sampled limits of runs that recorded
+    ``expected_limits``)."""
+    if "host_only" not in df:
+        return set()
+    return {
+        key
+        for key, flags in df.groupby(["scenario", "cgroup", "file"])["host_only"]
+        if len(flags) and all(x is True or (isinstance(x, (bool, np.bool_)) and bool(x)) for x in flags)
+    }
 
 
 def _fmt_value(v: str) -> str:

@@ -48,7 +48,9 @@ class Group:
     label: str
     runs: list[RunInfo]
     verdicts: pd.DataFrame
-    cgroups: pd.DataFrame  # run, scenario, cgroup, file, value (text)
+    # run, scenario, cgroup, file, value (text); for sampled limits also expected (the run's
+    # model) and host_only (the value is that model's, and the same in every kubelet version)
+    cgroups: pd.DataFrame
     deviations: dict[str, set[str]]  # run id -> host deviations
     warnings: list[str] = field(default_factory=list)
 
@@ -170,6 +172,25 @@ def _observed_cgroups(info: RunInfo) -> tuple[pd.DataFrame, list[str]]:
     return out, []
 
 
+def _model_limits(info: RunInfo) -> dict[tuple[str, str], tuple[str, bool]]:
+    """(scenario, sampled cgroup) -> the model's memory limit as the run recorded it ("max" for
+    none) and whether no kubelet version changes it (event ``expected_limits``,
+    ``model.layout.sampled_limits``); empty for runs older than that event."""
+    p = info.dir / "events.parquet"
+    if not p.exists() or not {"kind", "scenario", "detail"} <= set(pq.read_schema(p).names):
+        return {}
+    t = pq.read_table(p, columns=["kind", "scenario", "detail"], filters=[("kind", "==", "expected_limits")])
+    out: dict[tuple[str, str], tuple[str, bool]] = {}
+    for sc, detail in zip(t["scenario"].to_pylist(), t["detail"].to_pylist(), strict=True):
+        try:
+            limits = json.loads(detail)
+            for name, (value, same) in limits.items():
+                out[(str(sc), str(name))] = ("max" if value is None else str(int(value)), bool(same))
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
 def _load_one(info: RunInfo, cgroups: bool) -> dict[str, Any]:
     verdicts, warnings = _verdicts(info)
     verdicts = verdicts.assign(run=info.id)
@@ -178,7 +199,16 @@ def _load_one(info: RunInfo, cgroups: bool) -> dict[str, Any]:
     if cgroups:
         observed, w = _observed_cgroups(info)
         warnings += w
-        parts = [x for x in (_limits(info), observed) if not x.empty]
+        limits = _limits(info)
+        if not limits.empty:
+            model = _model_limits(info)
+            seen = [model.get((sc, c)) for sc, c in zip(limits["scenario"], limits["cgroup"], strict=True)]
+            limits["expected"] = [None if m is None else m[0] for m in seen]
+            # the run's value is its own model's, and no kubelet version changes that value
+            limits["host_only"] = [
+                m is not None and m[1] and v == m[0] for v, m in zip(limits["value"], seen, strict=True)
+            ]
+        parts = [x for x in (limits, observed) if not x.empty]
         if parts:
             cg = pd.concat(parts, ignore_index=True).assign(run=info.id)
     return {"verdicts": verdicts, "cgroups": cg, "deviations": devs, "warnings": warnings}
@@ -200,7 +230,7 @@ def load_group(label: str, runs: list[RunInfo], *, cgroups: bool = True, workers
     cdf = (
         pd.concat(cgs, ignore_index=True)
         if cgs
-        else pd.DataFrame(columns=["scenario", "cgroup", "file", "value", "run"])
+        else pd.DataFrame(columns=["scenario", "cgroup", "file", "value", "expected", "host_only", "run"])
     )
     return Group(
         label=label,

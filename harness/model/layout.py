@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.config.kubelet import KubeletConfiguration
-from harness.config.node import NodeFacts
+from harness.config.node import SUPPORTED_MINORS, NodeFacts
 from harness.config.pod import Pod
 from harness.config.suite import Scenario, Workload
+from harness.errors import HarnessError
 from harness.model import cgroups as cg
 from harness.model import node as nodemodel
 from harness.model import oom, qos
@@ -172,3 +173,41 @@ def node_layout(scenario: Scenario, *, kubelet: bool = False) -> NodeLayout:
             memsw_limit_bytes=s.swap[1],
         )
     return NodeLayout(limits=limits, workloads=out, notes=notes, node=node_info)
+
+
+@dataclass(frozen=True)
+class ModelLimit:
+    """The model's memory limit of one sampled cgroup (None: no limit), and whether the model gives
+    the same on every kubelet version it covers, on the same node."""
+
+    value: int | None
+    same_in_every_version: bool
+
+
+def sampled_limits(scenario: Scenario, *, kubelet: bool = False) -> dict[str, ModelLimit]:
+    """The model's limit of kubepods and of each workload's own cgroup (the sampler's names), with
+    whether it depends on the kubelet's version (``config.node.SUPPORTED_MINORS``; a version whose
+    layout cannot be computed counts as differing). ``compare`` tells a host difference from a
+    kubelet change with it: a value that differs between two runs, each its own model's, and that
+    no kubelet version changes, comes from the nodes."""
+    assert scenario.node is not None
+    own = node_layout(scenario, kubelet=kubelet)
+
+    def limits(layout: NodeLayout) -> dict[str, int | None]:
+        out = {w: wl.memory_limit_bytes for w, wl in layout.workloads.items()}
+        if "kubepods" in layout.limits:
+            out["kubepods"] = layout.limits["kubepods"]
+        return out
+
+    mine = limits(own)
+    same = dict.fromkeys(mine, True)
+    for minor in SUPPORTED_MINORS:
+        node = scenario.node.model_copy(update={"kubelet_version": f"1.{minor}"})
+        try:
+            other = limits(node_layout(scenario.model_copy(update={"node": node}), kubelet=kubelet))
+        except (HarnessError, ValueError):  # this version refuses the profile: not the same
+            other = {}
+        for k, v in mine.items():
+            if k not in other or other[k] != v:
+                same[k] = False
+    return {k: ModelLimit(v, same[k]) for k, v in mine.items()}

@@ -14,6 +14,7 @@ from harness.classify import OomRecord, Outcome, WorkloadEvidence, classify
 from harness.host.cgroups import CgroupTree, memory_root
 from harness.hostperf import warm_up_scenario
 from harness.launch.base import Handle, KubeletStart, ScenarioContext
+from harness.model.layout import sampled_limits
 from harness.quantity import format_mib
 from harness.sample.cgroupfs import CgroupPaths, parse_memory_events, parse_oom_control
 from harness.sample.sampler import read_progress
@@ -84,6 +85,14 @@ def launch_workloads(live: LiveScenario, run: RunContext) -> None:
         key = f"{sc.name}/{name}"
         run.sampler.register(key, CgroupPaths(rel, _vstr(run)))
         live.sampled.append(key)
+    # the model's limit of each sampled cgroup, for compare (model.layout.sampled_limits)
+    limits = sampled_limits(sc, kubelet=run.backend.kubelet)
+    run.events.add(
+        "harness",
+        "expected_limits",
+        scenario=sc.name,
+        detail=json.dumps({k: [v.value, v.same_in_every_version] for k, v in limits.items()}),
+    )
     ctx.t0_mono = time.monotonic()
 
     def started(h: Handle) -> None:
