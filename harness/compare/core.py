@@ -513,50 +513,26 @@ def _cgroups(base: Group, new: Group, out: list[Finding]) -> None:
         sc, cg, f = (str(x) for x in key)
         vb, vn = gb[key], gn[key]
         mb, mn = _mode(vb), _mode(vn)
-        subject = f"{cg} {f}"
-        if mb != mn and key in host_b and key in host_n:
-            out.append(
-                Finding(
-                    "cgroup",
-                    sc,
-                    subject,
-                    False,
-                    f"{sc}/{cg}: {f} {_fmt_value(mb)} -> {_fmt_value(mn)}, each run its own node's model value",
-                    base=mb,
-                    new=mn,
-                    test="each side's model",
-                    note="the nodes differ (memory, NUMA free memory), not the kubelet: every run had its "
-                    "model's value, which no kubelet version changes",
-                )
+        test, note = "most common value", ""
+        if mb == mn:
+            changed, summary = False, f"{sc}/{cg}: {f} {_fmt_value(mb)} in both"
+            if set(vb) != set(vn):
+                note = f"values vary: BASE {sorted(set(vb))}, NEW {sorted(set(vn))}"
+        elif key in host_b and key in host_n:
+            changed = False
+            summary = (
+                f"{sc}/{cg}: {f} {_fmt_value(mb)} -> {_fmt_value(mn)}, each run its own node's model value"
             )
-        elif mb != mn:
-            out.append(
-                Finding(
-                    "cgroup",
-                    sc,
-                    subject,
-                    True,
-                    f"{sc}/{cg}: {f} {_fmt_value(mb)} -> {_fmt_value(mn)}",
-                    base=mb,
-                    new=mn,
-                    test="most common value",
-                )
+            test = "each side's model"
+            note = (
+                "the nodes differ (memory, NUMA free memory), not the kubelet: every run had its "
+                "model's value, which no kubelet version changes"
             )
         else:
-            note = "" if set(vb) == set(vn) else f"values vary: BASE {sorted(set(vb))}, NEW {sorted(set(vn))}"
-            out.append(
-                Finding(
-                    "cgroup",
-                    sc,
-                    subject,
-                    False,
-                    f"{sc}/{cg}: {f} {_fmt_value(mb)} in both",
-                    base=mb,
-                    new=mn,
-                    test="most common value",
-                    note=note,
-                )
-            )
+            changed, summary = True, f"{sc}/{cg}: {f} {_fmt_value(mb)} -> {_fmt_value(mn)}"
+        out.append(
+            Finding("cgroup", sc, f"{cg} {f}", changed, summary, base=mb, new=mn, test=test, note=note)
+        )
 
 
 def _host_only(df: pd.DataFrame) -> set[tuple[Any, ...]]:
@@ -565,10 +541,11 @@ def _host_only(df: pd.DataFrame) -> set[tuple[Any, ...]]:
     ``expected_limits``)."""
     if "host_only" not in df:
         return set()
+    # a row without the flag (an observed file, an older run) is NaN: not True
     return {
         key
         for key, flags in df.groupby(["scenario", "cgroup", "file"])["host_only"]
-        if len(flags) and all(x is True or (isinstance(x, (bool, np.bool_)) and bool(x)) for x in flags)
+        if len(flags) and flags.eq(True).all()
     }
 
 
