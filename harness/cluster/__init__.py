@@ -508,6 +508,9 @@ class Cluster:
         # cAdvisor reads each NUMA node's memory once, when the kubelet starts; on hosts whose memory
         # is onlined over time (this VM) it differs from later reads, so keep what the kubelet saw.
         rec["numa_memory_at_kubelet_start"] = numa_memory()
+        # and the node's capacity: cAdvisor's MemTotal, read once at the same start
+        # (pkg/kubelet/kubelet.go setCachedMachineInfo; cm.CapacityFromMachineInfo)
+        rec["mem_total_at_kubelet_start"] = mem_total()
         rec["kubelet_binary"] = str(built.bin_dir / "kubelet")
         rec["kubelet_profile"] = str(profile) if profile else None
         self._save_record(rec)
@@ -718,6 +721,16 @@ def numa_memory(root: Path = Path("/sys/devices/system/node")) -> dict[str, int]
             if m:
                 out[d.name[4:]] = int(m.group(1)) * 1024
     return out
+
+
+def mem_total(meminfo: Path = Path("/proc/meminfo")) -> int | None:
+    """MemTotal in bytes, as cAdvisor reads it for the machine's memory capacity
+    (google/cadvisor machine/machine.go GetMachineMemoryCapacity: ``MemTotal: N kB`` * 1024)."""
+    with contextlib.suppress(OSError):
+        m = re.search(r"^MemTotal:\s+(\d+) kB", meminfo.read_text(), re.M)
+        if m:
+            return int(m.group(1)) * 1024
+    return None
 
 
 def kubelet_error(log_text: str) -> str:

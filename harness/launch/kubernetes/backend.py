@@ -136,10 +136,14 @@ class KubernetesBackend(Backend):
         return out
 
     def node_view(self, host: Mapping[str, Any]) -> NodeView:
-        """The node is this host, at the cluster's kubelet version, with NUMA nodes as it saw them."""
+        """The node is this host as the cluster's kubelet saw it at its start (capacity and each NUMA
+        node's memory), at that kubelet's version."""
         v = self.cluster.record().get("version")
+        capacity = kube_node.memory_capacity(self.cluster)
+        if capacity is None and host.get("memoryCapacity"):
+            capacity = int(host["memoryCapacity"])
         return NodeView(
-            memory_capacity_bytes=int(host["memoryCapacity"]) if host.get("memoryCapacity") else None,
+            memory_capacity_bytes=capacity,
             numa_memory_bytes=kube_node.numa_memory(self.cluster),
             kubelet_version=".".join(str(v).lstrip("v").split(".")[:2]) if v else None,
         )

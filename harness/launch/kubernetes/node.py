@@ -91,6 +91,18 @@ def unavailable(meminfo: Path = Path("/proc/meminfo")) -> int | None:
     return kv["MemTotal"] - kv["MemAvailable"]
 
 
+def memory_capacity(cluster: Any) -> int | None:
+    """The node's memory capacity as the running kubelet computed it: MemTotal read once when it
+    started (pkg/kubelet/kubelet.go setCachedMachineInfo, cm.CapacityFromMachineInfo; the kubelet
+    never re-reads it). The harness reads it just before each kubelet start; on a VM whose memory
+    is onlined over time a later read is larger (lab ma: 10692 KiB), and kubepods, allocatable and
+    the thresholds all follow the start's value. None before a kubelet started by this harness."""
+    with contextlib.suppress(TypeError, ValueError):
+        v = cluster.record().get("mem_total_at_kubelet_start")
+        return int(v) if v else None
+    return None
+
+
 def numa_memory(cluster: Any) -> dict[str, int]:
     """Each NUMA node's memory as the running kubelet saw it at its start: from its memory
     manager's checkpoint when there is one (machineState.<node>.memoryMap.memory.total, exactly

@@ -1,0 +1,70 @@
+"""The node the model sees on a real kubelet: its memory as the kubelet read it when it started."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from harness.cluster import mem_total
+from harness.launch.kubernetes.backend import KubernetesBackend
+
+MiB = 1 << 20
+
+
+class _Cluster:
+    """What node_view reads of a cluster: its record and the kubelet's root (checkpoints)."""
+
+    def __init__(self, root: Path, record: dict[str, Any]) -> None:
+        self.kubelet_root = root
+        self._record = record
+
+    def record(self) -> dict[str, Any]:
+        return dict(self._record)
+
+
+def test_mem_total_is_cadvisors_memtotal_in_bytes(tmp_path: Path) -> None:
+    p = tmp_path / "meminfo"
+    p.write_text("MemTotal:        4026968 kB\nMemFree:         3000000 kB\nSwapTotal:  0 kB\n")
+    assert mem_total(p) == 4026968 * 1024
+    assert mem_total(tmp_path / "missing") is None
+
+
+def test_the_capacity_is_the_kubelets_start_value_not_the_hosts_later_read(tmp_path: Path) -> None:
+    # lab ma: MemTotal grew by 10692 KiB after the kubelet started; kubepods followed the start value
+    at_start = 4123623424 - 10692 * 1024
+    cluster = _Cluster(
+        tmp_path,
+        {
+            "version": "v1.33.4",
+            "mem_total_at_kubelet_start": at_start,
+            "numa_memory_at_kubelet_start": {"0": 2 << 30},
+        },
+    )
+    view = KubernetesBackend(cluster).node_view({"memoryCapacity": 4123623424})  # type: ignore[arg-type]
+    assert view.memory_capacity_bytes == at_start
+    assert view.numa_memory_bytes == {"0": 2 << 30}
+    assert view.kubelet_version == "1.33"
+
+
+def test_without_a_start_value_the_hosts_memory_is_the_capacity(tmp_path: Path) -> None:
+    # a cluster started before the harness recorded it (or not by this harness)
+    cluster = _Cluster(tmp_path, {"version": "1.32.5"})
+    view = KubernetesBackend(cluster).node_view({"memoryCapacity": 3000 * MiB})  # type: ignore[arg-type]
+    assert view.memory_capacity_bytes == 3000 * MiB
+    assert view.kubelet_version == "1.32"
+    assert KubernetesBackend(cluster).node_view({}).memory_capacity_bytes is None  # type: ignore[arg-type]
+
+
+def test_numa_sizes_come_from_the_static_managers_checkpoint_first(tmp_path: Path) -> None:
+    (tmp_path / "memory_manager_state").write_text(
+        json.dumps(
+            {
+                "policyName": "Static",
+                "machineState": {"0": {"memoryMap": {"memory": {"total": 1900 * MiB}}}},
+            }
+        )
+    )
+    cluster = _Cluster(tmp_path, {"numa_memory_at_kubelet_start": {"0": 2000 * MiB}})
+    view = KubernetesBackend(cluster).node_view({})  # type: ignore[arg-type]
+    assert view.numa_memory_bytes == {"0": 1900 * MiB}
