@@ -130,6 +130,14 @@ def _failure_message(res: dict[str, Any]) -> str:
     if not msg:
         for key in ("stderr", "stdout"):
             lines = [ln for ln in str(res.get(key) or "").splitlines() if ln.strip()]
+            # a harness command on the host says why it failed in its "harness: error:" line; the
+            # daemon log lines it quotes after it (or a daemon's own chatter) are not the reason
+            said = [i for i, ln in enumerate(lines) if ln.startswith("harness: error:")]
+            if said:
+                msg = lines[said[-1]].removeprefix("harness: ")
+                if msg.endswith(":") and said[-1] + 1 < len(lines):
+                    msg += " " + lines[-1].strip()
+                break
             if lines:
                 msg = lines[-1]
                 break

@@ -86,6 +86,38 @@ def test_events_keep_the_diff_of_changed_tasks() -> None:
     assert d.startswith("kubelet : Write the profile:\n--- /etc/x\n+++ /etc/x\n") and "-a: 1\n+a: 2\n" in d
 
 
+def test_a_failed_harness_command_is_reported_by_its_error_line_not_the_daemon_log_it_quotes() -> None:
+    # lab ka, a loaded host: `harness cluster up` failed and its last stderr line was an apiserver
+    # log line, which the summary showed as the reason
+    ev = _Events(["ka-a"], lambda _m: None)
+    stderr = (
+        "I1207 11:22:58 starting\n[cluster 11:22:58] starting kube-apiserver 1.33.4 on 127.0.0.1:6443\n"
+        "harness: error: kube-apiserver /readyz not ready after 180 s; last log lines (kube-apiserver.log):\n"
+        "E1207 11:24:59.797416 controller.go:145] Failed to ensure lease exists\n"
+        "I1207 11:25:48.784924 cacher.go:847] 1 objects queued in incoming channel.\n"
+    )
+    ev(
+        {
+            "event": "runner_on_failed",
+            "event_data": {"host": "ka-a", "task": "Start the cluster", "role": "cluster",
+                           "res": {"rc": 3, "msg": "non-zero return code", "stderr": stderr}},
+        }
+    )  # fmt: skip
+    err = ev.reports["ka-a"].error
+    assert err is not None and err.startswith(
+        "task 'cluster : Start the cluster' failed: error: kube-apiserver /readyz not ready after 180 s"
+    )
+    assert "cacher.go" in err  # the quoted log's last line follows the colon
+    ev2 = _Events(["ka-a"], lambda _m: None)
+    ev2(
+        {
+            "event": "runner_on_failed",
+            "event_data": {"host": "ka-a", "task": "Copy", "res": {"rc": 1, "stderr": "cp: no space left\n"}},
+        }
+    )
+    assert ev2.reports["ka-a"].error == "task 'Copy' failed: cp: no space left"
+
+
 def test_cli_passes_check_and_diff_to_ansible_runner(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Argument plumbing only: ansible-runner is replaced (the real run needs lab hosts)."""
     import ansible_runner
