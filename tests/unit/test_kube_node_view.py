@@ -31,7 +31,7 @@ def test_mem_total_is_cadvisors_memtotal_in_bytes(tmp_path: Path) -> None:
 
 
 def test_the_capacity_is_the_kubelets_start_value_not_the_hosts_later_read(tmp_path: Path) -> None:
-    # lab ma: MemTotal grew by 10692 KiB after the kubelet started; kubepods followed the start value
+    # MemTotal grew after the kubelet started (memory onlined): the kubelet keeps its start value
     at_start = 4123623424 - 10692 * 1024
     cluster = _Cluster(
         tmp_path,

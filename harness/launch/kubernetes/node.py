@@ -94,9 +94,10 @@ def unavailable(meminfo: Path = Path("/proc/meminfo")) -> int | None:
 def memory_capacity(cluster: Any) -> int | None:
     """The node's memory capacity as the running kubelet computed it: MemTotal read once when it
     started (pkg/kubelet/kubelet.go setCachedMachineInfo, cm.CapacityFromMachineInfo; the kubelet
-    never re-reads it). The harness reads it just before each kubelet start; on a VM whose memory
-    is onlined over time a later read is larger (lab ma: 10692 KiB), and kubepods, allocatable and
-    the thresholds all follow the start's value. None before a kubelet started by this harness."""
+    never re-reads it). The harness reads it just before each kubelet start (equal to cAdvisor's
+    ``MemoryCapacity`` in the kubelet's log on lab ka), so that a host whose MemTotal moves later
+    (memory onlined or ballooned) keeps the kubelet's value. None before a kubelet started by this
+    harness."""
     with contextlib.suppress(TypeError, ValueError):
         v = cluster.record().get("mem_total_at_kubelet_start")
         return int(v) if v else None
