@@ -54,6 +54,11 @@ from harness.model.predict import Baseline
 from harness.owned import run_ledger, sweep
 from harness.sample.kubeletlog import EvictionSync, eviction_syncs
 
+#: How long a pod may take from creation to a running container. 2026-12-07, a TCG guest sharing 2
+#: cores with another, right after a kubelet restart (S9 static pinning, lab ka): sandbox 39 s and
+#: container 62 s after the pod was added; 60 s had failed the whole host there.
+POD_START_TIMEOUT_S = 120.0
+
 
 class KubernetesBackend(Backend):
     name = "kubernetes"
@@ -282,7 +287,7 @@ class KubernetesBackend(Backend):
         if workload.placement != "pod":
             return self._launch_host(ctx, workload, layout)
         h, name = self._create_pod(ctx, workload, layout)
-        self._wait_started([(h, name)], timeout=60.0)
+        self._wait_started([(h, name)], timeout=POD_START_TIMEOUT_S)
         return h
 
     def launch_many(
@@ -305,7 +310,7 @@ class KubernetesBackend(Backend):
                 pending.append((h, name))
             out.append(h)
         # the serial launch's 60 s per pod, for the kubelet's whole batch: plus 1 s per pod
-        self._wait_started(pending, timeout=60.0 + len(pending), on_started=on_started)
+        self._wait_started(pending, timeout=POD_START_TIMEOUT_S + len(pending), on_started=on_started)
         return out
 
     def _launch_host(self, ctx: ScenarioContext, workload: Workload, layout: WorkloadLayout) -> Handle:
