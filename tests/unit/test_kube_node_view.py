@@ -68,3 +68,17 @@ def test_numa_sizes_come_from_the_static_managers_checkpoint_first(tmp_path: Pat
     cluster = _Cluster(tmp_path, {"numa_memory_at_kubelet_start": {"0": 2000 * MiB}})
     view = KubernetesBackend(cluster).node_view({})  # type: ignore[arg-type]
     assert view.numa_memory_bytes == {"0": 1900 * MiB}
+
+
+def test_an_empty_v2_cpuset_mems_is_read_as_the_nodes_the_kernel_applies(tmp_path: Path) -> None:
+    from harness.launch.kubernetes.backend import _cpuset_mems
+
+    pinned = tmp_path / "kubepods.slice" / "pinned.scope"
+    shared = tmp_path / "kubepods.slice" / "shared.scope"
+    for d, mems in ((pinned, "0\n"), (shared, "\n")):
+        d.mkdir(parents=True)
+        (d / "cpuset.mems").write_text(mems)
+        (d / "cpuset.mems.effective").write_text("0-1\n")
+    assert _cpuset_mems("kubepods.slice/pinned.scope", tmp_path) == "0"
+    assert _cpuset_mems("kubepods.slice/shared.scope", tmp_path) == "0-1"
+    assert _cpuset_mems("kubepods.slice/gone.scope", tmp_path) is None

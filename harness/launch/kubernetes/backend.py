@@ -625,10 +625,21 @@ class KubernetesBackend(Backend):
                 api.close()
 
 
-def _cpuset_mems(rel: str) -> str | None:
-    """``cpuset.mems`` of a container cgroup (``rel``: below the cgroup root), as the kernel shows it."""
-    d = controller_dir("cpuset")
+def _cpuset_mems(rel: str, root: Path | None = None) -> str | None:
+    """The NUMA nodes a container cgroup (``rel``: below the cgroup root) may allocate from.
+
+    ``cpuset.mems`` where the runtime wrote it (the memory manager's nodes); on cgroup v2 a container
+    without them (no ``CpusetMems`` from the kubelet: not Guaranteed, or no memory manager) has an
+    empty ``cpuset.mems`` and the kernel applies its parent's nodes, ``cpuset.mems.effective``
+    (Documentation/admin-guide/cgroup-v2.rst, "cpuset.mems"). 2026-12-07 on lab kb (v2, Static
+    policy) a Burstable container read "" there. On v1 the file is never empty."""
+    d = root if root is not None else controller_dir("cpuset")
+    if d is None:
+        return None
     try:
-        return (d / rel / "cpuset.mems").read_text().strip() if d is not None else None
+        mems = (d / rel / "cpuset.mems").read_text().strip()
+        if not mems:
+            mems = (d / rel / "cpuset.mems.effective").read_text().strip()
+        return mems
     except OSError:
         return None
