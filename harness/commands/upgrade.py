@@ -29,7 +29,7 @@ def _say(msg: str) -> None:
 
 @click.command("upgrade-check")
 @click.option("--from", "from_version", required=True, help="The kubelet release in use, e.g. 1.33.4 (BASE).")
-@click.option("--to", "to_version", required=True, help="The release to upgrade to, e.g. 1.34.1 (NEW).")
+@click.option("--to", "to_version", required=True, help="The release to upgrade to, e.g. 1.34.2 (NEW).")
 @click.option(
     "--suite",
     type=click.Path(dir_okay=False),
@@ -96,10 +96,10 @@ def upgrade_cmd(
 
     \b
     Examples:
-      harness upgrade-check --from 1.33.4 --to 1.34.1
+      harness upgrade-check --from 1.33.4 --to 1.34.2
       harness upgrade-check --from 1.31.13 --to 1.32.5 --suite suites/upgrade.yaml --repeats 5 -o /srv/gate
       harness upgrade-check --from 1.33.4 --to 1.33.4 --repeats 5       # A/A: the noise of this host
-      harness upgrade-check --from 1.33.4 --to 1.34.1 --dry-run
+      harness upgrade-check --from 1.33.4 --to 1.34.2 --dry-run
     Builds both versions (cached), then runs the suite on the local cluster alternating versions
     (A B A B ..., so host drift hits both), each run labelled upgrade=<check-id>, side=from|to,
     repeat=N; then compares the sides like 'harness compare' and writes OUTPUT/report.html (the
