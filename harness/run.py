@@ -168,7 +168,7 @@ def _require_ready(backend: Backend) -> None:
 
 def _scenarios(suite: Suite, backend_name: str, only: list[str] | None) -> list[Scenario]:
     scenarios = (
-        [suite.scenario(n) for n in only]
+        list({id(s): s for n in only for s in suite.select(n)}.values())
         if only
         else [s for s in suite.scenarios if backend_name in s.backends]
     )

@@ -264,9 +264,14 @@ class Suite(BaseModel):
         return self
 
     def scenario(self, name: str) -> Scenario:
-        for s in self.scenarios:
-            if s.name == name or s.id == name:
-                return s
+        return self.select(name)[0]
+
+    def select(self, name: str) -> list[Scenario]:
+        """Every scenario whose name or catalog id is ``name``, in suite order (an id such as S9 or
+        S10 may name several variants)."""
+        found = [s for s in self.scenarios if s.name == name or s.id == name]
+        if found:
+            return found
         raise InputError(
             self.source,
             "scenarios",

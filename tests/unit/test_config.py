@@ -183,3 +183,14 @@ def test_suite_errors(tmp_path: Path) -> None:
     )
     with pytest.raises(InputError, match=r"nothere\.yaml: file not found"):
         load_suite(s)
+
+
+def test_an_id_selects_every_scenario_that_carries_it() -> None:
+    # suites/vm-kubelet.yaml has two S9 and two S10 variants; `--scenario S10` ran only the first
+    from harness.run import _scenarios
+
+    suite = load_suite(Path(__file__).resolve().parents[2] / "suites" / "vm-kubelet.yaml")
+    assert [s.name for s in suite.select("S10")] == ["s10-single-numa-node", "s10-no-numa-alignment"]
+    assert [s.name for s in suite.select("s9-static-pinning")] == ["s9-static-pinning"]
+    picked = _scenarios(suite, "kubernetes", ["S10", "s10-single-numa-node", "S1"])
+    assert [s.name for s in picked] == ["s10-single-numa-node", "s10-no-numa-alignment", "s1-container-limit"]
