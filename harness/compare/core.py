@@ -526,7 +526,7 @@ def _cgroups(base: Group, new: Group, out: list[Finding]) -> None:
             test = "each side's model"
             note = (
                 "the nodes differ (memory, NUMA free memory), not the kubelet: every run had its "
-                "model's value, which no kubelet version changes"
+                "model's value, which no kubelet version changes, or the harness's own ceiling"
             )
         else:
             changed, summary = True, f"{sc}/{cg}: {f} {_fmt_value(mb)} -> {_fmt_value(mn)}"

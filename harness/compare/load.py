@@ -172,21 +172,29 @@ def _observed_cgroups(info: RunInfo) -> tuple[pd.DataFrame, list[str]]:
     return out, []
 
 
-def _model_limits(info: RunInfo) -> dict[tuple[str, str], tuple[str, bool]]:
+def _model_limits(info: RunInfo) -> dict[tuple[str, str], tuple[str, bool, str | None]]:
     """(scenario, sampled cgroup) -> the model's memory limit as the run recorded it ("max" for
-    none) and whether no kubelet version changes it (event ``expected_limits``,
-    ``model.layout.sampled_limits``); empty for runs older than that event."""
+    none), whether no kubelet version changes it (event ``expected_limits``,
+    ``model.layout.sampled_limits``) and the value the harness's own ceiling writes there (None:
+    none recorded; runs before 2026-12-07 recorded two fields); empty for runs older than that
+    event."""
     p = info.dir / "events.parquet"
     if not p.exists() or not {"kind", "scenario", "detail"} <= set(pq.read_schema(p).names):
         return {}
     t = pq.read_table(p, columns=["kind", "scenario", "detail"], filters=[("kind", "==", "expected_limits")])
-    out: dict[tuple[str, str], tuple[str, bool]] = {}
+    out: dict[tuple[str, str], tuple[str, bool, str | None]] = {}
     for sc, detail in zip(t["scenario"].to_pylist(), t["detail"].to_pylist(), strict=True):
         try:
             limits = json.loads(detail)
-            for name, (value, same) in limits.items():
-                out[(str(sc), str(name))] = ("max" if value is None else str(int(value)), bool(same))
-        except (TypeError, ValueError):
+            for name, fields in limits.items():
+                value, same = fields[0], fields[1]
+                own = fields[2] if len(fields) > 2 and fields[2] is not None else None
+                out[(str(sc), str(name))] = (
+                    "max" if value is None else str(int(value)),
+                    bool(same),
+                    None if own is None else str(int(own)),
+                )
+        except (TypeError, ValueError, IndexError, KeyError):
             continue
     return out
 
@@ -204,9 +212,11 @@ def _load_one(info: RunInfo, cgroups: bool) -> dict[str, Any]:
             model = _model_limits(info)
             seen = [model.get((sc, c)) for sc, c in zip(limits["scenario"], limits["cgroup"], strict=True)]
             limits["expected"] = [None if m is None else m[0] for m in seen]
-            # the run's value is its own model's, and no kubelet version changes that value
+            # the run's value is its own model's, and no kubelet version changes that value; or it
+            # is the harness's own ceiling on this host (never the kubelet's)
             limits["host_only"] = [
-                m is not None and m[1] and v == m[0] for v, m in zip(limits["value"], seen, strict=True)
+                m is not None and ((m[1] and v == m[0]) or (m[2] is not None and v == m[2]))
+                for v, m in zip(limits["value"], seen, strict=True)
             ]
         parts = [x for x in (limits, observed) if not x.empty]
         if parts:

@@ -295,6 +295,11 @@ class Backend(ABC):
         for h in handles:
             self.stop(ctx, h, timeout)
 
+    def harness_limits(self) -> dict[str, int]:
+        """Memory limits the harness itself may write over the kubelet's on the sampled cgroups
+        (name -> bytes as the kernel shows them); compare counts such a value as the host's."""
+        return {}
+
     def node_cgroups(self, ctx: ScenarioContext) -> list[tuple[str, str]]:
         """Node-level cgroups to sample, as (name, path below the memory hierarchy root)."""
         out = [("node", ctx.tree.rel(""))]

@@ -86,12 +86,14 @@ def launch_workloads(live: LiveScenario, run: RunContext) -> None:
         run.sampler.register(key, CgroupPaths(rel, _vstr(run)))
         live.sampled.append(key)
     # the model's limit of each sampled cgroup, for compare (model.layout.sampled_limits)
+    # and the value the harness itself may write there (its ceiling on kubepods), else null
     limits = sampled_limits(sc, kubelet=run.backend.kubelet)
+    own = run.backend.harness_limits()
     run.events.add(
         "harness",
         "expected_limits",
         scenario=sc.name,
-        detail=json.dumps({k: [v.value, v.same_in_every_version] for k, v in limits.items()}),
+        detail=json.dumps({k: [v.value, v.same_in_every_version, own.get(k)] for k, v in limits.items()}),
     )
     ctx.t0_mono = time.monotonic()
 

@@ -55,7 +55,9 @@ def test_a_limit_one_version_sets_otherwise_is_not_version_free(monkeypatch: pyt
     assert not got["kubepods"].same_in_every_version and not got["ballast"].same_in_every_version
 
 
-def _run(tmp: Path, as_name: str, kubepods: int, model: int | None, same: bool = True) -> Path:
+def _run(
+    tmp: Path, as_name: str, kubepods: int, model: int | None, same: bool = True, ceiling: int | None = None
+) -> Path:
     """The fixture run as another node: its sampled kubepods limit ``kubepods``, and, when ``model``
     is given, the model's limits recorded as a run does (event ``expected_limits``)."""
     d = tmp / as_name
@@ -73,7 +75,12 @@ def _run(tmp: Path, as_name: str, kubepods: int, model: int | None, same: bool =
                 "source": "harness",
                 "kind": "expected_limits",
                 "scenario": sc,
-                "detail": json.dumps({"kubepods": [model, same], "ballast": [1887436800, True]}),
+                "detail": json.dumps(
+                    {
+                        "kubepods": [model, same] + ([ceiling] if ceiling else []),
+                        "ballast": [1887436800, True],
+                    }
+                ),
             }
             for sc in (SC, "s4-fast-past-kubepods")
         ]
@@ -114,4 +121,21 @@ def test_a_limit_off_its_model_or_version_dependent_or_unrecorded_stays_a_change
     assert len(_cgroup_changes(_compare(base, versioned))) == 2
     # an older run that recorded no model limits: as before, a change
     old = _run(tmp_path, "d", other, None)
+    assert len(_cgroup_changes(_compare(base, old))) == 2
+
+
+def test_each_hosts_own_ceiling_on_kubepods_is_the_hosts_value(tmp_path: Path) -> None:
+    # labs ka and kb (2026-12-07): S1 sampled the harness's ceiling on kubepods, 2233622528 and
+    # 2233626624 (pod_ceiling of MemTotals 8 KiB apart), under the kubelet's 2244567040 / 2244575232
+    ka, kb = 2233622528, 2233626624
+    base = _run(tmp_path, "a", ka, ka + 10944512, ceiling=ka)
+    new = _run(tmp_path, "b", kb, kb + 10948608, ceiling=kb)
+    c = _compare(base, new)
+    assert _cgroup_changes(c) == []
+    assert any("or the harness's own ceiling" in f.note for f in c.findings if f.check == "cgroup")
+    # the ceiling recorded, but NEW sampled neither it nor its model's value: still a change
+    off = _run(tmp_path, "c", kb + 4096, kb + 10948608, ceiling=kb)
+    assert len(_cgroup_changes(_compare(base, off))) == 2
+    # two-field events of older runs: the ceiling unknown, a change as before
+    old = _run(tmp_path, "d", kb, kb + 10948608)
     assert len(_cgroup_changes(_compare(base, old))) == 2

@@ -82,3 +82,13 @@ def test_an_empty_v2_cpuset_mems_is_read_as_the_nodes_the_kernel_applies(tmp_pat
     assert _cpuset_mems("kubepods.slice/pinned.scope", tmp_path) == "0"
     assert _cpuset_mems("kubepods.slice/shared.scope", tmp_path) == "0-1"
     assert _cpuset_mems("kubepods.slice/gone.scope", tmp_path) is None
+
+
+def test_the_harness_ceiling_on_kubepods_is_recorded_as_the_kernel_shows_it(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    # lab ka: MemTotal 4123615232 -> pod_ceiling 2233624918 written, memory.max read 2233622528
+    import harness.launch.kubernetes.backend as backend_mod
+
+    monkeypatch.setattr(backend_mod, "ceiling_mem_total", lambda: 4123615232)
+    assert KubernetesBackend(_Cluster(tmp_path, {})).harness_limits() == {"kubepods": 2233622528}  # type: ignore[arg-type]

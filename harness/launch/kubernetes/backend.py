@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -13,7 +14,8 @@ from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
 from harness.cluster import Cluster
-from harness.cluster.ceiling import Room, make_room, restore
+from harness.cluster.ceiling import Room, make_room, pod_ceiling, restore
+from harness.cluster.ceiling import mem_total as ceiling_mem_total
 from harness.cluster.client import api_client
 from harness.cluster.runtime import instance
 from harness.config.suite import Workload
@@ -152,6 +154,16 @@ class KubernetesBackend(Backend):
             numa_memory_bytes=kube_node.numa_memory(self.cluster),
             kubelet_version=".".join(str(v).lstrip("v").split(".")[:2]) if v else None,
         )
+
+    def harness_limits(self) -> dict[str, int]:
+        """kubepods at the harness's ceiling (``cluster.ceiling.pod_ceiling`` of this host's MemTotal,
+        page-rounded as the kernel stores it), written when the kubelet's value is higher. On a 4 GiB
+        lab guest that is 10.4 MiB under the kubelet's 2244567040 (labs ka and kb, 2026-12-07), and
+        the kubelet sometimes rewrites its own value after the cap: either may be sampled."""
+        with contextlib.suppress(OSError, HostError):
+            page = os.sysconf("SC_PAGE_SIZE")
+            return {"kubepods": pod_ceiling(ceiling_mem_total()) // page * page}
+        return {}
 
     def baseline(self) -> Baseline:
         return kube_node.baseline(self.cluster.kubepods)
