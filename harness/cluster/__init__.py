@@ -38,7 +38,7 @@ from typing import Any
 import yaml
 
 from harness.cluster.build import BuildResult, binary_version, build_for, ensure_built, normalize_version
-from harness.cluster.ceiling import cap_kubepods, confine_daemons
+from harness.cluster.ceiling import cap_kubepods, confine_daemons, mem_total
 from harness.cluster.client import api_client
 from harness.cluster.daemon import Daemon
 from harness.cluster.pki import Pki, ensure_pki, kubeconfig
@@ -510,7 +510,9 @@ class Cluster:
         rec["numa_memory_at_kubelet_start"] = numa_memory()
         # and the node's capacity: cAdvisor's MemTotal, read once at the same start
         # (pkg/kubelet/kubelet.go setCachedMachineInfo; cm.CapacityFromMachineInfo)
-        rec["mem_total_at_kubelet_start"] = mem_total()
+        rec["mem_total_at_kubelet_start"] = None
+        with contextlib.suppress(OSError, HostError):
+            rec["mem_total_at_kubelet_start"] = mem_total()
         rec["kubelet_binary"] = str(built.bin_dir / "kubelet")
         rec["kubelet_profile"] = str(profile) if profile else None
         self._save_record(rec)
@@ -721,16 +723,6 @@ def numa_memory(root: Path = Path("/sys/devices/system/node")) -> dict[str, int]
             if m:
                 out[d.name[4:]] = int(m.group(1)) * 1024
     return out
-
-
-def mem_total(meminfo: Path = Path("/proc/meminfo")) -> int | None:
-    """MemTotal in bytes, as cAdvisor reads it for the machine's memory capacity
-    (google/cadvisor machine/machine.go GetMachineMemoryCapacity: ``MemTotal: N kB`` * 1024)."""
-    with contextlib.suppress(OSError):
-        m = re.search(r"^MemTotal:\s+(\d+) kB", meminfo.read_text(), re.M)
-        if m:
-            return int(m.group(1)) * 1024
-    return None
 
 
 def kubelet_error(log_text: str) -> str:

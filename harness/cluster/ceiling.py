@@ -40,6 +40,8 @@ HOST_RESERVE = 2 * GiB  # left to the machine (this shell, the harness, other he
 
 
 def mem_total(meminfo: Path = Path("/proc/meminfo")) -> int:
+    """MemTotal in bytes, as cAdvisor reads it for the machine's memory capacity
+    (google/cadvisor machine/machine.go GetMachineMemoryCapacity: ``MemTotal: N kB`` * 1024)."""
     m = re.search(r"^MemTotal:\s+(\d+) kB", meminfo.read_text(), re.M)
     if not m:
         raise HostError(f"no MemTotal in {meminfo}")

@@ -187,14 +187,13 @@ def _model_limits(info: RunInfo) -> dict[tuple[str, str], tuple[str, bool, str |
         try:
             limits = json.loads(detail)
             for name, fields in limits.items():
-                value, same = fields[0], fields[1]
-                own = fields[2] if len(fields) > 2 and fields[2] is not None else None
+                value, same, own = (*fields, None)[:3]
                 out[(str(sc), str(name))] = (
                     "max" if value is None else str(int(value)),
                     bool(same),
                     None if own is None else str(int(own)),
                 )
-        except (TypeError, ValueError, IndexError, KeyError):
+        except (TypeError, ValueError):
             continue
     return out
 

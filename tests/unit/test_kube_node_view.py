@@ -6,7 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.cluster import mem_total
+import pytest
+
+from harness.cluster.ceiling import mem_total
+from harness.errors import HostError
 from harness.launch.kubernetes.backend import KubernetesBackend
 
 MiB = 1 << 20
@@ -27,7 +30,9 @@ def test_mem_total_is_cadvisors_memtotal_in_bytes(tmp_path: Path) -> None:
     p = tmp_path / "meminfo"
     p.write_text("MemTotal:        4026968 kB\nMemFree:         3000000 kB\nSwapTotal:  0 kB\n")
     assert mem_total(p) == 4026968 * 1024
-    assert mem_total(tmp_path / "missing") is None
+    (tmp_path / "empty").write_text("MemFree: 1 kB\n")
+    with pytest.raises(HostError, match="no MemTotal"):
+        mem_total(tmp_path / "empty")
 
 
 def test_the_capacity_is_the_kubelets_start_value_not_the_hosts_later_read(tmp_path: Path) -> None:
