@@ -81,6 +81,36 @@ def test_second_up_changes_nothing(cluster: dict[str, Any]) -> None:
     assert after == before, "an unchanged up restarted something"
 
 
+@pytest.mark.timeout(900)
+def test_the_ceiling_is_written_after_the_kubelets_own_kubepods_limit(cluster: dict[str, Any]) -> None:
+    """A profile that enforces no allocatable makes the kubelet write kubepods at the node's capacity
+    (MemTotal), above the harness's ceiling. The kubelet writes it from a goroutine after its healthz
+    answers and reports NodeAllocatableEnforced; the cluster caps kubepods only after that event, so
+    the limit found afterwards is the ceiling, not the kubelet's capacity."""
+    from harness.cluster import Cluster, _event_time
+    from harness.cluster.ceiling import pod_ceiling
+    from harness.host.cgroups import cgroup_version, memory_root
+
+    pressure = REPO / "profiles" / "cluster-node-pressure.yaml"
+    t0 = time.time()
+    r = harness("cluster", "up", "--version", VERSION, "--profile", str(pressure), timeout=600)
+    try:
+        assert r.returncode == 0, r.stderr[-3000:]
+        c = Cluster()
+        version = cgroup_version()
+        kp = memory_root(version) / c.kubepods
+        limit = int((kp / ("memory.limit_in_bytes" if version == 1 else "memory.max")).read_text())
+        page = os.sysconf("SC_PAGE_SIZE")
+        assert limit == pod_ceiling(mem_total()) // page * page < mem_total()
+        events = json.loads(c.api_get("/api/v1/events?fieldSelector=reason%3DNodeAllocatableEnforced"))[
+            "items"
+        ]
+        assert any(_event_time(e) >= int(t0) - 1 for e in events), [_event_time(e) for e in events]
+    finally:
+        back = harness("cluster", "up", "--version", VERSION, "--profile", str(PROFILE), timeout=600)
+        assert back.returncode == 0, back.stderr[-2000:]
+
+
 @pytest.mark.timeout(1800)
 def test_kubelet_suite_verdicts_match_the_model(cluster: dict[str, Any], tmp_path: Path) -> None:
     r = harness(

@@ -5,10 +5,12 @@ processes, no daemons)."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -171,3 +173,30 @@ def test_daemon_is_stopped_by_its_pid_and_a_reused_pid_is_not_trusted(tmp_path: 
     assert time.monotonic() - t < 5
     assert proc_start_time(pid) is None
     assert not d.pidfile.exists()
+
+
+def test_the_ceiling_waits_for_this_kubelets_allocatable_enforcement(monkeypatch: Any) -> None:
+    """``wait_allocatable_enforced`` takes only a NodeAllocatableEnforced event from after the
+    kubelet's start: an earlier kubelet's event does not count, and without a new one it gives up
+    at its timeout and says so (the cap is then written anyway)."""
+    from harness.cluster import Cluster, _event_time
+
+    said: list[str] = []
+    c = Cluster(progress=said.append)
+    events: list[dict[str, Any]] = [{"lastTimestamp": "2026-12-07T10:00:00Z"}]  # the last kubelet's
+    asked: list[str] = []
+
+    def api_get(path: str, timeout: float = 5.0) -> str:
+        asked.append(path)
+        return json.dumps({"items": events})
+
+    monkeypatch.setattr(c, "api_get", api_get)
+    start = _event_time({"lastTimestamp": "2026-12-07T10:05:00Z"})
+    assert not c.wait_allocatable_enforced(start, timeout=0.5)
+    assert "NodeAllocatableEnforced" in said[-1] and "capping kubepods now" in said[-1]
+    assert "reason=NodeAllocatableEnforced" in asked[0] and f"involvedObject.name={c.node_name}" in asked[0]
+    events.append({"lastTimestamp": None, "eventTime": "2026-12-07T10:05:01.250000Z"})
+    said.clear()
+    assert c.wait_allocatable_enforced(start, timeout=5.0)
+    assert said == []
+    assert _event_time({}) == 0.0

@@ -14,7 +14,7 @@ from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
 from harness.cluster import Cluster
-from harness.cluster.ceiling import Room, make_room, pod_ceiling, restore
+from harness.cluster.ceiling import Room, cap_kubepods, make_room, pod_ceiling, restore
 from harness.cluster.ceiling import mem_total as ceiling_mem_total
 from harness.cluster.client import api_client
 from harness.cluster.runtime import instance
@@ -158,8 +158,10 @@ class KubernetesBackend(Backend):
     def harness_limits(self) -> dict[str, int]:
         """kubepods at the harness's ceiling (``cluster.ceiling.pod_ceiling`` of this host's MemTotal,
         page-rounded as the kernel stores it), written when the kubelet's value is higher. On a 4 GiB
-        lab guest that is 10.4 MiB under the kubelet's 2244567040 (labs ka and kb, 2026-12-07), and
-        the kubelet sometimes rewrites its own value after the cap: either may be sampled."""
+        lab guest that is 10.4 MiB under the kubelet's 2244567040 (labs ka and kb, 2026-12-07). The
+        kubelet's own value was sampled there too, in later scenarios: the cap had been written before
+        the kubelet's asynchronous write of kubepods (``Cluster.wait_allocatable_enforced`` now waits
+        for it, and ``prepare`` re-checks the cap before each scenario)."""
         with contextlib.suppress(OSError, HostError):
             page = os.sysconf("SC_PAGE_SIZE")
             return {"kubepods": pod_ceiling(ceiling_mem_total()) // page * page}
@@ -198,6 +200,7 @@ class KubernetesBackend(Backend):
         if self._gate is None:
             self._gate = AdmissionGate(self.core, self.api, self.cluster)
         self._gate.wait_no_memory_pressure(ctx)
+        self._recheck_ceiling(ctx)
         hosts = {w.name: ctx.layout.workloads[w.name] for w in ctx.scenario.workloads if w.placement != "pod"}
         if hosts:
             # only the harness part of the tree: host workloads, each capped at its leak.max, their
@@ -257,6 +260,27 @@ class KubernetesBackend(Backend):
                 )
             ctx.tree.create(limits)
         return start
+
+    def _recheck_ceiling(self, ctx: ScenarioContext) -> None:
+        """Cap ``kubepods`` again before the scenario's pods start if something raised it above the
+        harness's ceiling since the kubelet started (the cluster caps it once the kubelet reports
+        ``NodeAllocatableEnforced``; a kubelet that retries a failed enforcement a minute later, or
+        a cgroup manager that re-applies its unit's properties, writes its own value again). Recorded
+        as a ``ceiling_reapplied`` event with the value found."""
+        root = self.cluster.cgroup_root
+        version = cgroup_version(root)
+        kp = memory_root(version, root) / self.cluster.kubepods
+        try:
+            found = (kp / ("memory.limit_in_bytes" if version == 1 else "memory.max")).read_text().strip()
+        except OSError:
+            return
+        capped = cap_kubepods(root=root, kubepods=self.cluster.kubepods)
+        if capped is not None:
+            ctx.events.add(
+                "harness",
+                "ceiling_reapplied",
+                detail=json.dumps({"kubepods": str(kp), "found": found, "after": capped}),
+            )
 
     def observe_node(self, ctx: ScenarioContext, handles: Mapping[str, Handle]) -> NodeObservations:
         """The scenario's pods with their real uids and container ids, and the memory manager's
