@@ -372,7 +372,10 @@ def sweep_cmd(
             else f"none ({pred.reason if pred else '-'})"
         )
         + {
-            True: ": agrees",
+            True: ": agrees"
+            if not result.agree_at_loop_phase
+            else " (averaged over uniform loop phases): outside the measured interval, but every trial "
+            "matches the model at the kubelet's own loop phase",
             False: ": DISAGREES",
             None: ": not compared (the trials locate no boundary with a bounded interval)"
             if pred is not None and pred.rate
@@ -380,6 +383,11 @@ def sweep_cmd(
         }[result.agree]
         + f" (tolerance {cfg.tolerance:.0%})"
     )
+    if result.at_loop_phase is not None:
+        ok, n = result.at_loop_phase
+        click.echo(
+            f"harness: at the kubelet's own loop phase (its logged syncs) the model called {ok} of {n} trials"
+        )
     click.echo(
         f"harness: sweep {result.status} ({result.stop_reason}); {len(result.trials)} trials; results in {result.sweep_dir}"
     )

@@ -125,6 +125,10 @@ class Prediction:
     workloads: list[WorkloadPrediction]
     node: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    # as run, with the loop phase of the kubelet's real syncs (``predict_scenario(sync_phase_s=)``):
+    # what the model says once the phase that decides a race is known; kept beside, not in to_dict
+    synced: Prediction | None = None
+    synced_phase_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -824,6 +828,7 @@ def predict_scenario(
     schedules: Mapping[str, Schedule] | None = None,
     housekeeping: hk.Schedule | Sequence[hk.Schedule] | None = None,
     pod_stats: bool = True,
+    sync_phase_s: float | None = None,
 ) -> Prediction:
     """Predict each workload's outcome and time window for one scenario.
 
@@ -838,22 +843,28 @@ def predict_scenario(
     loop phase is simulated with fresh pod stats and with the sampled housekeeping schedules
     (``model.housekeeping.sample_schedules``); a victim that only some stats ages give is an
     alternative with its reason. ``pod_stats=False``: pods ranked on fresh stats only.
+    ``sync_phase_s``: when the kubelet's first eviction sync after t = 0 really began (a run's kubelet
+    log, ``sample.kubeletlog``): only that loop phase is simulated instead of ``phases`` of them,
+    which settles a race that the loop's phase decides.
     """
     assert scenario.profile is not None and scenario.node is not None, "load the suite with load_suite()"
     profile, facts = scenario.profile, scenario.node
     baseline = baseline or Baseline()
     runs: list[_Sim] = []
     n = phases if kubelet else 1
+    loop_phases = [10.0 * i / n for i in range(n)]
+    if kubelet and sync_phase_s is not None:
+        loop_phases = [sync_phase_s % 10.0]
     hks = _housekeeping_schedules(scenario, kubelet, schedules, housekeeping, pod_stats)
     layout = _Layout(scenario, profile, facts, kubelet)
-    for i in range(n):
+    for loop_phase in loop_phases:
         sim_of_phase = partial(
             _Sim,
             scenario,
             profile,
             facts,
             kubelet,
-            phase=10.0 * i / n,
+            phase=loop_phase,
             baseline=baseline,
             stats_age_s=stats_age_s,
             schedules=schedules,

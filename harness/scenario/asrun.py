@@ -22,13 +22,19 @@ def predict_as_run(
     baseline: Any,
     progress: Progress,
     events: EventSink,
+    sync_phase_s: float | None = None,
 ) -> Prediction:
     """The prediction again, with each workload's real start and allocation pace (``model.schedule``).
 
     The plan assumes every program starts at t = 0 and allocates on schedule; launch latency (a
     pod's sandbox and container) and a host whose page faults cannot keep the pace are facts of
     the host, not of the memory protection under test. Verdicts are judged against this as-run
-    prediction; the planned one is kept beside it (``planned_*`` columns)."""
+    prediction; the planned one is kept beside it (``planned_*`` columns).
+
+    ``sync_phase_s`` (with a kubelet: when its first eviction sync after t = 0 began, from its log):
+    where the as-run prediction is a race, the same prediction with only that loop phase is kept in
+    ``Prediction.synced`` and recorded as a ``synced_prediction`` event: the outcome the model gives
+    for the loop phase the kubelet really had."""
     schedules = as_run_schedules(sc, handles, t0_mono, progress, events)
     if not schedules:
         return planned
@@ -36,6 +42,28 @@ def predict_as_run(
     pred = predict_scenario(
         sc, kubelet=kubelet, baseline=baseline, schedules=schedules, housekeeping=recorded
     )
+    if kubelet and sync_phase_s is not None and any(wp.race for wp in pred.workloads):
+        pred.synced = predict_scenario(
+            sc,
+            kubelet=True,
+            baseline=baseline,
+            schedules=schedules,
+            housekeeping=recorded,
+            sync_phase_s=sync_phase_s,
+        )
+        pred.synced_phase_s = sync_phase_s
+        events.add(
+            "harness",
+            "synced_prediction",
+            scenario=sc.name,
+            phase_s=round(sync_phase_s, 3),
+            detail=json.dumps(
+                {
+                    w.name: {"outcome": w.label, "earliest_s": w.earliest_s, "latest_s": w.latest_s}
+                    for w in pred.synced.workloads
+                }
+            ),
+        )
     for r in recorded:
         detail = json.dumps({w: [round(t, 3) for t in ts] for w, ts in r.times.items()})
         events.add("harness", "as_run_housekeeping", scenario=sc.name, basis=r.label, detail=detail)

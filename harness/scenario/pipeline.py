@@ -54,6 +54,7 @@ def run_scenario(spec: Scenario, run: RunContext) -> ScenarioResult:
         run.events.add("harness", "scenario_end", scenario=spec.name)
     if not started:
         return result  # no workload could run on a kubelet that did not start
+    syncs = eviction_syncs(live, run) if run.backend.kubelet else None
     result.prediction = predict_as_run(
         live.resolved.scenario,
         plan,
@@ -63,9 +64,10 @@ def run_scenario(spec: Scenario, run: RunContext) -> ScenarioResult:
         live.resolved.baseline,
         run.progress,
         run.events,
+        sync_phase_s=first_sync_s(syncs),
     )
     result.outcomes = classify_workloads(live, run)
-    result.verdicts += judge_workloads(live, run, result.prediction, result.outcomes)
+    result.verdicts += judge_workloads(live, run, result.prediction, result.outcomes, syncs)
     if live.host_failures:
         note_in_verdicts(result.verdicts, live.host_failures)
     return result
@@ -87,7 +89,11 @@ def announce(res: ResolvedScenario, pred: Prediction, run: RunContext) -> None:
 
 
 def judge_workloads(
-    live: LiveScenario, run: RunContext, pred: Prediction, outcomes: list[Outcome]
+    live: LiveScenario,
+    run: RunContext,
+    pred: Prediction,
+    outcomes: list[Outcome],
+    syncs: list[tuple[float, float | None]] | None = None,
 ) -> list[Verdict]:
     """Each outcome against its prediction; the window's slack is the backend's reporting latency
     (as-run) or its launch latency (planned), plus the longest chunk."""
@@ -97,7 +103,6 @@ def judge_workloads(
     # a node run out of memory on purpose: the kernel kills once reclaim gives up, after a thrash
     # of unknown length; its kills are bounded by the recorded stall, else by the scenario's end
     stall_until = (node_stall_end(live) or sc.timeout_s) if sc.exhausts_node else None
-    syncs = eviction_syncs(live, run) if run.backend.kubelet else None
     for w, o in zip(sc.workloads, outcomes, strict=True):
         wp = pred.workload(w.name)
         t_obs = (o.t_mono - live.ctx.t0_mono) if o.t_mono is not None else None
@@ -113,6 +118,14 @@ def judge_workloads(
             node_stall_until_s=stall_until,
             eviction_syncs=syncs,
         )
+        if pred.synced is not None and wp.race:
+            synced = pred.synced.workload(w.name)
+            v.synced_outcome = synced.label
+            v.reasons.append(
+                f"with the kubelet's own loop phase (first sync at {pred.synced_phase_s:.2f} s) the model "
+                f"says {synced.label}"
+                + ("" if o.outcome in synced.label.split("|") else f", observed {o.outcome}")
+            )
         view = views.get(w.name)
         if view is not None:
             v.kubelet_view, v.eviction_stats_age_s = view.text(), view.stats_age_s
@@ -124,6 +137,13 @@ def judge_workloads(
         )
         out.append(v)
     return out
+
+
+def first_sync_s(syncs: list[tuple[float, float | None]] | None) -> float | None:
+    """When the kubelet's first eviction sync at or after t = 0 began (scenario seconds), the loop
+    phase the model's ``sync_phase_s`` takes; None without syncs."""
+    starts = [a for a, _ in syncs or () if a >= 0]
+    return min(starts) if starts else None
 
 
 def eviction_syncs(live: LiveScenario, run: RunContext) -> list[tuple[float, float | None]] | None:

@@ -29,6 +29,9 @@ class Verdict:
     # an eviction on a real kubelet: what it ranked the pod on (``verdict.kubeletview``)
     kubelet_view: str | None = None
     eviction_stats_age_s: float | None = None
+    # a race on a real kubelet: the model's outcome for the loop phase of the kubelet's own syncs
+    # (``Prediction.synced``), beside the race's alternatives it is judged against
+    synced_outcome: str | None = None
 
     @classmethod
     def check(

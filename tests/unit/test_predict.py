@@ -334,3 +334,38 @@ def test_baseline_usage_brings_eviction_earlier() -> None:
     assert a.outcome == b.outcome == "evicted"
     assert a.earliest_s is not None and b.earliest_s is not None
     assert a.earliest_s - b.earliest_s == pytest.approx(64, abs=1.5)
+
+
+def test_the_kubelets_own_loop_phase_settles_a_race() -> None:
+    """The S4 race above, with the loop phase known (``sync_phase_s``, as a run reads it from the
+    kubelet's log): only that phase is simulated, so the prediction is one outcome. A sync right
+    after the threshold crossing evicts; one that comes just too late for the kill leaves the leak
+    to the kernel. Each phase agrees with the share of phases the race gives it."""
+    sc = scenario(
+        [
+            {
+                "name": "mid",
+                "resources": {"requests": {"memory": "64Mi"}},
+                "leak": {"chunk": "16Mi", "interval": "250ms"},
+            }
+        ],
+        SMALL,
+        timeout="200s",
+    )
+    race = predict_scenario(sc, kubelet=True).workload("mid")
+    by_phase = {
+        ph: predict_scenario(sc, kubelet=True, sync_phase_s=ph).workload("mid")
+        for ph in (0.25 * i for i in range(40))
+    }
+    assert all(not p.race for p in by_phase.values())
+    seen = {p.outcome for p in by_phase.values()}
+    assert seen == {"evicted", "node_oom_killed"}
+    evicted_share = sum(p.outcome == "evicted" for p in by_phase.values()) / len(by_phase)
+    race_share = next(a.share for a in race.alternatives if a.outcome == "evicted")
+    assert evicted_share == pytest.approx(race_share, abs=0.1)
+    # a phase and the same phase a whole loop later are the same phase
+    assert (
+        predict_scenario(sc, kubelet=True, sync_phase_s=13.0).workload("mid").outcome == by_phase[3.0].outcome
+    )
+    # without a kubelet the phase means nothing
+    assert not predict_scenario(sc, kubelet=False, sync_phase_s=3.0).workload("mid").race

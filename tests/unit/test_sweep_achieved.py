@@ -160,3 +160,29 @@ def test_exit_code_3_and_the_message(tmp_path: Path, monkeypatch: Any) -> None:
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 3, res.output
     assert "host limit: max achieved 163 MiB/s below the predicted 203 MiB/s" in res.output
+
+
+def test_trials_judged_at_the_kubelets_own_loop_phase() -> None:
+    """S11 on the local cluster, 2026-12-07 (suites/sweep-local.yaml after the ballast fix): the
+    trials flip between 146 and 152 MiB/s against the model's 203 MiB/s averaged over uniform loop
+    phases, because their phases were not uniform. Each near-boundary trial is a race whose outcome
+    the kubelet's logged syncs settle; the check counts the trials the model calls right at their
+    own phase, and one it calls wrong is counted as such."""
+    from harness.sweep.runner import loop_phase_check
+
+    race = "evicted|node_oom_killed"
+    trials = [
+        {"outcome": "evicted", "cls": A, "predicted": "evicted", "synced": None},
+        {"outcome": "node_oom_killed", "cls": B, "predicted": race, "synced": "node_oom_killed"},
+        {"outcome": "evicted", "cls": A, "predicted": race, "synced": "evicted"},
+        {"outcome": "node_oom_killed", "cls": B, "predicted": race, "synced": "node_oom_killed"},
+        {"outcome": "completed", "cls": "other", "predicted": race, "synced": "evicted"},  # not judged
+    ]
+    assert loop_phase_check(trials) == (4, 4)
+    trials[2]["synced"] = "node_oom_killed"  # the model at that phase says the kernel would win
+    assert loop_phase_check(trials) == (3, 4)
+    # no race to settle: nothing beyond the boundary test
+    assert (
+        loop_phase_check([{"outcome": "evicted", "cls": A, "predicted": "evicted", "synced": None}]) is None
+    )
+    assert loop_phase_check([]) is None
