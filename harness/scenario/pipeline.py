@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import time
 
 from harness import faults
@@ -141,9 +142,17 @@ def judge_workloads(
 
 def first_sync_s(syncs: list[tuple[float, float | None]] | None) -> float | None:
     """When the kubelet's first eviction sync at or after t = 0 began (scenario seconds), the loop
-    phase the model's ``sync_phase_s`` takes; None without syncs."""
-    starts = [a for a, _ in syncs or () if a >= 0]
-    return min(starts) if starts else None
+    phase the model's ``sync_phase_s`` takes; None without syncs. A scenario that ended before the
+    kubelet's next sync (S4, ~4 s) has only syncs before t = 0: the next one is due a whole number
+    of monitoring periods (10 s, pkg/kubelet/kubelet.go evictionMonitoringPeriod) after the last."""
+    starts = sorted(a for a, _ in syncs or ())
+    after = [a for a in starts if a >= 0]
+    if after:
+        return after[0]
+    if not starts:
+        return None
+    last = starts[-1]
+    return last + 10.0 * math.ceil(-last / 10.0)
 
 
 def eviction_syncs(live: LiveScenario, run: RunContext) -> list[tuple[float, float | None]] | None:

@@ -60,6 +60,9 @@ from harness.sample.kubeletlog import EvictionSync, eviction_syncs
 #: cores with another, right after a kubelet restart (S9 static pinning, lab ka): sandbox 39 s and
 #: container 62 s after the pod was added; 60 s had failed the whole host there.
 POD_START_TIMEOUT_S = 120.0
+# How far before a scenario's prepare its kubelet log is read back for eviction syncs: the 30 s
+# before its start at --v=2 (a few KB/s here), with room to spare.
+SYNC_LOOKBACK_BYTES = 1 << 20
 
 
 class KubernetesBackend(Backend):
@@ -71,6 +74,7 @@ class KubernetesBackend(Backend):
     observation_slack_s = 2.0
 
     def __init__(self, cluster: Cluster | None = None) -> None:
+        self._restarted_wall: float | None = None
         self.cluster = cluster or Cluster()
         self._api: Any = None
         self._watch: ClusterWatch | None = None
@@ -176,16 +180,22 @@ class KubernetesBackend(Backend):
         return [("node", ""), ("kubepods", self.cluster.kubepods)]
 
     def eviction_syncs(self, ctx: ScenarioContext, until_wall: float) -> list[EvictionSync] | None:
-        """The syncs the kubelet logged since this scenario's ``prepare`` (``sample.kubeletlog``)."""
+        """The syncs the kubelet logged from 30 s before this scenario (``sample.kubeletlog``), but
+        none of a kubelet that its ``prepare`` restarted: a scenario shorter than the 10 s loop may
+        hold no sync of its own (S4 lasts ~4 s), and the last one before it gives the loop's phase."""
         log = self.cluster.daemon("kubelet").log
+        restarted = self._restarted_wall is not None
+        offset = self._log_offset if restarted else max(0, self._log_offset - SYNC_LOOKBACK_BYTES)
         try:
             with log.open("rb") as f:
-                f.seek(self._log_offset)
+                f.seek(offset)
                 text = f.read().decode("utf-8", "replace")
         except OSError:
             return None
-        since = time.time() - (time.monotonic() - ctx.t0_mono)
-        return eviction_syncs(text, since - 30.0, until_wall) or None
+        since = time.time() - (time.monotonic() - ctx.t0_mono) - 30.0
+        if self._restarted_wall is not None:
+            since = max(since, self._restarted_wall)
+        return eviction_syncs(text, since, until_wall) or None
 
     def prepare(self, ctx: ScenarioContext) -> KubeletStart | None:
         self._ctx = ctx
@@ -194,7 +204,10 @@ class KubernetesBackend(Backend):
         ensure_namespace(self.core)
         self.watch.ctx = ctx
         self.watch.start()
+        before = time.time()
         start = use_profile(self.cluster, ctx)
+        # a kubelet (re)started for this scenario (an unchanged one reports 0 s): its syncs only
+        self._restarted_wall = before if start is not None and start.seconds > 0 else None
         if start is not None and not start.started:
             return start
         if self._gate is None:
