@@ -184,8 +184,8 @@ class KubernetesBackend(Backend):
         none of a kubelet that its ``prepare`` restarted: a scenario shorter than the 10 s loop may
         hold no sync of its own (S4 lasts ~4 s), and the last one before it gives the loop's phase."""
         log = self.cluster.daemon("kubelet").log
-        restarted = self._restarted_wall is not None
-        offset = self._log_offset if restarted else max(0, self._log_offset - SYNC_LOOKBACK_BYTES)
+        restarted = self._restarted_wall
+        offset = self._log_offset if restarted is not None else max(0, self._log_offset - SYNC_LOOKBACK_BYTES)
         try:
             with log.open("rb") as f:
                 f.seek(offset)
@@ -193,8 +193,8 @@ class KubernetesBackend(Backend):
         except OSError:
             return None
         since = time.time() - (time.monotonic() - ctx.t0_mono) - 30.0
-        if self._restarted_wall is not None:
-            since = max(since, self._restarted_wall)
+        if restarted is not None:
+            since = max(since, restarted)
         return eviction_syncs(text, since, until_wall) or None
 
     def prepare(self, ctx: ScenarioContext) -> KubeletStart | None:
