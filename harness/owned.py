@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.host.cgroups import CGROUP_ROOT, PREFIX, leftover_trees, remove_tree
+from harness.host.cgroups import CGROUP_ROOT, PREFIX, leftover_trees, remove_tree, write_memory_limit
 from harness.procs import proc_start_time
 
 OWNED_DIR = Path(os.environ.get("HARNESS_OWNED_DIR", "/run/harness/owned"))
@@ -261,7 +261,7 @@ def restore_limit(e: dict[str, Any]) -> str | None:
     if not same:
         return None
     try:
-        f.write_text(before)
+        write_memory_limit(f, before)
     except OSError as exc:
         return f"cannot put {f} back to {before}: {exc.strerror}"
     return None

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError, HostError
-from harness.host.cgroups import CGROUP_ROOT, V1_UNLIMITED, cgroup_version, memory_root
+from harness.host.cgroups import CGROUP_ROOT, V1_UNLIMITED, cgroup_version, memory_root, write_memory_limit
 
 GiB = 1 << 30
 CEILING_CGROUP = "harness-cluster"
@@ -130,7 +130,7 @@ def make_room(
     if record is not None:
         record(file, str(restore_to), str(room))
     try:
-        file.write_text(str(room))
+        write_memory_limit(file, room)
     except OSError as exc:
         raise HostError(f"cannot lower {kp} to {room} bytes: {exc.strerror}") from None
     return Room(kp, version, current, room, restore_to)
@@ -140,7 +140,7 @@ def restore(room: Room) -> None:
     """Put ``kubepods`` back to the limit :func:`make_room` found, at most the ceiling."""
     value = str(room.restore_to)
     try:
-        _limit_file(room.kubepods, room.version).write_text(value)
+        write_memory_limit(_limit_file(room.kubepods, room.version), value)
     except OSError as exc:
         raise HostError(f"cannot restore {room.kubepods} to {value}: {exc.strerror}") from None
 
@@ -191,7 +191,7 @@ def cap_kubepods(
     if current is not None and current <= ceiling:
         return None
     try:
-        _limit_file(kp, version).write_text(str(ceiling))
+        write_memory_limit(_limit_file(kp, version), ceiling)
     except OSError as exc:
         raise HostError(f"cannot cap {kp} at {ceiling} bytes: {exc.strerror}") from None
     return ceiling

@@ -19,7 +19,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -43,6 +45,34 @@ def cgroup_version(root: Path = CGROUP_ROOT) -> int:
 
 def memory_root(version: int, root: Path = CGROUP_ROOT) -> Path:
     return root / "memory" if version == 1 else root
+
+
+def write_memory_limit(limit_file: Path, value: int | str, *, systemd: bool | None = None) -> None:
+    """Write a memory limit (``memory.max`` / ``memory.limit_in_bytes``); raises ``OSError``.
+
+    A systemd slice (``kubepods.slice``, the kubelet's systemd cgroup driver) gets the value as its
+    unit's ``MemoryMax`` too (``systemctl set-property --runtime``): systemd writes a unit's own
+    ``MemoryMax`` back whenever any property of the unit is set, and the kubelet sets ``CPUWeight``
+    on ``kubepods.slice`` at every QoS update (``qosContainerManagerImpl.UpdateCgroups``: the
+    Guaranteed tier is the root container; on each new pod and every minute,
+    pkg/kubelet/cm/qos_container_manager_linux.go). Measured on lab kc, 2026-12-07: a file-only
+    write reverted to the kubelet's 2244567040 at the next ``set-property CPUWeight``, and held
+    through it once ``MemoryMax`` was set. ``systemd``: whether systemd manages the host's cgroups
+    (default: it was booted, ``/run/systemd/system`` exists)."""
+    unit = limit_file.parent.name
+    if systemd is None:
+        systemd = Path("/run/systemd/system").is_dir()
+    if unit.endswith(".slice") and systemd and shutil.which("systemctl"):
+        r = subprocess.run(
+            ["systemctl", "set-property", "--runtime", unit, f"MemoryMax={value}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if r.returncode != 0:
+            raise OSError(errno.EIO, f"systemctl set-property {unit} MemoryMax={value}: {r.stderr.strip()}")
+    limit_file.write_text(str(value))
 
 
 def hierarchies(root: Path = CGROUP_ROOT) -> list[Path]:
