@@ -145,6 +145,12 @@ def restore(room: Room) -> None:
         raise HostError(f"cannot restore {room.kubepods} to {value}: {exc.strerror}") from None
 
 
+def kubepods_limit_file(root: Path = CGROUP_ROOT, kubepods: str = "kubepods") -> Path:
+    """``kubepods``' memory limit file (``memory.limit_in_bytes`` on v1, ``memory.max`` on v2)."""
+    version = cgroup_version(root)
+    return _limit_file(memory_root(version, root) / kubepods, version)
+
+
 def _limit_file(d: Path, version: int) -> Path:
     return d / ("memory.limit_in_bytes" if version == 1 else "memory.max")
 

@@ -27,6 +27,7 @@ from harness.cluster.ceiling import (
     confine_daemons,
     daemons_limit,
     host_reserve,
+    kubepods_limit_file,
     make_room,
     pod_ceiling,
     restore,
@@ -111,6 +112,7 @@ def test_ceiling_caps_kubepods_below_the_hosts_memory_and_confines_the_daemons(t
     (mem / "kubepods" / "memory.limit_in_bytes").write_text(str(3 * GiB))
     assert cap_kubepods(total, root=tmp_path) is None
     assert (mem / "kubepods" / "memory.limit_in_bytes").read_text() == str(3 * GiB)
+    assert kubepods_limit_file(tmp_path) == mem / "kubepods" / "memory.limit_in_bytes"
     d = confine_daemons([4242], root=tmp_path)
     assert d == mem / "harness-cluster"
     assert int((d / "memory.limit_in_bytes").read_text()) == DAEMONS_LIMIT

@@ -14,7 +14,7 @@ from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
 from harness.cluster import Cluster
-from harness.cluster.ceiling import Room, cap_kubepods, make_room, pod_ceiling, restore
+from harness.cluster.ceiling import Room, cap_kubepods, kubepods_limit_file, make_room, pod_ceiling, restore
 from harness.cluster.ceiling import mem_total as ceiling_mem_total
 from harness.cluster.client import api_client
 from harness.cluster.runtime import instance
@@ -280,19 +280,18 @@ class KubernetesBackend(Backend):
         ``NodeAllocatableEnforced``; a kubelet that retries a failed enforcement a minute later, or
         a cgroup manager that re-applies its unit's properties, writes its own value again). Recorded
         as a ``ceiling_reapplied`` event with the value found."""
-        root = self.cluster.cgroup_root
-        version = cgroup_version(root)
-        kp = memory_root(version, root) / self.cluster.kubepods
+        root, kubepods = self.cluster.cgroup_root, self.cluster.kubepods
+        limit = kubepods_limit_file(root, kubepods)
         try:
-            found = (kp / ("memory.limit_in_bytes" if version == 1 else "memory.max")).read_text().strip()
+            found = limit.read_text().strip()
         except OSError:
             return
-        capped = cap_kubepods(root=root, kubepods=self.cluster.kubepods)
+        capped = cap_kubepods(root=root, kubepods=kubepods)
         if capped is not None:
             ctx.events.add(
                 "harness",
                 "ceiling_reapplied",
-                detail=json.dumps({"kubepods": str(kp), "found": found, "after": capped}),
+                detail=json.dumps({"kubepods": str(limit.parent), "found": found, "after": capped}),
             )
 
     def observe_node(self, ctx: ScenarioContext, handles: Mapping[str, Handle]) -> NodeObservations:
