@@ -500,8 +500,14 @@ def run_sweep(
             agree = None if limit else agreement(fit, predicted, cfg.tolerance, [_trial(t) for t in trials])
             at_phase = loop_phase_check(trials)
             # every trial right at its own loop phase: a sharper test than the phase-averaged boundary
-            by_phase = agree is not True and at_phase is not None and at_phase[0] == at_phase[1]
-            if by_phase and status == "complete":
+            by_phase = (
+                status == "complete"
+                and limit is None
+                and agree is not True
+                and at_phase is not None
+                and at_phase[0] == at_phase[1]
+            )
+            if by_phase:
                 agree = True
             if store.meta:
                 pred_d = predicted.to_dict() if predicted else None
