@@ -176,11 +176,10 @@ def test_s4_fast_leak_oom_beats_eviction() -> None:
     assert "kubepods" in p.mechanism
 
 
-def test_s4_race_is_reported_with_both_windows() -> None:
-    """Between S2 and S4: a leak that crosses the threshold and reaches the limit within
-    one loop (256Mi gap at ~64Mi/s = 4 s) is evicted for some loop phases and OOM-killed for
-    others. The prediction says so and gives both windows instead of guessing."""
-    sc = scenario(
+def s4_race_scenario() -> Scenario:
+    """A leak that crosses the threshold and reaches the limit within one loop (256Mi gap at
+    ~64Mi/s = 4 s)."""
+    return scenario(
         [
             {
                 "name": "mid",
@@ -191,6 +190,13 @@ def test_s4_race_is_reported_with_both_windows() -> None:
         SMALL,
         timeout="200s",
     )
+
+
+def test_s4_race_is_reported_with_both_windows() -> None:
+    """Between S2 and S4: a leak that crosses the threshold and reaches the limit within
+    one loop (256Mi gap at ~64Mi/s = 4 s) is evicted for some loop phases and OOM-killed for
+    others. The prediction says so and gives both windows instead of guessing."""
+    sc = s4_race_scenario()
     p = predict_scenario(sc, kubelet=True).workload("mid")
     assert p.race
     outcomes = {a.outcome for a in p.alternatives}
@@ -341,17 +347,7 @@ def test_the_kubelets_own_loop_phase_settles_a_race() -> None:
     kubelet's log): only that phase is simulated, so the prediction is one outcome. A sync right
     after the threshold crossing evicts; one that comes just too late for the kill leaves the leak
     to the kernel. Each phase agrees with the share of phases the race gives it."""
-    sc = scenario(
-        [
-            {
-                "name": "mid",
-                "resources": {"requests": {"memory": "64Mi"}},
-                "leak": {"chunk": "16Mi", "interval": "250ms"},
-            }
-        ],
-        SMALL,
-        timeout="200s",
-    )
+    sc = s4_race_scenario()
     race = predict_scenario(sc, kubelet=True).workload("mid")
     by_phase = {
         ph: predict_scenario(sc, kubelet=True, sync_phase_s=ph).workload("mid")
