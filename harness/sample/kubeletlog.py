@@ -11,6 +11,11 @@ its decision: ``"no resources are starved"`` (V(3)), ``"pods ranked for eviction
 ``"unable to evict any pods"``. A sync that evicted then waits for the pod's cleanup (no sleep;
 ``waitForPodsCleanup``), which shows as the next sync's early start.
 
+A log read back from before a scenario may hold syncs of an earlier kubelet process (the harness
+restarts the kubelet for each profile, and one that refuses to start logs no sync): those say
+nothing of the running loop's phase, so only the syncs of the process that logged the last one are
+kept, told apart by the pid in klog's header.
+
 Pure parsing; the kubernetes backend reads the log (``launch.kubernetes``)."""
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ import re
 import time
 from dataclasses import dataclass
 
-# klog's text header: Lmmdd hh:mm:ss.uuuuuu threadid file:line] msg (k8s.io/klog/v2 klog.go
-# formatHeader); the year is not in it, and the time is the kubelet's local time
-_HEADER = re.compile(r"^([IWEF])(\d\d)(\d\d) (\d\d):(\d\d):(\d\d)\.(\d{6})\s+\d+\s+([\w.]+):(\d+)\] (.*)$")
+# klog's text header: Lmmdd hh:mm:ss.uuuuuu threadid file:line] msg (k8s.io/klog/v2
+# internal/buffer FormatHeader, whose "threadid" is the process's pid, os.Getpid()); the year is not
+# in it, and the time is the kubelet's local time
+_HEADER = re.compile(r"^([IWEF])(\d\d)(\d\d) (\d\d):(\d\d):(\d\d)\.(\d{6})\s+(\d+)\s+([\w.]+):(\d+)\] (.*)$")
 
 SYNC_START = "Eviction manager: synchronize housekeeping"
 # where one sync's decision is made (the ranking, or nothing starved)
@@ -38,6 +44,7 @@ class KlogLine:
     t_wall: float
     source: str  # file:line
     message: str
+    pid: int = 0
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,7 @@ class EvictionSync:
     start_wall: float
     decided_wall: float | None
     ranked: bool  # it ranked pods (an eviction was attempted)
+    pid: int = 0  # the kubelet process that logged it
 
 
 def parse_line(line: str, near_wall: float) -> KlogLine | None:
@@ -54,7 +62,7 @@ def parse_line(line: str, near_wall: float) -> KlogLine | None:
     m = _HEADER.match(line)
     if m is None:
         return None
-    sev, mo, dd, hh, mi, ss, us, src, lineno, msg = m.groups()
+    sev, mo, dd, hh, mi, ss, us, pid, src, lineno, msg = m.groups()
     year = time.localtime(near_wall).tm_year
     best = None
     for y in (year - 1, year, year + 1):
@@ -66,15 +74,17 @@ def parse_line(line: str, near_wall: float) -> KlogLine | None:
             best = t
     if best is None:
         return None
-    return KlogLine(sev, best, f"{src}:{lineno}", msg)
+    return KlogLine(sev, best, f"{src}:{lineno}", msg, int(pid))
 
 
 def eviction_syncs(text: str, since_wall: float, until_wall: float) -> list[EvictionSync]:
-    """The eviction manager's syncs that started in ``[since_wall, until_wall]``."""
+    """The eviction manager's syncs that started in ``[since_wall, until_wall]``, of the kubelet
+    process that logged the last of them (an earlier process's syncs are dropped)."""
     out: list[EvictionSync] = []
     start: float | None = None
     decided: float | None = None
     ranked = False
+    pid = 0
     for raw in text.splitlines():
         if "eviction_manager.go" not in raw:
             continue
@@ -83,12 +93,13 @@ def eviction_syncs(text: str, since_wall: float, until_wall: float) -> list[Evic
             continue
         if kl.message.startswith(f'"{SYNC_START}"'):
             if start is not None:
-                out.append(EvictionSync(start, decided, ranked))
-            start, decided, ranked = kl.t_wall, None, False
-        elif start is not None and decided is None:
+                out.append(EvictionSync(start, decided, ranked, pid))
+            start, decided, ranked, pid = kl.t_wall, None, False, kl.pid
+        elif start is not None and decided is None and kl.pid == pid:
             for d in SYNC_DECIDED:
                 if kl.message.startswith(f'"{d}"'):
                     decided, ranked = kl.t_wall, d != SYNC_DECIDED[0]
     if start is not None:
-        out.append(EvictionSync(start, decided, ranked))
-    return [s for s in out if since_wall <= s.start_wall <= until_wall]
+        out.append(EvictionSync(start, decided, ranked, pid))
+    within = [s for s in out if since_wall <= s.start_wall <= until_wall]
+    return [s for s in within if s.pid == within[-1].pid] if within else []

@@ -49,6 +49,24 @@ def test_each_sync_starts_and_decides() -> None:
     assert len(eviction_syncs(LOG, T0 - 20, T0 + 60)) == 4
 
 
+def test_only_the_last_kubelet_processs_syncs_are_kept() -> None:
+    # the log read back from before a scenario: the previous scenario's kubelet (pid 1111) synced
+    # 4 s before the running one (2345) started, whose loop alone gives the phase (CI of stop 27:
+    # "quiet" syncs 7.8, 4.1 and 1.1 s apart were three processes)
+    earlier = """\
+I1207 03:39:40.000000    1111 eviction_manager.go:251] "Eviction manager: synchronize housekeeping"
+I1207 03:39:46.000000    1111 eviction_manager.go:251] "Eviction manager: synchronize housekeeping"
+I1207 03:39:50.100000    1111 eviction_manager.go:366] "Eviction manager: no resources are starved"
+"""
+    syncs = eviction_syncs(earlier + LOG, T0 - 30, T0 + 60)
+    assert [round(s.start_wall - T0, 3) for s in syncs] == [-10.0, 0.9, 13.8, 18.0]
+    assert {s.pid for s in syncs} == {2345}
+    # the earlier process's late line does not decide the running one's sync
+    assert syncs[0].decided_wall is not None and round(syncs[0].decided_wall - T0, 3) == -9.6
+    # only an earlier process in the window: its syncs are the last ones there
+    assert [s.pid for s in eviction_syncs(earlier, T0 - 30, T0 + 60)] == [1111, 1111]
+
+
 def _evicted_at(t: float, syncs: list[tuple[float, float | None]] | None) -> bool:
     pred = WorkloadPrediction(
         name="a",
