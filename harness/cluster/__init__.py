@@ -40,7 +40,7 @@ from typing import Any
 import yaml
 
 from harness.cluster.build import BuildResult, binary_version, build_for, ensure_built, normalize_version
-from harness.cluster.ceiling import cap_kubepods, confine_daemons, mem_total
+from harness.cluster.ceiling import cap_kubepods, confine_daemons, kubepods_limit_file, mem_total
 from harness.cluster.client import api_client
 from harness.cluster.daemon import Daemon
 from harness.cluster.pki import Pki, ensure_pki, kubeconfig
@@ -516,6 +516,7 @@ class Cluster:
         rec["mem_total_at_kubelet_start"] = None
         with contextlib.suppress(OSError, HostError):
             rec["mem_total_at_kubelet_start"] = mem_total()
+        rec["kubepods_limit_by_kubelet"] = None  # this kubelet's own write is not capped yet
         rec["kubelet_binary"] = str(built.bin_dir / "kubelet")
         rec["kubelet_profile"] = str(profile) if profile else None
         self._save_record(rec)
@@ -577,9 +578,40 @@ class Cluster:
         if cd is not None:
             pids.append(cd)
         confine_daemons(pids, root=self.cgroup_root)
-        capped = cap_kubepods(root=self.cgroup_root, kubepods=self.kubepods)
+        capped = self.cap_kubepods()
         if capped is not None:
             self.progress(f"kubepods capped at {capped / (1 << 30):.2f} GiB (the harness's ceiling)")
+
+    def cap_kubepods(self) -> int | None:
+        """``ceiling.cap_kubepods`` on this cluster's ``kubepods``, keeping what the kubelet had
+        written there in the cluster's record (``kubepods_limit_by_kubelet``: the file, the kubelet's
+        value and the harness's as the kernel shows them), so that the cgroup verdicts still judge
+        the kubelet's value on a host whose ceiling is below it (a 4 GiB lab VM). Returns the
+        limit written, None when the kubelet's value was at or below the ceiling."""
+        limit = kubepods_limit_file(self.cgroup_root, self.kubepods)
+        try:
+            found: str | None = limit.read_text().strip()
+        except OSError:
+            found = None
+        capped = cap_kubepods(root=self.cgroup_root, kubepods=self.kubepods)
+        if capped is not None and found is not None:
+            with contextlib.suppress(OSError):
+                rec = self.record()
+                rec["kubepods_limit_by_kubelet"] = {
+                    "file": str(limit),
+                    "kubelet": found,
+                    "harness": limit.read_text().strip(),
+                }
+                self._save_record(rec)
+        return capped
+
+    def kubelet_overwritten(self) -> dict[str, tuple[str, str]]:
+        """The files whose kubelet value the harness's ceiling replaced since the kubelet last started:
+        file -> (the kubelet's value, the harness's)."""
+        ov = self.record().get("kubepods_limit_by_kubelet")
+        if not isinstance(ov, dict):
+            return {}
+        return {str(ov["file"]): (str(ov["kubelet"]), str(ov["harness"]))}
 
     def kubelet_healthy(self) -> bool:
         return _http_ok(f"http://127.0.0.1:{KUBELET_HEALTHZ_PORT}/healthz", timeout=2.0)

@@ -129,6 +129,8 @@ class NodeObservations:
     memory_manager_state_path: str = ""
     memory_manager_error: str = ""
     cgroup_driver: Driver = "cgroupfs"  # how the kubelet named its cgroups (model.cgroupnames)
+    # files whose kubelet value the harness's ceiling replaced: path -> (the kubelet's, the harness's)
+    overwritten: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 @dataclass

@@ -8,6 +8,7 @@ and reads each file from its controller's hierarchy.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,6 +35,9 @@ class CgroupCheck:
     observed: str | None  # None: file missing
     match: bool
     workload: str | None = None
+    # the kubelet's own value when the harness's ceiling replaced it (``observed`` is the harness's);
+    # the match is then judged on this value
+    kubelet_value: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,13 +57,17 @@ def check_cgroups(
     workloads: Mapping[str, str] | None = None,
     root: Path = CGROUP_ROOT,
     driver: Driver = "cgroupfs",
+    overwritten: Mapping[str, tuple[str, str]] | None = None,
 ) -> list[CgroupCheck]:
     """Compare every modelled file of kubepods, the QoS tiers, ``pods`` and their containers.
 
     ``container_dirs`` maps (pod uid, container name) to the runtime's directory name;
     ``workloads`` maps pod uid to the workload name for the report; ``driver`` says how the kubelet
-    named the model's cgroups on the host (``model.cgroupnames``).
+    named the model's cgroups on the host (``model.cgroupnames``); ``overwritten`` maps a file's path
+    to the kubelet's value and the harness's that replaced it (``NodeObservations.overwritten``):
+    where the file still holds the harness's value, the kubelet's is the one judged.
     """
+    replaced = {os.path.normpath(k): v for k, v in (overwritten or {}).items()}
     ctrl = controller_dirs(root)
     out: list[CgroupCheck] = []
     for v in cgroup_tree(profile, facts, pods):
@@ -77,6 +85,9 @@ def check_cgroups(
                 observed: str | None = (base / real / file).read_text().strip()
             except OSError:
                 observed = None
+            kubelet, harness = replaced.get(os.path.normpath(base / real / file), (None, None))
+            if observed != harness:
+                kubelet = None  # written again since (by the kubelet): the file is the kubelet's
             out.append(
                 CgroupCheck(
                     level=v.level,
@@ -85,8 +96,9 @@ def check_cgroups(
                     file=file,
                     expected=expected,
                     observed=observed,
-                    match=observed == expected,
+                    match=(observed if kubelet is None else kubelet) == expected,
                     workload=(workloads or {}).get(v.pod_uid or ""),
+                    kubelet_value=kubelet,
                 )
             )
     return out
@@ -115,13 +127,20 @@ def scenario_conformance(sc: Scenario, obs: NodeObservations, cgroup_version: in
         cgroup_version=cgroup_version,
         workloads=names,
         driver=obs.cgroup_driver,
+        overwritten=obs.overwritten,
     )
 
 
 def cgroup_verdict(scenario: str, checks: list[CgroupCheck]) -> Verdict:
     """One verdict for the whole cgroup tree of a scenario (S8)."""
     bad = [c for c in checks if not c.match]
-    reasons = [f"{c.real_path}/{c.file}: model {c.expected}, observed {c.observed}" for c in bad]
+    reasons = [
+        f"{c.real_path}/{c.file}: model {c.expected}, observed {c.observed}"
+        if c.kubelet_value is None
+        else f"{c.real_path}/{c.file}: model {c.expected}, the kubelet wrote {c.kubelet_value} "
+        f"(the harness's ceiling {c.observed} is there now)"
+        for c in bad
+    ]
     if not checks:
         reasons.append("no cgroup file could be compared")
     return Verdict.check(

@@ -29,6 +29,7 @@ from harness.cluster.ceiling import (
     host_reserve,
     kubepods_limit_file,
     make_room,
+    mem_total,
     pod_ceiling,
     restore,
 )
@@ -121,6 +122,23 @@ def test_ceiling_caps_kubepods_below_the_hosts_memory_and_confines_the_daemons(t
     # a 4 GiB lab VM (3.8 GiB MemTotal) still gets a cluster, with the shares scaled down
     small = 4123615232
     assert GiB <= pod_ceiling(small) < small - small // 3
+
+
+def test_the_cluster_keeps_the_kubelets_kubepods_limit_that_its_ceiling_replaced(tmp_path: Path) -> None:
+    """What the kubelet wrote is kept in the cluster's record when the ceiling replaces it (the
+    cgroup verdicts judge it: ``NodeObservations.overwritten``), and only then."""
+    root = tmp_path / "cgroup"
+    kp = root / "memory" / "kubepods"
+    kp.mkdir(parents=True)
+    limit = kp / "memory.limit_in_bytes"
+    c = Cluster(state=tmp_path / "state", ledger_dir=tmp_path / "owned", cgroup_root=root)
+    limit.write_text(str(2 * GiB))  # below any host's ceiling: the kubelet's value stays
+    assert c.cap_kubepods() is None and c.kubelet_overwritten() == {}
+    kubelets = str(pod_ceiling(mem_total()) + (10 << 20))
+    limit.write_text(kubelets + "\n")
+    capped = c.cap_kubepods()
+    assert capped == pod_ceiling(mem_total())
+    assert c.kubelet_overwritten() == {str(limit): (kubelets, str(capped))}
 
 
 def test_host_workloads_lower_kubepods_for_their_scenario_and_it_is_put_back(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from harness.config.kubelet import parse_profile
 from harness.config.node import NodeFacts
 from harness.config.suite import Scenario, Workload
 from harness.model.predict import predict_scenario
-from harness.verdict.cgroups import check_cgroups
+from harness.verdict.cgroups import CgroupCheck, cgroup_verdict, check_cgroups
 
 GI = 1 << 30
 
@@ -149,6 +149,44 @@ def test_cgroup_conformance_reads_each_controller_and_reports_a_difference(tmp_p
         if not c.match
     ]
     assert [(c.level, c.file, c.observed) for c in bad] == [("container", "memory.limit_in_bytes", "1")]
+
+
+def test_a_kubepods_limit_the_harness_ceiling_replaced_is_judged_on_the_kubelets_value(
+    tmp_path: Path,
+) -> None:
+    """A 4 GiB lab VM: the harness's ceiling is 10.4 MiB under the kubelet's kubepods limit (CI of
+    stop 27, L7: "model 2244554752, observed 2233614336"); the kubelet's write is what is judged."""
+    facts = NodeFacts.model_validate(
+        {"memoryCapacity": 8 * GI, "cpus": 2, "cgroupVersion": 1, "kubeletVersion": "1.33"}
+    )
+    prof = _profile()
+    root = tmp_path / "cgroup"
+    kp = root / "memory" / "kubepods"
+    kp.mkdir(parents=True)
+    (root / "memory" / "cgroup.procs").touch()
+    checks = check_cgroups(prof, facts, [], {}, cgroup_version=1, root=root)
+    limit = next(c for c in checks if c.level == "kubepods" and c.file == "memory.limit_in_bytes")
+    kubelets = limit.expected
+    limit_file = kp / "memory.limit_in_bytes"
+    limit_file.write_text("2233614336\n")  # the harness's ceiling
+
+    def judged(overwritten: dict[str, tuple[str, str]]) -> CgroupCheck:
+        out = check_cgroups(prof, facts, [], {}, cgroup_version=1, root=root, overwritten=overwritten)
+        return next(c for c in out if c.level == "kubepods" and c.file == "memory.limit_in_bytes")
+
+    plain = judged({})
+    assert not plain.match and plain.kubelet_value is None
+    ok = judged({str(root / "memory" / "." / "kubepods" / "memory.limit_in_bytes"): (kubelets, "2233614336")})
+    assert ok.match and ok.kubelet_value == kubelets and ok.observed == "2233614336"
+    # the kubelet wrote a value the model does not give: a difference, naming both values
+    wrong = judged({str(limit_file): ("999", "2233614336")})
+    assert not wrong.match
+    v = cgroup_verdict("s", [wrong])
+    assert "the kubelet wrote 999" in v.reasons[0] and "2233614336" in v.reasons[0]
+    # the file was written again since (it no longer holds the harness's value): the file is judged
+    limit_file.write_text(kubelets + "\n")
+    again = judged({str(limit_file): ("999", "2233614336")})
+    assert again.match and again.kubelet_value is None
 
 
 @pytest.mark.parametrize("missing", ["pids"])

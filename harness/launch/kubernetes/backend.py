@@ -14,7 +14,7 @@ from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
 from harness.cluster import Cluster
-from harness.cluster.ceiling import Room, cap_kubepods, kubepods_limit_file, make_room, pod_ceiling, restore
+from harness.cluster.ceiling import Room, kubepods_limit_file, make_room, pod_ceiling, restore
 from harness.cluster.ceiling import mem_total as ceiling_mem_total
 from harness.cluster.client import api_client
 from harness.cluster.runtime import instance
@@ -181,8 +181,9 @@ class KubernetesBackend(Backend):
 
     def eviction_syncs(self, ctx: ScenarioContext, until_wall: float) -> list[EvictionSync] | None:
         """The syncs the kubelet logged from 30 s before this scenario (``sample.kubeletlog``), but
-        none of a kubelet that its ``prepare`` restarted: a scenario shorter than the 10 s loop may
-        hold no sync of its own (S4 lasts ~4 s), and the last one before it gives the loop's phase."""
+        none of a kubelet that its ``prepare`` restarted, nor of a process before the running one (an
+        earlier scenario's kubelet): a scenario shorter than the 10 s loop may hold no sync of its
+        own (S4 lasts ~4 s), and the last one before it gives the loop's phase."""
         log = self.cluster.daemon("kubelet").log
         restarted = self._restarted_wall
         offset = self._log_offset if restarted is not None else max(0, self._log_offset - SYNC_LOOKBACK_BYTES)
@@ -286,7 +287,7 @@ class KubernetesBackend(Backend):
             found = limit.read_text().strip()
         except OSError:
             return
-        capped = cap_kubepods(root=root, kubepods=kubepods)
+        capped = self.cluster.cap_kubepods()
         if capped is not None:
             ctx.events.add(
                 "harness",
@@ -319,6 +320,7 @@ class KubernetesBackend(Backend):
         return NodeObservations(
             pods=pods,
             cgroup_driver=self.cluster.cgroup_driver,
+            overwritten=self.cluster.kubelet_overwritten(),
             memory_manager_state=text,
             memory_manager_state_path=str(path),
             memory_manager_error=error,
