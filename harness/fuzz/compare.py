@@ -107,6 +107,19 @@ def compare_admission(predicted: Admission, observed: Admission) -> list[tuple[s
     return out
 
 
+def refused_causes(body: object) -> str:
+    """The fields of an API server's refusal (a Status whose ``details.causes`` each name one,
+    apimachinery pkg/api/errors ``NewInvalid``), sorted and joined as ``model.validation.refused_fields``
+    gives the model's; the body itself when it names none."""
+    try:
+        status: Any = json.loads(body) if isinstance(body, str | bytes) else body
+        causes = status["details"]["causes"]
+        fields = sorted({str(c["field"]) for c in causes if c.get("field")})
+    except (ValueError, TypeError, KeyError, AttributeError):
+        fields = []
+    return "; ".join(fields) if fields else str(body)
+
+
 def check_differences(checks: list[CgroupCheck]) -> list[tuple[str, str, str, str]]:
     """(kind, where, expected, observed) of every check that does not match."""
     return [

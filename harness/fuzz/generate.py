@@ -6,7 +6,8 @@ containers and sidecars (init containers with ``restartPolicy: Always``, KEP-753
 the built-in ``system-node-critical`` / ``system-cluster-critical``, a harness PriorityClass value) and
 quantities written as users write them (``1000m``, ``0.5``, ``129Mi``, ``1.5Gi``, ``100M``, ``300000Ki``).
 Some pods ask more than any node here has, so that admission refusals are exercised. Pod-level
-resources only where the kubelet (and the API server of the same version) has ``PodLevelResources`` on.
+resources only where the kubelet (and the API server of the same version) has ``PodLevelResources`` on;
+a few of those break the API server's rules on purpose (feature ``api-refused``).
 
 A profile is the base profile with a few knobs the model covers changed: reservations, the hard
 ``memory.available`` threshold, CFS quota, the pod pids limit. The system reservation stays large, so
@@ -24,6 +25,8 @@ from harness.config.kubelet import KubeletConfiguration
 from harness.config.pod import Pod, parse_pod
 from harness.images import LEAK_IMAGE, PAUSE_IMAGE
 from harness.model import versions
+from harness.model.resources import aggregate_container, pod_view
+from harness.model.validation import pod_resource_errors
 
 QOS_CLASSES = ("BestEffort", "Burstable", "Guaranteed")
 # What users write (docs: concepts/configuration/manage-resources-containers "Meaning of memory/CPU").
@@ -32,6 +35,8 @@ CPU_VALUES = ("10m", "50m", "100m", "125m", "0.1", "250m", "0.5", "1000m", "1")
 # More than this host's node can give (2 CPUs, a few GiB allocatable): refused at admission.
 OVERSIZED = {"memory": ("6Gi", "8000M"), "cpu": ("3", "4000m")}
 CUSTOM_PRIORITIES = (100, 1000, 1000000)
+# The view of a pod with pod-level resources (their gate on, as wherever they are drawn)
+_POD_LEVEL_ON = KubeletConfiguration.model_validate({"featureGates": {"PodLevelResources": True}})
 # The regular init container's program: allocate 1 MiB and exit 0 (workloads/README.md).
 INIT_ARGS = ["--chunk=1048576", "--interval-ms=0", "--max=1048576", "--hold-ms=0"]
 
@@ -137,17 +142,35 @@ def _container(
     return c
 
 
-def _pod_level(rng: random.Random, containers: list[dict[str, Any]]) -> dict[str, Any]:
-    """Pod-level requests and limits that hold every container (validation: a pod-level limit is
-    not below any container's limit, k8s pkg/apis/core/validation ``validatePodResources``)."""
-    mem_lim = max(
-        [quantity.to_bytes(c.get("resources", {}).get("limits", {}).get("memory", 0)) for c in containers]
-        + [256 << 20]
+def _pod_level(rng: random.Random, spec: dict[str, Any]) -> dict[str, Any]:
+    """Pod-level memory requests (and, for most, limits) for ``spec``. Most are valid: the request at
+    or above the containers' aggregate request (the sidecar formula,
+    ``model.resources.aggregate_container``), the limit at or above it and every container's
+    limit. One in six breaks one of the API server's rules (k8s ``validatePodResourceConsistency``:
+    the request below the aggregate, or the limit below a container's, which may take the request
+    below the aggregate with it), so the model's validation
+    (``model.validation``) is exercised too; a request above the pod's limit is refused by the
+    project's own pod schema already (``config.podschema``), so it is never drawn."""
+    pod = parse_pod(
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}, "spec": spec}, "<fuzz draw>"
     )
-    mem_lim = -(-mem_lim // (1 << 20)) * (1 << 20)  # whole MiB
-    out: dict[str, Any] = {"requests": {"memory": f"{rng.choice((64, 128, 129))}Mi"}}
-    if rng.random() < 0.6:
-        out["limits"] = {"memory": f"{max(mem_lim, 129 << 20) >> 20}Mi"}
+    view = pod_view(pod, _POD_LEVEL_ON, 34)
+    mib = 1 << 20
+    aggregate = -(-int(aggregate_container(view, "requests").get("memory", 0)) // mib)  # MiB, rounded up
+    top_limit = -(-max([int(c.limits.get("memory", 0)) for c in view.containers] + [0]) // mib)
+    request = max(aggregate, 64) + rng.choice((0, 0, 1, 64))  # 65Mi and 129Mi-like values too
+    limit = max(request, top_limit, 129) + rng.choice((0, 1, 128))
+    with_limit = rng.random() < 0.6
+    if rng.random() < 1 / 6:
+        if rng.random() < 0.5:
+            request = max(aggregate - rng.choice((1, 64)), 1)
+            limit = max(limit, request)
+        elif top_limit > 1:  # a request above the lowered limit is lowered too (it may break both)
+            limit, with_limit = top_limit - 1, True
+            request = min(request, limit)
+    out: dict[str, Any] = {"requests": {"memory": f"{request}Mi"}}
+    if with_limit:
+        out["limits"] = {"memory": f"{limit}Mi"}
     return out
 
 
@@ -197,11 +220,13 @@ def generate_pod(
         priority = rng.choice(CUSTOM_PRIORITIES)
         features.append("priority")
     if pod_level_resources and qos != "BestEffort" and rng.random() < 0.3:
-        spec["resources"] = _pod_level(rng, containers + init)
+        spec["resources"] = _pod_level(rng, spec)
         features.append("pod-level")
     manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
     fp = FuzzPod(index, name, manifest, qos, oversized is not None, priority, features)
-    fp.pod()  # every generated pod passes the pod schema
+    pod = fp.pod()  # every generated pod passes the pod schema
+    if "resources" in spec and pod_resource_errors(pod, _POD_LEVEL_ON, 34):
+        features.append("api-refused")  # the API server answers 422
     return fp
 
 

@@ -14,6 +14,7 @@ from harness.config.kubelet import KubeletConfiguration
 from harness.config.pod import Pod
 from harness.fuzz.compare import Admission
 from harness.model.fit import admit_fit, insufficient
+from harness.model.validation import API_REFUSED, pod_resource_errors, refused_fields
 
 
 def plan_batches(
@@ -29,7 +30,10 @@ def plan_batches(
     cur: list[int] = []
     fitting: list[Pod] = []
     for i, p in enumerate(pods):
-        never = bool(insufficient(p, [], allocatable, profile, kubelet_minor))
+        never = bool(
+            pod_resource_errors(p, profile, kubelet_minor)
+            or insufficient(p, [], allocatable, profile, kubelet_minor)
+        )
         full = len(cur) >= max_pods
         if cur and (full or (not never and insufficient(p, fitting, allocatable, profile, kubelet_minor))):
             batches.append(cur)
@@ -45,10 +49,15 @@ def plan_batches(
 def predict_admissions(
     pods: list[Pod], allocatable: dict[str, int], profile: KubeletConfiguration, kubelet_minor: int
 ) -> list[Admission]:
-    """The model's admission of each pod, sent in this order to an empty node."""
+    """The model's admission of each pod, sent in this order to an empty node: one the API server
+    refuses (``model.validation``) is never admitted and takes nothing from its batch-mates."""
     running: list[Pod] = []
     out = []
     for p in pods:
+        refused = pod_resource_errors(p, profile, kubelet_minor)
+        if refused:  # the API server answers 422: no kubelet sees the pod
+            out.append(Admission(False, API_REFUSED, refused_fields(refused)))
+            continue
         r = admit_fit(p, running, allocatable, profile, kubelet_minor)
         if r.admitted:
             running = [q for q in running if q not in r.preempted] + [p]

@@ -37,6 +37,7 @@ from harness.fuzz.compare import (
     PodResult,
     compare_admission,
     compare_batch,
+    refused_causes,
     write_reproducers,
 )
 from harness.fuzz.generate import FuzzPod, generate_pods, generate_profiles, pod_level_allowed
@@ -55,6 +56,7 @@ from harness.launch.kubernetes.pods import (
 )
 from harness.model.node import node_allocatable
 from harness.model.qos import pod_qos
+from harness.model.validation import API_REFUSED
 from harness.owned import run_ledger
 
 LABEL_FUZZ = "io.harness.fuzz"
@@ -426,12 +428,13 @@ class FuzzRun:
             node.core.create_namespaced_pod(NAMESPACE, manifest)
         except ApiException as exc:
             if exc.status and 400 <= exc.status < 500 and exc.status != 409:
-                res.observed = Admission(False, "APIServerRefused", str(exc.body or exc.reason))
-                res.differences.append(
-                    Difference(
-                        "admission", "create", "accepted", f"{exc.status} {exc.body or exc.reason}", fp.name
+                res.observed = Admission(False, API_REFUSED, refused_causes(exc.body))
+                for where, exp, got in compare_admission(res.predicted, res.observed):
+                    res.differences.append(
+                        Difference(
+                            "admission", where, exp, f"{got} ({exc.status} {exc.body or exc.reason})", fp.name
+                        )
                     )
-                )
                 return None
             raise HostError(f"creating pod {NAMESPACE}/{fp.name}: {exc.status} {exc.reason}") from None
         deadline = time.monotonic() + ADMIT_TIMEOUT_S

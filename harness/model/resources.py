@@ -6,7 +6,7 @@ Reproduces, for the pods the harness creates:
   declares a limit but no request for a resource gets ``request := limit`` (containers and
   init containers). The kubelet only ever sees defaulted pods, so every function here works on
   the defaulted view. With PodLevelResources on, pod-level requests are defaulted after the
-  containers (``defaultPodRequests``) [inferred: recalled from the 1.32+ defaults.go, not re-read].
+  containers (``defaultPodRequests``; verified against v1.34.2 pkg/apis/core/v1/defaults.go).
 * Disabled-field dropping — k8s: pkg/api/pod/util.go ``dropDisabledFields``: with the gate off
   the API server drops init containers' ``restartPolicy`` (SidecarContainers) and
   ``spec.resources`` (PodLevelResources), so they are ignored here when the gate is off.
@@ -130,7 +130,7 @@ def pod_view(pod: Pod, profile: KubeletConfiguration, kubelet_minor: int) -> Pod
     pod_reqs = _parse_list(res.requests)
     pod_lims = _parse_list(res.limits)
     if pod_lims:
-        # defaults.go defaultPodRequests (1.32+) [inferred]: a missing pod-level request defaults
+        # defaults.go defaultPodRequests (verified v1.34.2): a missing pod-level request defaults
         # to the containers' aggregate request for that resource if any container requests it,
         # else to the pod-level limit.
         aggr = aggregate_container(view, "requests")

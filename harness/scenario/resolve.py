@@ -15,6 +15,7 @@ from harness.errors import HarnessError
 from harness.model.layout import node_layout
 from harness.model.predict import Baseline
 from harness.model.sizing import size_workloads
+from harness.model.validation import pod_resource_errors
 from harness.scenario.context import ResolvedScenario, RunContext
 
 
@@ -31,6 +32,8 @@ def resolve(spec: Scenario, run: RunContext) -> ResolvedScenario:
             f"{(profile.eviction_hard or {}).get('memory.available')} ({profile.source})"
         )
     sc = size_workloads(spec.model_copy(update={"node": node, "profile": profile}))
+    if run.backend.kubelet:
+        refuse_invalid_pods(sc)
     for w, before in zip(sc.workloads, spec.workloads, strict=True):
         if before.memory_from_node:
             run.progress.say(
@@ -39,6 +42,21 @@ def resolve(spec: Scenario, run: RunContext) -> ResolvedScenario:
     return ResolvedScenario(
         scenario=sc, baseline=baseline, layout=node_layout(sc, kubelet=run.backend.kubelet)
     )
+
+
+def refuse_invalid_pods(sc: Scenario) -> None:
+    """A pod the API server would refuse (422, ``model.validation``) stops the scenario before
+    anything starts, naming the workload and each field, as the API server would."""
+    assert sc.node is not None and sc.profile is not None
+    for w in sc.workloads:
+        if w.placement != "pod":
+            continue
+        errors = pod_resource_errors(w.to_pod("harness"), sc.profile, sc.node.kubelet_minor)
+        if errors:
+            raise HarnessError(
+                f"scenario {sc.name}: workload {w.name}: the API server (kubelet version "
+                f"{sc.node.kubelet_version}) refuses this pod: " + "; ".join(e.text() for e in errors)
+            )
 
 
 def real_node(node: NodeFacts, run: RunContext) -> NodeFacts:
