@@ -11,7 +11,8 @@ insufficient resources is admitted after the kubelet evicts ("Preempting") a set
 pods whose requests cover ``GetInsufficientAmount`` = requested - (capacity - used), chosen by
 ``getPodsToPreempt`` (BestEffort, then Burstable, then Guaranteed; within a class the pod nearest
 to the remaining requirement, ties to the smaller request), each running pod counted with
-``GetResourceRequest`` (``resources.get_resource_request``: sidecars as plain init containers).
+``GetResourceRequest`` (``resources.get_resource_request``: up to 1.33 sidecars as plain init
+containers; from 1.34 the admission formula, pod-level requests alone where set).
 """
 
 from __future__ import annotations
@@ -116,8 +117,9 @@ def pods_to_preempt(
     set of running pods frees enough."""
 
     def req(p: Pod, res: str) -> int:
-        # not the admission request: GetResourceRequest, sidecar-unaware (resources.get_resource_request)
-        return resources.get_resource_request(p, res)
+        # not the admission request: GetResourceRequest (resources.get_resource_request), which
+        # knows no sidecars up to 1.33
+        return resources.get_resource_request(p, res, profile, minor)
 
     def subtract(reqs: dict[str, int], pods: list[Pod]) -> dict[str, int]:
         out = {}

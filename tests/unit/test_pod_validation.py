@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from harness.config.kubelet import KubeletConfiguration
+from harness.config.kubelet import KubeletConfiguration, load_profile
 from harness.config.node import NodeFacts
 from harness.config.pod import parse_pod
 from harness.config.suite import Scenario, Workload
@@ -16,6 +18,7 @@ from harness.errors import HarnessError
 from harness.fuzz.compare import Admission, compare_admission, refused_causes
 from harness.fuzz.generate import generate_pods
 from harness.fuzz.plan import plan_batches, predict_admissions
+from harness.model.resources import get_resource_request
 from harness.model.validation import API_REFUSED, pod_resource_errors, refused_fields
 from harness.scenario.resolve import refuse_invalid_pods
 
@@ -176,3 +179,48 @@ def test_a_suite_pod_the_api_server_would_refuse_stops_its_scenario_naming_the_f
         refuse_invalid_pods(sc)
     sc.node = NodeFacts.model_validate({"memoryCapacity": 8 * GI, "cpus": 2, "kubeletVersion": "1.33"})
     refuse_invalid_pods(sc)  # the gate is off in 1.33: the field is dropped, nothing refused
+
+
+FUZZ_35_0059 = Path(__file__).resolve().parents[1] / "fixtures" / "fuzz-35-0059"
+
+
+def test_preemption_counts_running_pods_as_the_1_34_kubelet_does() -> None:
+    """A cluster-critical pod with pod-level resources is refused after preemption finds too little:
+    from 1.34 the kubelet counts a batch-mate's sidecar in its request (GetResourceRequest calls
+    PodRequests), up to 1.33 it did not. The model before the fix said cpu 2575 and memory 1086066688
+    here: 100m and 64 MiB more, the sidecar's."""
+    profile = load_profile(FUZZ_35_0059 / "profile.yaml")
+    pods = [
+        parse_pod(yaml.safe_load((FUZZ_35_0059 / f"fuzz-35-{i:04d}.yaml").read_text()), str(i))
+        for i in (47, 50, 53, 56, 59)
+    ]
+    alloc = {"memory": 3008622592, "cpu": 1750, "pods": 110}  # the node's and the model's, fuzz.json
+    out = predict_admissions(pods, alloc, profile, 34)
+    assert [a.admitted for a in out] == [True, True, True, True, False]
+    # what the real 1.34.2 kubelet answered (harness fuzz --pods 200 --seed 35, profile 2)
+    left = "[(res: cpu, q: 2475), (res: memory, q: 1018957824), ]"
+    assert out[-1].message.endswith("no set of running pods found to reclaim resources: " + left)
+
+
+def test_get_resource_request_by_version_sidecars_and_pod_level() -> None:
+    side = parse_pod(yaml.safe_load((FUZZ_35_0059 / "fuzz-35-0050.yaml").read_text()), "p50")
+    assert (
+        get_resource_request(side, "cpu", PROFILE, 33),
+        get_resource_request(side, "memory", PROFILE, 33),
+    ) == (
+        125,
+        200 << 20,
+    )
+    assert (
+        get_resource_request(side, "cpu", PROFILE, 34),
+        get_resource_request(side, "memory", PROFILE, 34),
+    ) == (
+        225,
+        264 << 20,
+    )
+    level = parse_pod(yaml.safe_load((FUZZ_35_0059 / "fuzz-35-0059.yaml").read_text()), "p59")
+    # pod-level requests name memory only: SkipContainerLevelResources leaves cpu at 0
+    assert get_resource_request(level, "memory", PROFILE, 34) == 3073 << 20
+    assert get_resource_request(level, "cpu", PROFILE, 34) == 0
+    off = KubeletConfiguration.model_validate({"featureGates": {"PodLevelResources": False}})
+    assert get_resource_request(level, "cpu", off, 34) == 4125  # c0 4000m + the sidecar's 125m
