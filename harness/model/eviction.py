@@ -40,8 +40,10 @@ from harness.model.thresholds import (
     MEMORY_AVAILABLE,
     MEMORY_SIGNALS,
     Threshold,
+    format_go_quantity,
     go_quantity_string,
     parse_thresholds,
+    quantity_format,
 )
 
 if TYPE_CHECKING:
@@ -231,6 +233,35 @@ def _container_memory_request_bytes(container: Container) -> int:
     return 0 if val is None else quantity.to_bytes(val)
 
 
+def pod_memory_request_text(pod: Pod, profile: KubeletConfiguration, minor: int) -> str | None:
+    """``pod.Spec.Resources.Requests[memory].String()`` as the kubelet holds the pod: after the API
+    server's ``defaultPodRequests`` (pkg/apis/core/v1/defaults.go, v1.34.2), which fills a missing
+    pod-level request only when pod-level limits are set: from the containers' aggregate request
+    where one asks memory (a copy of that quantity, so printed in its spelling; a sum keeps the first
+    addend's format, resource.Quantity ``Add``), else from the pod-level memory limit. None: the
+    pod has no pod-level memory request (the message then has no ``Pod ...`` sentence)."""
+    res = pod.spec.resources
+    if res is None:
+        return None
+    if "memory" in res.requests:
+        return go_quantity_string(res.requests["memory"])
+    if not res.limits:
+        return None
+    spelled = [
+        c.resources.requests.get("memory", c.resources.limits.get("memory"))
+        for c in [*pod.spec.containers, *pod.spec.init_containers]
+    ]
+    given = [str(v) for v in spelled if v is not None]
+    if given:
+        view = resources.pod_view(pod, profile, minor)
+        total = resources.aggregate_container(view, "requests").get("memory")
+        if total:
+            return format_go_quantity(total, quantity_format(given[0]))
+    if "memory" in res.limits:
+        return go_quantity_string(res.limits["memory"])
+    return None
+
+
 def eviction_message(
     threshold: Threshold,
     observation: Observation,
@@ -256,18 +287,14 @@ def eviction_message(
     if victim.working_set_bytes is None and not victim.container_working_set:
         return msg  # stats(pod) not found: message stops after the threshold sentence
     pod = victim.pod
+    pod_request = pod_memory_request_text(pod, profile, minor) if minor >= 34 else None
     if (
-        minor >= 34
-        and pod.spec.resources is not None
-        and "memory" in pod.spec.resources.requests
+        pod_request is not None
         and versions.gate_enabled("PodLevelResources", profile, minor)
         and victim.working_set_bytes is not None
     ):
         msg += POD_MESSAGE_FMT.format(
-            pod.name,
-            quantity.format_binary_si(victim.working_set_bytes),
-            go_quantity_string(pod.spec.resources.requests["memory"]),
-            "memory",
+            pod.name, quantity.format_binary_si(victim.working_set_bytes), pod_request, "memory"
         )
     containers = list(pod.spec.containers)
     if minor >= 31:

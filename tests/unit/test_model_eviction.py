@@ -160,6 +160,51 @@ def test_eviction_message_init_containers_from_1_31() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("pod_resources", "containers", "sentence"),
+    [
+        # a pod-level memory request, as given
+        ({"requests": {"memory": "1024Mi"}}, [{"name": "app"}], "request is 1Gi"),
+        # only pod-level limits: the request is defaulted from the containers' aggregate, printed in
+        # the first container's spelling (defaults.go defaultPodRequests)
+        (
+            {"limits": {"memory": "2Gi"}},
+            [
+                {"name": "app", "resources": {"requests": {"memory": "256Mi"}}},
+                {"name": "b", "resources": {"requests": {"memory": "256Mi"}}},
+            ],
+            "request is 512Mi",
+        ),
+        # ... or from the pod-level limit where no container asks memory
+        ({"limits": {"memory": "2Gi"}}, [{"name": "app"}], "request is 2Gi"),
+        # no pod-level memory request at all (cpu only): no Pod sentence
+        ({"requests": {"cpu": "1"}}, [{"name": "app"}], None),
+    ],
+)
+def test_eviction_message_pod_level_sentence_from_1_34(
+    pod_resources: dict[str, Any], containers: list[dict[str, Any]], sentence: str | None
+) -> None:
+    """1.34 helpers.go evictionMessage: with PodLevelResources on and a pod-level memory request
+    (after the API server's defaulting), ``Pod <name> was using <usage>, request is <request>, has
+    larger consumption of memory. `` comes before the containers', whatever the usage."""
+    t = next(t for t in parse_thresholds(_profile(), 34) if t.signal == MEMORY_AVAILABLE)
+    pod = parse_pod(
+        {"metadata": {"name": "p"}, "spec": {"containers": containers, "resources": pod_resources}}
+    )
+    victim = ev.PodUsage(pod, 300 * Mi, {"app": 100 * Mi})
+    msg = ev.eviction_message(t, ev.Observation(MEMORY_AVAILABLE, 10 * Mi, 8 * Gi), victim, _profile(), 34)
+    if sentence is None:
+        assert "Pod p" not in msg
+    else:
+        assert (
+            f"available: 10Mi. Pod p was using 300Mi, {sentence}, has larger consumption of memory. " in msg
+        )
+    # 1.33: no such sentence (the gate is off by default, and the code is not there)
+    assert "Pod p" not in ev.eviction_message(
+        t, ev.Observation(MEMORY_AVAILABLE, 10 * Mi, 8 * Gi), victim, _profile(), 33
+    )
+
+
 # ---------------------------------------------------------------------------- grace periods
 @pytest.mark.parametrize(("minor", "expected"), [(30, 60), (31, 1), (32, 1)])
 def test_hard_grace_per_version(minor: int, expected: int) -> None:
