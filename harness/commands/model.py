@@ -522,12 +522,12 @@ NOT_MODELLED = (
     "the eviction loop's drift: it sleeps 10 s after each sync, and a sync takes 0.2-1 s on a TCG "
     "guest (28 s while the node thrashed); predictions use a 10 s period from every phase, and a "
     "run judges an eviction against the kubelet's recorded syncs (its log, kubelet_eviction_syncs)",
-    "the eviction of a pod whose containers the kernel just killed: a sync decides on stats taken at "
-    "its start (0.01-1 s earlier) and ranks a pod until its pod worker has seen it terminate "
-    "(GetActivePods, up to a 1 s PLEG relist), so a kill during a sync or just before it may be "
-    "followed by the eviction of the dead pod (reason Evicted over the OOM kill) and a wait for its "
-    "cleanup instead of another eviction; the model's syncs are instantaneous and drop a pod the "
-    "moment it dies",
+    "the eviction of a pod whose containers the kernel just killed: the killed process's memory is "
+    "released while it exits (GiBs take a while), and the kubelet ranks a pod until its pod worker "
+    "has seen it terminate (GetActivePods, up to a 1 s PLEG relist), so a sync just after a kill may "
+    "still see the node short and evict the dead pod (reason Evicted over the OOM kill; seen 0.04 s "
+    "after a kill, S4) instead of another; the model frees a killed process's memory at once and "
+    "drops its pod the moment it dies",
     "the scheduler: pods are bound to the node as given; only the kubelet's own admission is modelled",
     "the CPU manager beyond its topology hints, and device plugins / DRA",
 )
