@@ -57,8 +57,12 @@ def _check_run(run: Path, backend: str) -> pd.DataFrame:
     s6 = samples[samples["key"] == "s6-page-cache/writer"]
     # page cache: usage reaches the limit region, working set stays small
     assert s6["usage"].max() > 96 << 20
-    # part of the page cache is inactive (how much the kernel keeps active varies: 46-69 MiB of 128 seen)
-    assert s6["working_set"].max() < 0.75 * s6["usage"].max()
+    # while usage sits at the limit, most of the page cache is inactive, so the working set stays
+    # well below usage in most samples. How much the kernel keeps active varies: 46-69 MiB of 128
+    # were seen, and once (CI, 2026-12-07) 117 MiB active for one second of the 3.6 s at the limit,
+    # which is why the median is used here and not the maximum
+    at_limit = s6[s6["usage"] > 96 << 20]
+    assert at_limit["working_set"].median() < 0.75 * s6["usage"].max(), at_limit[["usage", "working_set"]]
     return verdicts
 
 
