@@ -239,9 +239,7 @@ def to_ints(rl: ResourceList) -> dict[str, int]:
     return {k: to_int(k, v) for k, v in rl.items()}
 
 
-def get_resource_request(
-    pod: Pod, name: str, profile: KubeletConfiguration | None = None, kubelet_minor: int = 33
-) -> int:
+def get_resource_request(pod: Pod, name: str, profile: KubeletConfiguration, kubelet_minor: int) -> int:
     """What the kubelet's critical-pod preemption counts for a pod (k8s pkg/kubelet/preemption/preemption.go
     ``distance``, ``subtract``, ``smallerResourceRequest`` call pkg/api/v1/resource/helpers.go
     ``GetResourceRequest`` / ``GetResourceRequestQuantity``).
@@ -259,7 +257,7 @@ def get_resource_request(
     ``harness fuzz`` (seed 35, 1.34.2): the error named 100m and 64 MiB less than the 1.33 rule, a
     batch-mate's sidecar now added."""
     if kubelet_minor >= 34:
-        view = pod_view(pod, profile or KubeletConfiguration(), kubelet_minor)
+        view = pod_view(pod, profile, kubelet_minor)
         if view.pod_level_resources_set:
             reqs: ResourceList = {}
             for k, v in (view.pod_requests or {}).items():

@@ -16,18 +16,18 @@ validation.go ``validatePodResources``, verified against v1.34.2):
   <limit>`` (init containers are not checked there).
 
 The API server answers such a pod with 422 (``reason: Invalid``), one cause per error, each naming
-its field: the fields are what the harness compares (``FieldError.field``); the quantities in the
+its field: the fields are what the harness compares (``config.podschema.FieldError.field``); the quantities in the
 messages are Go's canonical spelling of a sum (``resource.Quantity.String``), which the text here
 gives in the manifest's spelling or in bytes and millicores.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 
 from harness.config.kubelet import KubeletConfiguration
 from harness.config.pod import Pod
+from harness.config.podschema import FieldError
 from harness.model.resources import CPU, aggregate_container, pod_view
 
 # The 422 Status's reason (k8s.io/apimachinery pkg/api/errors NewInvalid: StatusReasonInvalid), the
@@ -35,16 +35,10 @@ from harness.model.resources import CPU, aggregate_container, pod_view
 API_REFUSED = "APIServerRefused"
 
 
-@dataclass(frozen=True)
-class FieldError:
-    """One ``field.Invalid`` of the API server's validation."""
-
-    field: str
-    value: str
-    detail: str
-
-    def text(self) -> str:
-        return f'{self.field}: Invalid value: "{self.value}": {self.detail}'
+def _invalid(field: str, value: str, detail: str) -> FieldError:
+    """``field.Invalid(path, value, detail)`` in the API server's words, as ``config.podschema``'s
+    checks of a manifest report theirs."""
+    return FieldError(field, f'Invalid value: "{value}": {detail}')
 
 
 def _spell(name: str, v: Decimal) -> str:
@@ -67,7 +61,7 @@ def pod_resource_errors(pod: Pod, profile: KubeletConfiguration, kubelet_minor: 
     for name in sorted(reqs):
         if name in lims and reqs[name] > lims[name]:
             errors.append(
-                FieldError(
+                _invalid(
                     "spec.resources.requests",
                     given_req.get(name, _spell(name, reqs[name])),
                     f"must be less than or equal to {name} limit of {given_lim.get(name, _spell(name, lims[name]))}",
@@ -77,7 +71,7 @@ def pod_resource_errors(pod: Pod, profile: KubeletConfiguration, kubelet_minor: 
     for name in sorted(aggregate):
         if name in reqs and aggregate[name] > reqs[name]:
             errors.append(
-                FieldError(
+                _invalid(
                     f"spec.resources.requests[{name}]",
                     given_req.get(name, _spell(name, reqs[name])),
                     f"must be greater than or equal to aggregate container requests of {_spell(name, aggregate[name])}",
@@ -87,7 +81,7 @@ def pod_resource_errors(pod: Pod, profile: KubeletConfiguration, kubelet_minor: 
         for name in sorted(c.limits):
             if name in lims and c.limits[name] > lims[name]:
                 errors.append(
-                    FieldError(
+                    _invalid(
                         f"spec.resources.containers[{i}][{name}].limits",
                         _spell(name, c.limits[name]),
                         f"must be less than or equal to pod limits of {given_lim.get(name, _spell(name, lims[name]))}",

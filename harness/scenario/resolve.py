@@ -55,7 +55,8 @@ def refuse_invalid_pods(sc: Scenario) -> None:
         if errors:
             raise HarnessError(
                 f"scenario {sc.name}: workload {w.name}: the API server (kubelet version "
-                f"{sc.node.kubelet_version}) refuses this pod: " + "; ".join(e.text() for e in errors)
+                f"{sc.node.kubelet_version}) refuses this pod: "
+                + "; ".join(f"{e.field}: {e.reason}" for e in errors)
             )
 
 

@@ -74,7 +74,7 @@ def test_a_pod_level_request_below_the_containers_aggregate_is_refused_as_the_ap
     pod = _pod([_c("a", "128Mi"), _c("b", "128Mi")], {"requests": {"memory": "129Mi"}})
     errors = pod_resource_errors(pod, PROFILE, 34)
     assert [e.field for e in errors] == ["spec.resources.requests[memory]"]
-    assert errors[0].text() == (
+    assert f"{errors[0].field}: {errors[0].reason}" == (
         'spec.resources.requests[memory]: Invalid value: "129Mi": must be greater than or equal to aggregate '
         "container requests of 268435456"
     )
@@ -105,8 +105,8 @@ def test_the_aggregate_follows_the_sidecar_formula_and_limits_default_requests()
     assert [e.field for e in pod_resource_errors(pod, PROFILE, 34)] == ["spec.resources.requests[memory]"]
     # an init container larger than the regular ones with their sidecars sets the aggregate
     pod = _pod([_c("a", "64Mi")], {"requests": {"memory": "100Mi"}}, init=[_c("init", "200Mi")])
-    assert [e.detail for e in pod_resource_errors(pod, PROFILE, 34)] == [
-        "must be greater than or equal to aggregate container requests of 209715200"
+    assert [e.reason for e in pod_resource_errors(pod, PROFILE, 34)] == [
+        'Invalid value: "100Mi": must be greater than or equal to aggregate container requests of 209715200'
     ]
 
 
@@ -184,16 +184,18 @@ def test_a_suite_pod_the_api_server_would_refuse_stops_its_scenario_naming_the_f
 FUZZ_35_0059 = Path(__file__).resolve().parents[1] / "fixtures" / "fuzz-35-0059"
 
 
+def _fuzz_pod(index: int) -> Any:
+    """One pod of the seed-35 reproducer (``harness fuzz --pods 200 --seed 35``, 1.34.2)."""
+    return parse_pod(yaml.safe_load((FUZZ_35_0059 / f"fuzz-35-{index:04d}.yaml").read_text()), str(index))
+
+
 def test_preemption_counts_running_pods_as_the_1_34_kubelet_does() -> None:
     """A cluster-critical pod with pod-level resources is refused after preemption finds too little:
     from 1.34 the kubelet counts a batch-mate's sidecar in its request (GetResourceRequest calls
     PodRequests), up to 1.33 it did not. The model before the fix said cpu 2575 and memory 1086066688
     here: 100m and 64 MiB more, the sidecar's."""
     profile = load_profile(FUZZ_35_0059 / "profile.yaml")
-    pods = [
-        parse_pod(yaml.safe_load((FUZZ_35_0059 / f"fuzz-35-{i:04d}.yaml").read_text()), str(i))
-        for i in (47, 50, 53, 56, 59)
-    ]
+    pods = [_fuzz_pod(i) for i in (47, 50, 53, 56, 59)]
     alloc = {"memory": 3008622592, "cpu": 1750, "pods": 110}  # the node's and the model's, fuzz.json
     out = predict_admissions(pods, alloc, profile, 34)
     assert [a.admitted for a in out] == [True, True, True, True, False]
@@ -203,22 +205,15 @@ def test_preemption_counts_running_pods_as_the_1_34_kubelet_does() -> None:
 
 
 def test_get_resource_request_by_version_sidecars_and_pod_level() -> None:
-    side = parse_pod(yaml.safe_load((FUZZ_35_0059 / "fuzz-35-0050.yaml").read_text()), "p50")
-    assert (
-        get_resource_request(side, "cpu", PROFILE, 33),
-        get_resource_request(side, "memory", PROFILE, 33),
-    ) == (
-        125,
-        200 << 20,
-    )
-    assert (
-        get_resource_request(side, "cpu", PROFILE, 34),
-        get_resource_request(side, "memory", PROFILE, 34),
-    ) == (
-        225,
-        264 << 20,
-    )
-    level = parse_pod(yaml.safe_load((FUZZ_35_0059 / "fuzz-35-0059.yaml").read_text()), "p59")
+    def cpu_and_memory(pod: Any, minor: int) -> tuple[int, int]:
+        return get_resource_request(pod, "cpu", PROFILE, minor), get_resource_request(
+            pod, "memory", PROFILE, minor
+        )
+
+    side = _fuzz_pod(50)
+    assert cpu_and_memory(side, 33) == (125, 200 << 20)
+    assert cpu_and_memory(side, 34) == (225, 264 << 20)
+    level = _fuzz_pod(59)
     # pod-level requests name memory only: SkipContainerLevelResources leaves cpu at 0
     assert get_resource_request(level, "memory", PROFILE, 34) == 3073 << 20
     assert get_resource_request(level, "cpu", PROFILE, 34) == 0
