@@ -16,8 +16,9 @@ flush + fsync), and prints:
              the node readings (/proc/meminfo, the root cgroup) at min(Hz, --node-hz)
 
 Empty cgroups never change their usage, so their ``memory.stat`` is re-read only every
-``STAT_REUSE_S`` (1 s); ``--no-stat-reuse`` reads it every tick, the worst case of a node
-where every cgroup's usage moves at every tick.
+``STAT_REUSE_S`` (1 s), and, while it stays the same, at doubling intervals up to
+``STAT_REUSE_MAX_S`` (4 s; ``--stat-reuse-max 1`` turns that back-off off); ``--no-stat-reuse``
+reads it every tick, the worst case of a node where every cgroup's usage moves at every tick.
 
 Everything is removed afterwards. Usage (as root on a cgroup v1 or v2 host)::
 
@@ -123,6 +124,12 @@ def main() -> None:
         "--no-stat-reuse", action="store_true", help="read memory.stat every tick (STAT_REUSE_S = 0)"
     )
     ap.add_argument(
+        "--stat-reuse-max",
+        type=float,
+        default=sampler_module.STAT_REUSE_MAX_S,
+        help="longest reuse of an idle cgroup's unchanged memory.stat (STAT_REUSE_MAX_S; 1 = no back-off)",
+    )
+    ap.add_argument(
         "--node-hz",
         type=float,
         default=sampler_module.NODE_HZ,
@@ -132,12 +139,16 @@ def main() -> None:
     args = ap.parse_args()
     if args.no_stat_reuse:
         sampler_module.STAT_REUSE_S = 0.0
+    sampler_module.STAT_REUSE_MAX_S = args.stat_reuse_max
     ooms = {"on": [True], "off": [False], "both": [True, False]}[args.oom_counters]
     rates = [float(r) for r in args.rates.split(",")]
     counts = [int(c) for c in args.counts.split(",")]
     mounts = detect_host_layout()
     print(f"host: layout={mounts.layout.value} memory={mounts.memory_version.value} cpus={os.cpu_count()}")
-    print(f"stat reuse: {sampler_module.STAT_REUSE_S:g} s; node rows at most {args.node_hz:g} Hz")
+    print(
+        f"stat reuse: {sampler_module.STAT_REUSE_S:g} s, idle and unchanged up to "
+        f"{sampler_module.STAT_REUSE_MAX_S:g} s; node rows at most {args.node_hz:g} Hz"
+    )
     print(
         f"{'cgroups':>7} {'oom':>4} {'rate Hz':>7} {'cpu %':>7} {'tick µs':>8} {'ticks':>11} {'missed':>6} "
         f"{'µs/cg·tick':>10}"

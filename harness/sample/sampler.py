@@ -133,6 +133,14 @@ NODE_HZ = 10.0
 
 # Longest reuse of a cgroup's memory.stat values while its usage does not change.
 STAT_REUSE_S = 1.0
+# An idle cgroup whose memory.stat did not change at its last re-read waits twice as long for the
+# next, up to this; any change (of usage, or of the stat values) brings it back to STAT_REUSE_S.
+# Anonymous memory held still (most of a node's pods) never ages, and these re-reads were half of
+# the cost of 500 idle cgroups at 10 Hz (README, "Scale"). A change after a long quiet spell is
+# still seen within 4 s, finer than the kubelet's own view: cAdvisor's housekeeping refreshes a
+# container's stats every 10 s (cadvisor manager.go, --housekeeping_interval default 10s; the
+# kubelet's default in k8s.io/kubernetes cmd/kubelet/app/options).
+STAT_REUSE_MAX_S = 4.0
 
 
 @dataclass(frozen=True)
@@ -186,6 +194,9 @@ class _Reader:
         # due time of this reader's pending entry in the sampler's stat schedule (0: none)
         self._due = 0.0
         self._last_stat_t = 0.0
+        # how long the current stat values may be reused (STAT_REUSE_S .. STAT_REUSE_MAX_S)
+        self._reuse_s = STAT_REUSE_S
+        self._last_vals: list[int] = []
         # The first stat read counts as done up to 0.9 x STAT_REUSE_S earlier, by a phase from the
         # path: cgroups registered together then re-read memory.stat in different ticks instead of
         # all in one (500 v1 stat reads take ≈5 ms: a missed tick at 100 Hz).
@@ -233,7 +244,7 @@ class _Reader:
             now = time.monotonic()
         if usage is None:  # else read by the caller (Sampler._sample's fast path)
             usage = -1 if self.v2_root else int(os.pread(self.fd_usage, _READ_SMALL, 0))
-        if usage >= 0 and usage == self._last_usage and now - self._last_stat_t < STAT_REUSE_S:
+        if usage >= 0 and usage == self._last_usage and now - self._last_stat_t < self._reuse_s:
             base = self._last_out
         else:
             data = b"\n" + os.pread(self.fd_stat, _READ_STAT, 0)
@@ -248,6 +259,11 @@ class _Reader:
                 vals.append(int(data[i : find(b"\n", i)]))
             if not self._last_stat_t:
                 now -= self._stat_phase * STAT_REUSE_S
+            elif usage == self._last_usage and vals == self._last_vals:  # a quiet re-read
+                self._reuse_s = min(self._reuse_s * 2, max(STAT_REUSE_MAX_S, STAT_REUSE_S))
+            else:
+                self._reuse_s = STAT_REUSE_S
+            self._last_vals = vals
             self._last_usage, self._last_stat_t = usage, now
             if self.v2_root:
                 usage = max(vals[-2], 0) + max(vals[-1], 0)
@@ -456,7 +472,7 @@ class Sampler:
         for i, r in enumerate(self._order):
             r._due = 0.0
             if r._raw is not None:
-                r._due = r._last_stat_t + STAT_REUSE_S
+                r._due = r._last_stat_t + r._reuse_s
                 self._stat_due.append((r._due, i))
         heapq.heapify(self._stat_due)
         self._dirty = False
@@ -518,7 +534,7 @@ class Sampler:
             r._raw = raw
             tails[i] = r._tail
             if not r._due:  # one pending schedule entry per reader
-                r._due = r._last_stat_t + STAT_REUSE_S
+                r._due = r._last_stat_t + r._reuse_s
                 heapq.heappush(due, (r._due, i))
         self._raws = raws
         self._cg_tails = tails
