@@ -129,16 +129,23 @@ def main() -> int:
         float(sc_end.max() - (created.min() + sc.timeout_s)) if len(created) and len(sc_end) else float("nan")
     )
     after = float(t + wall - sc_end.max()) if len(sc_end) else float("nan")
+    # the teardown's parts (events of the kubernetes backend): stopping the pods (grace 5 s, until
+    # their processes are gone) and deleting what the API still has (grace 0)
+    stopped = ev[(ev["source"] == "harness") & (ev["kind"] == "pods_stopped")]
+    deleted = ev[(ev["source"] == "harness") & (ev["kind"] == "pods_deleted")]
+    stop_s = float(stopped["stop_s"].max()) if len(stopped) and "stop_s" in stopped else float("nan")
+    delete_s = float(deleted["delete_s"].max()) if len(deleted) and "delete_s" in deleted else float("nan")
     print(f"exit {proc.returncode}; run {run_dir.name}; {len(verdicts)} verdicts, "
           f"{int(verdicts['passed'].sum())} match; outcomes {verdicts['observed'].value_counts().to_dict()}")  # fmt: skip
     print(
         f"wall {wall:.1f} s; scenario_start -> scenario_end {window:.1f} s; timeout {sc.timeout_s:g} s; "
         f"setup {setup:.1f} s; start-up (first pod created -> last Started) {startup:.1f} s; "
-        f"teardown {teardown:.1f} s; after {after:.1f} s"
+        f"teardown {teardown:.1f} s (stop {stop_s:.1f} s, delete {delete_s:.1f} s); after {after:.1f} s"
     )
     print(f"overhead (setup + teardown + after = wall - timeout): {wall - sc.timeout_s:.1f} s")
     print(json.dumps({"wall_s": round(wall, 1), "window_s": round(window, 1), "startup_s": round(startup, 1),
-                      "setup_s": round(setup, 1), "teardown_s": round(teardown, 1), "after_s": round(after, 1),
+                      "setup_s": round(setup, 1), "teardown_s": round(teardown, 1),
+                      "stop_s": round(stop_s, 1), "delete_s": round(delete_s, 1), "after_s": round(after, 1),
                       "overhead_s": round(wall - sc.timeout_s, 1), "launch": sc.launch,
                       "exit": proc.returncode}))  # fmt: skip
     return 0

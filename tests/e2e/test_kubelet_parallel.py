@@ -70,6 +70,12 @@ def test_parallel_launch_creates_the_pods_together_and_classifies_each(
     assert int((started.t_mono < created.t_mono.max()).sum()) <= PODS // 2, (
         created[["t_mono", "workload"]].to_string() + "\n" + started[["t_mono", "object"]].to_string()
     )
+    # stopped together at the timeout: each pod's processes were seen gone (or its exit reported)
+    # before the wait's deadline, and the tear-down removed every pod from the API
+    stopped = e[(e.source == "harness") & (e.kind == "pods_stopped")]
+    assert len(stopped) == 1 and int(stopped.stopped.iloc[0]) == PODS and int(stopped.not_seen.iloc[0]) == 0
+    deleted = e[(e.source == "harness") & (e.kind == "pods_deleted")]
+    assert len(deleted) == 1 and int(deleted.deleted.iloc[0]) == PODS, deleted.to_string()
     # every pod's own cgroup was sampled from its start on
     s = pd.read_parquet(run_dir / "samples.parquet", columns=["key", "usage"])
     per_key = s.groupby("key").usage.max()

@@ -43,6 +43,7 @@ from harness.launch.kubernetes.logs import LogReader
 from harness.launch.kubernetes.pods import (
     NAMESPACE,
     PriorityClasses,
+    delete_each,
     delete_pods,
     ensure_namespace,
     label_value,
@@ -551,9 +552,14 @@ class KubernetesBackend(Backend):
         self.stop_many(ctx, [handle], timeout)
 
     def stop_many(self, ctx: ScenarioContext, handles: Sequence[Handle], timeout: float = 5.0) -> None:
-        """Delete every pod (grace ``timeout``) first, then wait for them together; a pod whose exit
-        is not seen within ``timeout`` + 30 s is recorded as stopped by SIGTERM."""
+        """Delete every pod (grace ``timeout``, ``DELETE_WORKERS`` requests at once), then wait for
+        them together. A pod is stopped when the kubelet reports its exit, or when its container's
+        cgroup holds no process any more (the kernel's word, before the kubelet's status manager
+        reports it: with 110 pods those reports queue behind its API rate limit), or when the API
+        shows it deleting with nothing running. A pod whose exit is not seen within ``timeout`` +
+        30 s, or whose exit was not reported, is recorded as stopped by SIGTERM."""
         pods: list[tuple[Handle, str]] = []
+        t0 = time.monotonic()
         for handle in handles:
             if handle.workload in self._host_workloads:
                 assert self._host is not None
@@ -563,18 +569,29 @@ class KubernetesBackend(Backend):
             if not name or handle.exit:
                 continue
             handle.stop_requested = True
-            with contextlib.suppress(Exception):
-                self.core.delete_namespaced_pod(name, NAMESPACE, grace_period_seconds=int(timeout))
             pods.append((handle, name))
+        delete_each(self.core, [n for _, n in pods], int(timeout))
         stopping = [h for h, _ in pods]
         deadline = time.monotonic() + timeout + 30
         while pods and time.monotonic() < deadline:
-            pods = [(h, n) for h, n in pods if self.poll(ctx, h) is None and not self._gone_quiet(n)]
+            pods = [
+                (h, n)
+                for h, n in pods
+                if self.poll(ctx, h) is None and not self._processes_gone(h) and not self._gone_quiet(n)
+            ]
             if pods:
                 time.sleep(0.1)
         for handle in stopping:
             if handle.exit is None:
                 handle.exit = ExitInfo(time.monotonic(), time.time(), 143, 15, None, stopped_by_harness=True)
+        if len(stopping) > 1:
+            ctx.events.add(
+                "harness",
+                "pods_stopped",
+                stopped=len(stopping) - len(pods),
+                not_seen=len(pods),
+                stop_s=round(time.monotonic() - t0, 3),
+            )
 
     def _gone_quiet(self, name: str) -> bool:
         """The pod is being deleted and none of its containers runs any more."""
@@ -588,9 +605,28 @@ class KubernetesBackend(Backend):
             )
         )
 
+    @staticmethod
+    def _processes_gone(handle: Handle) -> bool:
+        """The container ran (its cgroup is the kubelet's) and its cgroup has no process left, or
+        is gone (the runtime removes it when it deletes the stopped task)."""
+        if not handle.container_id or handle.cgroup_abs is None:
+            return False
+        try:
+            return not (handle.cgroup_abs / "cgroup.procs").read_text().strip()
+        except OSError:
+            return True
+
     def teardown(self, ctx: ScenarioContext) -> list[str]:
         failed: list[str] = []
+        t0 = time.monotonic()
         remaining = delete_pods(self.core, list(self._pod_of.values()), timeout=90)
+        if len(self._pod_of) > 1:
+            ctx.events.add(
+                "harness",
+                "pods_deleted",
+                deleted=len(self._pod_of) - len(remaining),
+                delete_s=round(time.monotonic() - t0, 3),
+            )
         failed += [f"pod {NAMESPACE}/{n} still exists" for n in sorted(remaining)]
         led = run_ledger(ctx.run_id)
         for n in sorted(set(self._pod_of.values()) - remaining):

@@ -6,6 +6,8 @@ import contextlib
 import json
 import re
 import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from kubernetes import client as k8s
@@ -151,14 +153,38 @@ def ensure_namespace(core: Any) -> None:
         )
 
 
-def delete_pods(core: Any, names: list[str], timeout: float) -> set[str]:
-    """Delete these pods at once (grace 0) and wait until the API has none of them; returns those
-    still there after ``timeout`` seconds."""
-    for n in names:
+# DELETE requests in flight at once. One after the other, each took a round trip and the decoding of
+# the returned pod into the client's models (~12 ms apart in the kubelet's log, ~1.3 s for 110 pods,
+# twice per scenario); the API server answers them concurrently. Below the client's connection pool
+# (kubernetes.client.Configuration.connection_pool_maxsize: 5 x CPUs).
+DELETE_WORKERS = 8
+
+
+def delete_each(core: Any, names: Sequence[str], grace_s: int) -> None:
+    """One DELETE per pod with this grace period, ``DELETE_WORKERS`` at a time; answers are not
+    decoded, and a pod already gone (404) or a failed call is left to the caller's wait."""
+
+    def one(name: str) -> None:
         with contextlib.suppress(Exception):
-            core.delete_namespaced_pod(n, NAMESPACE, grace_period_seconds=0)
+            core.delete_namespaced_pod(name, NAMESPACE, grace_period_seconds=grace_s, _preload_content=False)
+
+    if len(names) <= 1:
+        for n in names:
+            one(n)
+        return
+    with ThreadPoolExecutor(
+        max_workers=min(DELETE_WORKERS, len(names)), thread_name_prefix="pod-delete"
+    ) as pool:
+        list(pool.map(one, names))
+
+
+def delete_pods(core: Any, names: list[str], timeout: float) -> set[str]:
+    """Delete those of these pods the API still has at once (grace 0: the API server removes the
+    object without waiting for the kubelet, which then stops what still runs) and wait until the
+    API has none of them; returns those still there after ``timeout`` seconds."""
+    remaining = set(names) & _pod_names(core) if names else set()
+    delete_each(core, sorted(remaining), 0)
     deadline = time.monotonic() + timeout
-    remaining = set(names)
     while remaining and time.monotonic() < deadline:
         remaining &= _pod_names(core)
         if remaining:
