@@ -33,6 +33,7 @@ def lab_group() -> None:
       harness lab up lab --hosts 2 --sockets 2 --memory 4Gi --swap 2Gi
       harness provision /var/lib/harness/lab/labs/lab/inventory.yaml
       harness run suites/local.yaml --inventory /var/lib/harness/lab/labs/lab/inventory.yaml
+      harness lab ssh lab --host lab-a -- systemctl is-system-running
       harness lab down lab
     """
 
@@ -141,6 +142,34 @@ def down_cmd(name: str, keep: bool) -> None:
             click.echo(f"harness: could not stop {f}", err=True)
         sys.exit(1)
     click.echo(f"harness: lab {name} is down")
+
+
+@lab_group.command("ssh", context_settings={"ignore_unknown_options": True})
+@click.argument("name")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.option("--host", default=None, help="The lab's host (needed when it has several).")
+@click.option("--print", "print_only", is_flag=True, help="Print the ssh command line instead of running it.")
+def ssh_cmd(name: str, command: tuple[str, ...], host: str | None, print_only: bool) -> None:
+    """A shell (or COMMAND) on a lab host, over SSH with the lab's key and known host key.
+
+    \b
+      harness lab ssh lab                              a shell on the only host
+      harness lab ssh lab --host lab-b -- systemctl is-system-running
+      harness lab ssh lab -- 'cat > /root/suite.yaml' < suites/vm-sweep.yaml
+    """
+    import os
+    import shlex
+
+    from harness.vmlab.lab import ssh_argv  # lazy, as the other lab commands
+
+    argv = ssh_argv(name, host)
+    if command:
+        argv += ["--", *command]
+    if print_only:
+        click.echo(shlex.join(argv))
+        return
+    sys.stdout.flush()
+    os.execvp(argv[0], argv)
 
 
 def _version(value: str) -> str:

@@ -413,5 +413,38 @@ def status(name: str | None = None) -> list[dict[str, Any]]:
     return out
 
 
+def ssh_argv(name: str, host: str | None = None) -> list[str]:
+    """OpenSSH's command line into one of lab ``name``'s hosts (the only one, or ``host``): the lab's
+    client key and its known_hosts, the host key checked strictly (as the inventory's
+    ``hostKeyPolicy: reject``), root at the forwarded port on 127.0.0.1."""
+    reg = load_registry(name)
+    if reg is None:
+        raise InputError("lab ssh", "NAME", f"no lab {name!r} (labs: {', '.join(list_labs()) or 'none'})")
+    hosts = reg["hosts"]
+    if host is None:
+        if len(hosts) != 1:
+            raise InputError(
+                "lab ssh",
+                "HOST",
+                f"lab {name!r} has {len(hosts)} hosts: name one of {', '.join(sorted(hosts))}",
+            )
+        host = next(iter(hosts))
+    if host not in hosts:
+        raise InputError(
+            "lab ssh", "HOST", f"lab {name!r} has no host {host!r} (hosts: {', '.join(sorted(hosts))})"
+        )
+    keys = lab_dir(name) / "keys"
+    return [
+        "ssh",
+        "-o", f"UserKnownHostsFile={keys / 'known_hosts'}",
+        "-o", "StrictHostKeyChecking=yes",
+        "-o", "IdentitiesOnly=yes",
+        "-o", "BatchMode=yes",
+        "-i", str(keys / "client_ed25519"),
+        "-p", str(hosts[host]["port"]),
+        "root@127.0.0.1",
+    ]  # fmt: skip
+
+
 def image(say: Say | None = None, force: bool = False) -> Image:
     return build_image(say=say, force=force)

@@ -79,6 +79,17 @@ def test_vm_is_a_multi_socket_cgroup_v2_systemd_host(vm: Path) -> None:
     assert lines[-1] == "offline"
     swap_kib = int(_ssh(vm, "awk '/^SwapTotal:/ {print $2}' /proc/meminfo").strip())
     assert swap_kib > 512 * 1024  # the --swap disk is on
+    # `harness lab ssh`: OpenSSH with the lab's key and strictly checked known host key; stdin passes
+    lab = vm.parent.name
+    r = harness(
+        "lab",
+        "ssh",
+        lab,
+        "--",
+        "cat > /root/in.txt; stat -fc %T /sys/fs/cgroup; cat /root/in.txt",
+        input="from stdin\n",
+    )
+    assert r.returncode == 0 and r.stdout.split() == ["cgroup2fs", "from", "stdin"], r.stdout + r.stderr
 
 
 def test_a_cgroup_v1_lab_host_boots_with_the_v1_hierarchies(lab_image: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,36 @@ def test_missing_package_is_named() -> None:
     assert missing_package("E: Unable to locate package nosuchpkg\nE: apt-get failed") == "nosuchpkg"
     assert missing_package("E: Package 'foo' has no installation candidate") == "foo"
     assert missing_package("E: some other failure") is None
+
+
+def _lab(root: Path, name: str, ports: dict[str, int]) -> None:
+    d = root / "labs" / name
+    d.mkdir(parents=True)
+    (d / "lab.json").write_text(
+        json.dumps({"name": name, "hosts": {h: {"port": p} for h, p in ports.items()}})
+    )
+
+
+def test_lab_ssh_uses_the_labs_key_and_known_hosts_strictly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.vmlab import lab as vmlab
+
+    monkeypatch.setattr(vmlab, "LAB_ROOT", tmp_path)
+    _lab(tmp_path, "one", {"one-a": 40001})
+    _lab(tmp_path, "two", {"two-a": 40002, "two-b": 40003})
+    argv = vmlab.ssh_argv("one")
+    keys = tmp_path / "labs" / "one" / "keys"
+    assert argv[0] == "ssh" and argv[-1] == "root@127.0.0.1"
+    opts = " ".join(argv)
+    assert f"UserKnownHostsFile={keys / 'known_hosts'}" in opts and "StrictHostKeyChecking=yes" in opts
+    assert (
+        argv[argv.index("-i") + 1] == str(keys / "client_ed25519") and argv[argv.index("-p") + 1] == "40001"
+    )
+    assert vmlab.ssh_argv("two", "two-b")[argv.index("-p") + 1] == "40003"
+    with pytest.raises(InputError, match="two-a, two-b"):
+        vmlab.ssh_argv("two")  # several hosts: one must be named
+    with pytest.raises(InputError, match="no host 'x'"):
+        vmlab.ssh_argv("two", "x")
+    with pytest.raises(InputError, match=r"no lab 'three'.*one, two"):
+        vmlab.ssh_argv("three")
