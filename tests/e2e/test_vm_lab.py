@@ -262,7 +262,7 @@ def test_real_kubelet_in_the_vm_s1_and_an_eviction(vm_cluster: Path, tmp_path: P
 
 def test_numa_memoryqos_and_swap_on_the_real_kubelet_in_the_vm(vm_cluster: Path, tmp_path: Path) -> None:
     """suites/lab.yaml: the Static memory manager on two NUMA nodes under each topology policy
-    (state file and cpuset.mems), MemoryQoS and LimitedSwap cgroup values, a throttled leak."""
+    (state file and cpuset.mems), MemoryQoS and LimitedSwap cgroup values, OOM5's heap cap."""
     run = harness(
         "run",
         "suites/lab.yaml",
@@ -288,6 +288,8 @@ def test_numa_memoryqos_and_swap_on_the_real_kubelet_in_the_vm(vm_cluster: Path,
     l2 = outcomes.loc[("l2-single-numa-node-rejects-a-wide-pod", "wide")]
     assert l2["outcome"] == "rejected" and "TopologyAffinityError" in str(l2["evidence"])
     assert outcomes.loc[("l3-restricted-admits-a-wide-pod", "wide"), "outcome"] == "completed"
+    # L8 (seed 003 OOM5): the runtime's own heap cap, read from the container's v2 memory.max
+    assert outcomes.loc[("l8-runtime-heap-cap", "capped"), "outcome"] == "runtime_failed"
 
 
 def test_a_host_process_exhausts_the_vm_and_the_global_oom_killer_picks_by_oom_score_adj(
