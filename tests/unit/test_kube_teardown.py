@@ -104,3 +104,25 @@ def test_a_pod_is_stopped_when_its_containers_cgroup_is_empty_or_gone(tmp_path: 
 def test_a_pod_whose_container_never_ran_is_left_to_the_api(tmp_path: Path) -> None:
     # before the container runs, cgroup_abs is the model's path, which need not exist
     assert not KubernetesBackend._processes_gone(_handle(tmp_path, None))
+
+
+def test_stopping_sends_sigterm_to_the_containers_processes_by_pid(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        cg = tmp_path / "c"
+        cg.mkdir()
+        (cg / "cgroup.procs").write_text(f"{child.pid}\n")
+        # a container that never ran: its cgroup path is the model's, nothing is signalled
+        assert KubernetesBackend._term_processes(_handle(tmp_path, None)) == 0
+        assert child.poll() is None
+        assert KubernetesBackend._term_processes(_handle(tmp_path, "abc")) == 1
+        assert child.wait(timeout=10) == -15  # SIGTERM, as the kubelet's graceful stop sends
+        (cg / "cgroup.procs").write_text("")
+        assert KubernetesBackend._term_processes(_handle(tmp_path, "abc")) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -55,6 +56,7 @@ from harness.model.cgroupnames import container_dir, pod_cgroup
 from harness.model.layout import WorkloadLayout
 from harness.model.predict import Baseline
 from harness.owned import run_ledger, sweep
+from harness.procs import signal_same, snapshot
 from harness.sample.kubeletlog import EvictionSync, eviction_syncs
 
 #: How long a pod may take from creation to a running container. 2026-12-07, a TCG guest sharing 2
@@ -552,8 +554,8 @@ class KubernetesBackend(Backend):
         self.stop_many(ctx, [handle], timeout)
 
     def stop_many(self, ctx: ScenarioContext, handles: Sequence[Handle], timeout: float = 5.0) -> None:
-        """Delete every pod (grace ``timeout``, ``DELETE_WORKERS`` requests at once), then wait for
-        them together. A pod is stopped when the kubelet reports its exit, or when its container's
+        """SIGTERM each pod's container processes (by pid) and delete every pod (grace ``timeout``,
+        ``DELETE_WORKERS`` requests at once), then wait for them together. A pod is stopped when the kubelet reports its exit, or when its container's
         cgroup holds no process any more (the kernel's word, before the kubelet's status manager
         reports it: with 110 pods those reports queue behind its API rate limit), or when the API
         shows it deleting with nothing running. A pod whose exit is not seen within ``timeout`` +
@@ -570,6 +572,11 @@ class KubernetesBackend(Backend):
                 continue
             handle.stop_requested = True
             pods.append((handle, name))
+        # SIGTERM to each container's processes first, by pid (what the kubelet's graceful stop
+        # sends too): the programs exit at once, instead of waiting for the kubelet and the runtime
+        # to work through a node's worth of StopContainer calls (8 s for 109 pods on 2 cores)
+        for handle, _ in pods:
+            self._term_processes(handle)
         delete_each(self.core, [n for _, n in pods], int(timeout))
         stopping = [h for h, _ in pods]
         deadline = time.monotonic() + timeout + 30
@@ -604,6 +611,19 @@ class KubernetesBackend(Backend):
                 for cs in pod.get("status", {}).get("containerStatuses") or []
             )
         )
+
+    @staticmethod
+    def _term_processes(handle: Handle) -> int:
+        """SIGTERM to the processes in the container's cgroup (the kubelet's, once it ran), each by
+        pid and only while it is the process read from cgroup.procs (start time checked); returns
+        how many were signalled."""
+        if not handle.container_id or handle.cgroup_abs is None:
+            return 0
+        try:
+            pids = [int(p) for p in (handle.cgroup_abs / "cgroup.procs").read_text().split()]
+        except (OSError, ValueError):
+            return 0
+        return sum(signal_same(pid, start, signal.SIGTERM) for pid, start in snapshot(pids))
 
     @staticmethod
     def _processes_gone(handle: Handle) -> bool:
