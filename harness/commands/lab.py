@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -157,10 +159,7 @@ def ssh_cmd(name: str, command: tuple[str, ...], host: str | None, print_only: b
       harness lab ssh lab --host lab-b -- systemctl is-system-running
       harness lab ssh lab -- 'cat > /root/suite.yaml' < suites/vm-sweep.yaml
     """
-    import os
-    import shlex
-
-    from harness.vmlab.lab import ssh_argv  # lazy, as the other lab commands
+    from harness.vmlab.lab import ssh_argv  # lazy: paramiko/pandas via harness.provision (CLI start-up)
 
     argv = ssh_argv(name, host)
     if command:
