@@ -57,6 +57,9 @@ def make_cgroups(n: int) -> tuple[CgroupPaths, list[CgroupPaths]]:
     mounts = detect_host_layout()
     parent = CgroupPaths(f"harness-bench-{uuid.uuid4().hex[:8]}", mounts.memory_version, mounts.root)
     os.mkdir(parent.memory_dir)
+    if parent.version == "v2":
+        # cgroup v2: the children get memory.* files only with the controller enabled below the parent
+        Path(parent.memory_dir, "cgroup.subtree_control").write_text("+memory")
     children = []
     for i in range(n):
         child = CgroupPaths(f"{parent.rel}/c{i:03d}", parent.version, parent.root)

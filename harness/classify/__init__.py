@@ -47,6 +47,10 @@ class WorkloadEvidence:
     runtime_oom_killed: bool | None = None
     runtime_name: str | None = None  # who reported runtime_oom_killed: "docker", "containerd"
     heap_cap_event: bool = False
+    # when the program reported its heap cap, on its own monotonic clock (the host's: containers
+    # share the kernel's CLOCK_MONOTONIC); it exits right after, before any runtime or kubelet
+    # report of that exit arrives (seconds later on a loaded node)
+    t_heap_cap_mono: float | None = None
     reached_max: bool = False
     oom_counter_delta: int | None = None  # own cgroup's oom_kill counter, end - start
     kmsg_kills: list[OomRecord] = field(default_factory=list)
@@ -175,6 +179,8 @@ def classify(ev: WorkloadEvidence) -> Outcome:
         evidence.append(f"the program reported its heap cap and exited {ev.exit_code}")
         if ev.exit_code != HEAP_CAP_EXIT_CODE:
             disagree.append(f"heap_cap event but exit code {ev.exit_code}")
+        if ev.t_heap_cap_mono is not None:
+            return out("runtime_failed", ev.t_heap_cap_mono)
         return out("runtime_failed", ev.t_exit_mono)
 
     if ev.exit_code is None:

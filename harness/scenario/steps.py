@@ -242,6 +242,8 @@ def evidence(live: LiveScenario, run: RunContext, name: str) -> WorkloadEvidence
     delta_file = (after - live.oom_kills_before.get(name, 0)) if after is not None else None
     delta = max(delta_events, delta_file or 0) if (delta_file is not None or delta_events) else None
     reached_max = h.last_event("max") is not None
+    cap = h.last_event("heap_cap")
+    t_cap = int(cap["mono_ns"]) / 1e9 if cap is not None and cap.get("mono_ns") else None
     return WorkloadEvidence(
         name=name,
         cgroup_abs=str(h.cgroup_abs),
@@ -254,7 +256,8 @@ def evidence(live: LiveScenario, run: RunContext, name: str) -> WorkloadEvidence
         stopped_by_harness=bool(h.exit and h.exit.stopped_by_harness),
         runtime_oom_killed=h.exit.runtime_oom_killed if h.exit else None,
         runtime_name=run.backend.name if h.exit and h.exit.runtime_oom_killed is not None else None,
-        heap_cap_event=h.last_event("heap_cap") is not None,
+        heap_cap_event=cap is not None,
+        t_heap_cap_mono=t_cap,
         reached_max=reached_max,
         oom_counter_delta=delta,
         kmsg_kills=[

@@ -93,6 +93,14 @@ def test_heap_cap_and_eviction_and_deadline() -> None:
     assert classify(ev(admission_reason="OutOfmemory")).outcome == "rejected"
 
 
+def test_a_heap_cap_is_timed_by_the_programs_own_report_not_the_late_exit_report() -> None:
+    """L8 on a TCG guest: the program reported its cap at 10.6 s, the kubelet's terminated status
+    reached the harness at 14.5 s; the time is the program's."""
+    o = classify(ev(exit_code=3, heap_cap_event=True, t_heap_cap_mono=10.6, t_exit_mono=14.5))
+    assert (o.outcome, o.t_mono) == ("runtime_failed", 10.6)
+    assert classify(ev(exit_code=3, heap_cap_event=True, t_exit_mono=14.5)).t_mono == 14.5
+
+
 def test_a_stop_that_needed_sigkill_is_a_survivor_not_an_unknown_kill() -> None:
     """A task throttled at memory.high ignored SIGTERM for the grace period; the runtime's SIGKILL
     after the harness's stop is not an unexplained kill (found on the VM with MemoryQoS)."""
