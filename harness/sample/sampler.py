@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import re
+import resource
 import threading
 import time
 import zlib
@@ -288,6 +289,21 @@ class _Reader:
         return (*base, oom, oom_kill, under)
 
 
+def raise_open_files_limit() -> tuple[int, int]:
+    """Raise this process's soft RLIMIT_NOFILE to its hard limit; returns (soft, hard) after.
+
+    The sampler keeps 2-3 files open per cgroup (usage, memory.stat, OOM counters): a node's worth
+    of cgroups (500) needs ~1500, above the usual soft limit of 1024. A lab host's SSH session
+    (Debian 12 guest) had exactly that, and 500 cgroups failed with EMFILE. Raising the soft limit
+    up to the hard one needs no privilege (setrlimit(2)); Go's runtime does the same at start."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
 class Sampler:
     """Samples registered cgroups and the node at a fixed rate in a background thread.
 
@@ -330,6 +346,7 @@ class Sampler:
     ) -> None:
         if rate_hz <= 0 or node_hz <= 0:
             raise ValueError(f"rate_hz and node_hz must be positive, got {rate_hz} and {node_hz}")
+        raise_open_files_limit()
         self.progress_dir = Path(progress_dir)
         self.progress_dir.mkdir(parents=True, exist_ok=True)
         self.period = 1.0 / rate_hz

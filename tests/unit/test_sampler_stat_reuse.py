@@ -99,3 +99,21 @@ def test_aging_seen_within_the_max_and_rereads_go_back_to_every_second(
         assert round(after[1] - after[0], 1) == sampler.STAT_REUSE_S
     finally:
         r.close()
+
+
+def test_the_sampler_raises_its_open_files_limit_to_the_hard_limit() -> None:
+    """500 cgroups keep ~1500 files open: a soft limit of 1024 (a lab host's SSH session) failed
+    with EMFILE; the soft limit goes up to the hard one (run in a child, not to change pytest's)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import resource\n"
+        "from harness.sample.sampler import raise_open_files_limit\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))\n"
+        "after = raise_open_files_limit()\n"
+        "print(after[0] == hard, after[1] == hard)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True"], out.stdout + out.stderr
