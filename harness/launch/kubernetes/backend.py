@@ -555,11 +555,14 @@ class KubernetesBackend(Backend):
 
     def stop_many(self, ctx: ScenarioContext, handles: Sequence[Handle], timeout: float = 5.0) -> None:
         """SIGTERM each pod's container processes (by pid) and delete every pod (grace ``timeout``,
-        ``DELETE_WORKERS`` requests at once), then wait for them together. A pod is stopped when the kubelet reports its exit, or when its container's
-        cgroup holds no process any more (the kernel's word, before the kubelet's status manager
-        reports it: with 110 pods those reports queue behind its API rate limit), or when the API
-        shows it deleting with nothing running. A pod whose exit is not seen within ``timeout`` +
-        30 s, or whose exit was not reported, is recorded as stopped by SIGTERM."""
+        ``DELETE_WORKERS`` requests at once), then wait for them together.
+
+        A pod is stopped when the kubelet reports its exit, or when its container's cgroup holds
+        no process any more (the kernel's word, before the kubelet's status manager reports it:
+        with 110 pods those reports queue behind its API rate limit), or when the API shows it
+        deleting with nothing running. A pod whose exit is not seen within ``timeout`` + 30 s, or
+        whose exit the kubelet had not reported yet, is recorded as stopped by SIGTERM (143); a
+        kernel OOM kill in that instant is still found by kmsg and the cgroup's counter."""
         pods: list[tuple[Handle, str]] = []
         t0 = time.monotonic()
         for handle in handles:
