@@ -65,6 +65,18 @@ class SSHTarget:
     def label(self) -> str:
         return f"{self.name} ({self.user}@{self.address}:{self.port})"
 
+    def openssh_options(self) -> list[str]:
+        """OpenSSH's ``-o`` options for this host: only its known_hosts and its key, no prompts, its
+        host key policy, its connect timeout (Ansible's ssh and ``harness lab ssh``)."""
+        strict = "accept-new" if self.host_key_policy == "accept-new" else "yes"
+        return [
+            "-o", f"UserKnownHostsFile={self.known_hosts}",
+            "-o", "IdentitiesOnly=yes",
+            "-o", "BatchMode=yes",
+            "-o", f"StrictHostKeyChecking={strict}",
+            "-o", f"ConnectTimeout={int(max(1, self.connect_timeout))}",
+        ]  # fmt: skip
+
     @property
     def known_hosts_name(self) -> str:
         """How OpenSSH and paramiko name this host in known_hosts."""

@@ -161,11 +161,7 @@ class Inventory(BaseModel):
         out: dict[str, Any] = {"all": {"hosts": {}, "children": {}}}
         for h in chosen:
             t = h.target
-            common = (
-                f"-o UserKnownHostsFile={t.known_hosts} -o IdentitiesOnly=yes -o BatchMode=yes "
-                f"-o StrictHostKeyChecking={'accept-new' if t.host_key_policy == 'accept-new' else 'yes'} "
-                f"-o ConnectTimeout={int(max(1, t.connect_timeout))}"
-            )
+            common = " ".join(t.openssh_options())
             hv: dict[str, Any] = {
                 "ansible_host": t.address,
                 "ansible_port": t.port,

@@ -414,13 +414,13 @@ def status(name: str | None = None) -> list[dict[str, Any]]:
 
 
 def ssh_argv(name: str, host: str | None = None) -> list[str]:
-    """OpenSSH's command line into one of lab ``name``'s hosts (the only one, or ``host``): the lab's
-    client key and its known_hosts, the host key checked strictly (as the inventory's
-    ``hostKeyPolicy: reject``), root at the forwarded port on 127.0.0.1."""
+    """OpenSSH's command line into one of lab ``name``'s hosts (the only one, or ``host``), from the
+    lab's inventory: its key, its known_hosts and host key policy (``reject``: checked strictly),
+    its user at the forwarded port on 127.0.0.1."""
     reg = load_registry(name)
     if reg is None:
         raise InputError("lab ssh", "NAME", f"no lab {name!r} (labs: {', '.join(list_labs()) or 'none'})")
-    hosts = reg["hosts"]
+    hosts = load_inventory(reg["inventory"]).hosts
     if host is None:
         if len(hosts) != 1:
             raise InputError(
@@ -433,17 +433,8 @@ def ssh_argv(name: str, host: str | None = None) -> list[str]:
         raise InputError(
             "lab ssh", "HOST", f"lab {name!r} has no host {host!r} (hosts: {', '.join(sorted(hosts))})"
         )
-    keys = lab_dir(name) / "keys"
-    return [
-        "ssh",
-        "-o", f"UserKnownHostsFile={keys / 'known_hosts'}",
-        "-o", "StrictHostKeyChecking=yes",
-        "-o", "IdentitiesOnly=yes",
-        "-o", "BatchMode=yes",
-        "-i", str(keys / "client_ed25519"),
-        "-p", str(hosts[host]["port"]),
-        "root@127.0.0.1",
-    ]  # fmt: skip
+    t = hosts[host].target
+    return ["ssh", *t.openssh_options(), "-i", str(t.key_file), "-p", str(t.port), f"{t.user}@{t.address}"]
 
 
 def image(say: Say | None = None, force: bool = False) -> Image:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harness.errors import InputError
 from harness.provision.inventory import parse_inventory
@@ -145,10 +146,14 @@ def test_missing_package_is_named() -> None:
 
 
 def _lab(root: Path, name: str, ports: dict[str, int]) -> None:
+    """A lab's folder as ``lab up`` leaves it: its registry and its inventory (with the key)."""
     d = root / "labs" / name
-    d.mkdir(parents=True)
+    (d / "keys").mkdir(parents=True)
+    (d / "keys" / "client_ed25519").write_text("x")
+    inv = d / "inventory.yaml"
+    inv.write_text(yaml.safe_dump(inventory_data(name, ports, LabOptions())))
     (d / "lab.json").write_text(
-        json.dumps({"name": name, "hosts": {h: {"port": p} for h, p in ports.items()}})
+        json.dumps({"name": name, "inventory": str(inv), "hosts": {h: {"port": p} for h, p in ports.items()}})
     )
 
 
