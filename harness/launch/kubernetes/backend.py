@@ -22,7 +22,7 @@ from harness.cluster.runtime import instance
 from harness.config.suite import Workload
 from harness.engines.containerd import answers
 from harness.errors import HarnessError, HostError
-from harness.host.cgroups import cgroup_version, controller_dir, memory_root
+from harness.host.cgroups import cgroup_version, controller_dir, iter_pids, memory_root
 from harness.host.probes import disposable_host
 from harness.launch.base import (
     LABEL_RUN,
@@ -616,28 +616,25 @@ class KubernetesBackend(Backend):
         )
 
     @staticmethod
-    def _term_processes(handle: Handle) -> int:
-        """SIGTERM to the processes in the container's cgroup (the kubelet's, once it ran), each by
-        pid and only while it is the process read from cgroup.procs (start time checked); returns
-        how many were signalled."""
+    def _container_pids(handle: Handle) -> list[int] | None:
+        """The processes in the container's cgroup (empty once it is gone: the runtime removes it
+        when it deletes the stopped task); None before the container ran (``cgroup_abs`` is then
+        the model's path, not the kubelet's cgroup)."""
         if not handle.container_id or handle.cgroup_abs is None:
-            return 0
-        try:
-            pids = [int(p) for p in (handle.cgroup_abs / "cgroup.procs").read_text().split()]
-        except (OSError, ValueError):
-            return 0
+            return None
+        return list(iter_pids(handle.cgroup_abs))
+
+    @classmethod
+    def _term_processes(cls, handle: Handle) -> int:
+        """SIGTERM to the processes in the container's cgroup, each by pid and only while it is the
+        process read from cgroup.procs (start time checked); returns how many were signalled."""
+        pids = cls._container_pids(handle) or []
         return sum(signal_same(pid, start, signal.SIGTERM) for pid, start in snapshot(pids))
 
-    @staticmethod
-    def _processes_gone(handle: Handle) -> bool:
-        """The container ran (its cgroup is the kubelet's) and its cgroup has no process left, or
-        is gone (the runtime removes it when it deletes the stopped task)."""
-        if not handle.container_id or handle.cgroup_abs is None:
-            return False
-        try:
-            return not (handle.cgroup_abs / "cgroup.procs").read_text().strip()
-        except OSError:
-            return True
+    @classmethod
+    def _processes_gone(cls, handle: Handle) -> bool:
+        """The container ran and its cgroup has no process left, or is gone."""
+        return cls._container_pids(handle) == []
 
     def teardown(self, ctx: ScenarioContext) -> list[str]:
         failed: list[str] = []
