@@ -3,6 +3,7 @@ whose memory.stat stays the same is re-read at doubling intervals up to STAT_REU
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,31 +29,35 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return now
 
 
-def _reader(tmp_path: Path) -> tuple[sampler._Reader, Path]:
+@pytest.fixture
+def reader(tmp_path: Path, clock: list[float]) -> Iterator[tuple[sampler._Reader, Path]]:
+    """A reader of one fake v1 cgroup (100 MiB used, 40 MiB inactive file) and its folder, made on
+    the fake clock (no first-read phase); closed after."""
     d = tmp_path / "memory" / "cg"
     d.mkdir(parents=True)
     _write(d, 100 << 20, 40 << 20)
-    return sampler._Reader("cg", CgroupPaths("cg", "v1", str(tmp_path)), "cgroup", True), d
+    r = sampler._Reader("cg", CgroupPaths("cg", "v1", str(tmp_path)), "cgroup", True)
+    yield r, d
+    r.close()
 
 
-def test_stat_reused_while_usage_is_unchanged(tmp_path: Path, clock: list[float]) -> None:
-    r, d = _reader(tmp_path)
-    try:
-        ws0 = r.read()[2]
-        assert ws0 == 60 << 20
-        # stat changes but usage does not: the cached stat is used (within STAT_REUSE_S)
-        _write(d, 100 << 20, 10 << 20)
-        clock[0] += 0.5
-        assert r.read()[2] == ws0
-        # usage moves: memory.stat is read again
-        _write(d, 101 << 20, 10 << 20)
-        assert r.read()[2] == 91 << 20
-        # usage unchanged and the values older than STAT_REUSE_S: read again
-        _write(d, 101 << 20, 1 << 20)
-        clock[0] += sampler.STAT_REUSE_S
-        assert r.read()[2] == 100 << 20
-    finally:
-        r.close()
+def test_stat_reused_while_usage_is_unchanged(
+    reader: tuple[sampler._Reader, Path], clock: list[float]
+) -> None:
+    r, d = reader
+    ws0 = r.read()[2]
+    assert ws0 == 60 << 20
+    # stat changes but usage does not: the cached stat is used (within STAT_REUSE_S)
+    _write(d, 100 << 20, 10 << 20)
+    clock[0] += 0.5
+    assert r.read()[2] == ws0
+    # usage moves: memory.stat is read again
+    _write(d, 101 << 20, 10 << 20)
+    assert r.read()[2] == 91 << 20
+    # usage unchanged and the values older than STAT_REUSE_S: read again
+    _write(d, 101 << 20, 1 << 20)
+    clock[0] += sampler.STAT_REUSE_S
+    assert r.read()[2] == 100 << 20
 
 
 def _reread_times(
@@ -73,32 +78,26 @@ def _reread_times(
 
 
 def test_a_quiet_cgroup_is_reread_at_doubling_intervals_up_to_the_max(
-    tmp_path: Path, clock: list[float]
+    reader: tuple[sampler._Reader, Path], clock: list[float]
 ) -> None:
-    r, d = _reader(tmp_path)
-    try:
-        r.read()
-        times = _reread_times(r, d, clock, until=20)
-        gaps = [round(b - a, 1) for a, b in zip([0.0, *times], times, strict=False)]
-        assert gaps[:3] == [1.0, 2.0, 4.0] and set(gaps[3:]) == {sampler.STAT_REUSE_MAX_S}, gaps
-    finally:
-        r.close()
+    r, d = reader
+    r.read()
+    times = _reread_times(r, d, clock, until=20)
+    gaps = [round(b - a, 1) for a, b in zip([0.0, *times], times, strict=False)]
+    assert gaps[:3] == [1.0, 2.0, 4.0] and set(gaps[3:]) == {sampler.STAT_REUSE_MAX_S}, gaps
 
 
 def test_aging_seen_within_the_max_and_rereads_go_back_to_every_second(
-    tmp_path: Path, clock: list[float]
+    reader: tuple[sampler._Reader, Path], clock: list[float]
 ) -> None:
-    r, d = _reader(tmp_path)
-    try:
-        r.read()
-        times = _reread_times(r, d, clock, until=20, age_at=10.0)
-        after = [t for t in times if t >= 10.0]
-        assert after[0] - 10.0 <= sampler.STAT_REUSE_MAX_S
-        assert r.read()[2] == 80 << 20
-        # the re-read that saw the change keeps the next one at STAT_REUSE_S
-        assert round(after[1] - after[0], 1) == sampler.STAT_REUSE_S
-    finally:
-        r.close()
+    r, d = reader
+    r.read()
+    times = _reread_times(r, d, clock, until=20, age_at=10.0)
+    after = [t for t in times if t >= 10.0]
+    assert after[0] - 10.0 <= sampler.STAT_REUSE_MAX_S
+    assert r.read()[2] == 80 << 20
+    # the re-read that saw the change keeps the next one at STAT_REUSE_S
+    assert round(after[1] - after[0], 1) == sampler.STAT_REUSE_S
 
 
 def test_the_sampler_raises_its_open_files_limit_to_the_hard_limit() -> None:
